@@ -3,7 +3,7 @@ module.exports = {
   testEnvironment: "node",
   roots: ["<rootDir>/test"],
   testMatch: ["**/*.test.ts"],
-  transform: { "^.+\\.ts$": ["ts-jest", { isolatedModules: true, diagnostics: false }] },
+  transform: { "^.+\\.ts$": ["ts-jest", { diagnostics: false, tsconfig: { isolatedModules: true } }] },
   testTimeout: 120000,
   // Dynamic-provider code is serialized into Pulumi state: coverage counters must not leak into it.
   coveragePathIgnorePatterns: ["/node_modules/", "/providers/"],

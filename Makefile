@@ -1,0 +1,35 @@
+# The two quick-start commands: `make up` and `make test`. Everything else is a convenience.
+SHELL := /bin/bash
+ENV := . scripts/env.sh &&
+STACK ?= local
+
+.PHONY: setup up preview refresh destroy test sim sim-stop bench lint
+setup:
+	@bash scripts/setup.sh
+
+## Sets up, starts qubes-sim (the local Qubes) and runs `pulumi up` of the local stack.
+up: setup
+	@$(ENV) bash scripts/sim.sh start
+	@$(ENV) pulumi stack select --create $(STACK) >/dev/null && pulumi up --yes --non-interactive --stack $(STACK)
+
+preview: setup
+	@$(ENV) bash scripts/sim.sh start && pulumi preview --non-interactive --stack $(STACK)
+
+refresh: setup
+	@$(ENV) bash scripts/sim.sh start && pulumi refresh --yes --non-interactive --stack $(STACK)
+
+destroy: setup
+	@$(ENV) bash scripts/sim.sh start && pulumi destroy --yes --non-interactive --stack $(STACK)
+
+## Sets up, then lint, type-check and every jest test.
+test: setup
+	@$(ENV) npm test
+
+sim: setup
+	@$(ENV) bash scripts/sim.sh start
+
+sim-stop:
+	@$(ENV) bash scripts/sim.sh stop
+
+bench: setup
+	@$(ENV) npm run bench

@@ -1,0 +1,44 @@
+/**
+ * The bridge between Pulumi's dynamic resources and our provider implementations.
+ *
+ * Pulumi serializes a dynamic provider's code into the state and, on refresh and delete, runs the
+ * code stored there (pulumi/pulumi#6490): a fixed bug would keep running in its old form. So the
+ * serialized provider is only this shim: every call loads the implementation module from the
+ * project on disk (`providers/impl/*.ts`, through ts-node) and delegates to it. Changed provider
+ * code is therefore always the code that runs, and each implementation's `diff` compares what the
+ * current code would apply with what the outputs record was applied, so a change of behaviour
+ * shows up in `pulumi preview` as a precise diff.
+ */
+import * as pulumi from "@pulumi/pulumi";
+
+/** A provider implementation module: the dynamic-provider methods, typed loosely at this edge. */
+export type ProviderImpl = Required<Pick<pulumi.dynamic.ResourceProvider, "create" | "diff" | "read" | "update" | "delete">> &
+  Pick<pulumi.dynamic.ResourceProvider, "check">;
+
+/**
+ * Returns the provider for the implementation module at `modulePath`, relative to the Pulumi
+ * program's directory (the working directory of the dynamic-provider process).
+ */
+export function diskProvider(modulePath: string): pulumi.dynamic.ResourceProvider {
+  // Everything used below must be inside the functions: only they are serialized.
+  const load = (): ProviderImpl => {
+    const nodePath = require("path") as typeof import("path");
+    const g = globalThis as { __qbiTsNode?: boolean };
+    if (!g.__qbiTsNode && !require.extensions[".ts"]) {
+      require("ts-node").register({ transpileOnly: true, compilerOptions: { module: "commonjs" } });
+      g.__qbiTsNode = true;
+    }
+    return require(nodePath.resolve(process.cwd(), modulePath)) as ProviderImpl;
+  };
+  return {
+    check: async (olds, news) => {
+      const impl = load();
+      return impl.check ? impl.check(olds, news) : { inputs: news };
+    },
+    diff: async (id, olds, news) => load().diff(id, olds, news),
+    create: async (inputs) => load().create(inputs),
+    read: async (id, props) => load().read(id, props),
+    update: async (id, olds, news) => load().update(id, olds, news),
+    delete: async (id, props) => load().delete(id, props),
+  };
+}

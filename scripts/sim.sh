@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Starts or stops the qubes-sim daemon that the `local` stack targets (socket and state from
+# scripts/env.sh). `start` is a no-op when it already answers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+sock=${QUBES_SIM_SOCKET:?source scripts/env.sh}
+state=${QUBES_SIM_STATE:?}
+pidfile=$(dirname "$sock")/qubes-sim.pid
+answers() { [ -S "$sock" ] && bin/qubes-sim ls --socket "$sock" >/dev/null 2>&1; }
+case "${1:-start}" in
+  start)
+    if answers; then exit 0; fi
+    mkdir -p "$(dirname "$sock")" "$state"
+    nohup bin/qubes-sim serve --socket "$sock" --state "$state" >"$(dirname "$sock")/qubes-sim.log" 2>&1 &
+    echo $! > "$pidfile"
+    for _ in $(seq 1 100); do answers && { echo "qubes-sim running on $sock (log: $(dirname "$sock")/qubes-sim.log)"; exit 0; }; sleep 0.1; done
+    echo "qubes-sim did not start; see $(dirname "$sock")/qubes-sim.log" >&2; exit 1 ;;
+  stop)
+    [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+    rm -f "$pidfile" ;;
+  *) echo "usage: sim.sh start|stop" >&2; exit 2 ;;
+esac
