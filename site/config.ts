@@ -1,0 +1,194 @@
+/**
+ * The stack configuration of a site, validated with zod.
+ *
+ * Shaped after the Salt formula's pillar (`build-infra:` keys) so that an existing site can move
+ * (`qubes-build-infra import-pillar`), with its known gaps closed: the webhook secret, upload-host
+ * keys, the signing window and the command signers are all first-class, and nothing is derived by
+ * substring replacement of VM names (W22).
+ */
+import { z } from "zod";
+
+const vmName = z
+  .string()
+  .regex(/^[a-zA-Z][a-zA-Z0-9_.-]*$/, "a Qubes VM name: a letter, then letters, digits, '_', '.', '-'")
+  .max(31, "at most 31 characters (Qubes' limit)");
+
+/** Environment names become `build-ENV` / `keys-ENV`, so they must leave room for the prefix. */
+const envName = z
+  .string()
+  .regex(/^[a-z][a-z0-9]*(-[a-z0-9]+)*$/, "lower-case letters and digits, words joined by single '-'")
+  .max(25, "at most 25 characters, so that build-ENV and keys-ENV fit Qubes' 31")
+  .refine((s) => !/(^|-)(build|keys)(-|$)/.test(s), "must not contain the words 'build' or 'keys' (see W22)");
+
+const size = z
+  .union([z.number().int().positive(), z.string().regex(/^\d+(\.\d+)?\s*(B|KiB|MiB|GiB|TiB|K|M|G|T)?$/i, "a size like 20GiB")])
+  .transform((v) => parseSize(v));
+
+/** Bytes from a size in Qubes' notation (`20GiB`, `512MiB`, or a plain number of bytes). */
+export function parseSize(v: number | string): number {
+  if (typeof v === "number") return v;
+  const m = /^(\d+(?:\.\d+)?)\s*([A-Za-z]*)$/.exec(v.trim());
+  if (!m) throw new Error(`not a size: ${v}`);
+  const unit = m[2].toUpperCase().replace(/IB$|B$/, "");
+  const mult: Record<string, number> = { "": 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 };
+  return Math.round(Number(m[1]) * mult[unit]);
+}
+
+const fingerprint = z
+  .string()
+  .transform((s) => s.replace(/\s+/g, "").toUpperCase())
+  .pipe(z.string().regex(/^[0-9A-F]{40}$/, "a 40-hex-digit OpenPGP fingerprint"));
+
+// YAML reads an unquoted 4.10 as 4.1, so releases must be quoted strings (W25).
+const release = z.string({ error: "a quoted release like \"4.2\" (YAML reads 4.10 as 4.1)" })
+  .regex(/^\d+(\.\d+)*$/, "a release like \"4.2\"");
+
+const builder = z.strictObject({
+  /** The builder directory (v1: qubes-builder checkout; v2: artifacts directory). */
+  dir: z.string().regex(/^\/home\/user\/[A-Za-z0-9._/-]+$/, "an absolute path under /home/user"),
+  release,
+  /** Components this builder builds on TriggerBuild (empty: every component). */
+  components: z.array(z.string().regex(/^[A-Za-z0-9_-]{1,64}$/)).default([]),
+  config: z
+    .strictObject({
+      file: z.string().optional(),
+      repository: z
+        .strictObject({
+          baseurl: z.string().default("https://github.com/QubesOS/qubes-"),
+          component: z.string().default("release-configs"),
+          branch: z.string().default("master"),
+          maintainers: z.array(fingerprint).default([]),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+  /** Extra source-signing keys (v1). */
+  keys: z.array(fingerprint).default([]),
+});
+
+const env = z.strictObject({
+  /** The logs VM of this environment (several environments may share one). */
+  logs: vmName,
+  builderv2: z.boolean().default(false),
+  windows: z.boolean().default(false),
+  volumeSize: size.optional(),
+  builders: z.array(builder).min(1, "at least one builder"),
+  /** The signing key expected in keys-ENV; absent: one is generated there on first `up`. */
+  signingKey: fingerprint.optional(),
+});
+
+const hostKey = z.strictObject({
+  type: z.enum(["ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa"]),
+  key: z.string().regex(/^[A-Za-z0-9+/]+={0,2}$/, "the base64 key as in known_hosts"),
+});
+
+const hostname = z
+  .string()
+  .regex(/^(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$/, "a DNS host name");
+
+const uploadHost = z.strictObject({
+  user: z.string().regex(/^[a-z_][a-z0-9_-]*$/, "a Unix user name"),
+  hostKeys: z.array(hostKey).min(1, "pin at least one host key"),
+  /** For tests and odd networks: where ConnectSSH really connects (default: the host, port 22). */
+  address: z.string().optional(),
+  port: z.number().int().min(1).max(65535).optional(),
+});
+
+const maintainer = z.strictObject({
+  components: z.union([z.literal("_all_"), z.array(z.string())]).default([]),
+  templates: z.union([z.literal("_all_"), z.array(z.string())]).default([]),
+  releases: z.union([z.literal("_all_"), z.array(release)]).default("_all_"),
+  iso: z.boolean().default(false),
+});
+
+const admin = z.discriminatedUnion("transport", [
+  z.strictObject({ transport: z.literal("sim"), socket: z.string() }),
+  z.strictObject({ transport: z.literal("socket"), socket: z.string().default("/var/run/qubesd.sock") }),
+  z.strictObject({ transport: z.literal("qrexec") }),
+]);
+
+/** The whole site; every key is under the `qubes-build-infra:` config namespace. */
+export const siteConfigSchema = z.strictObject({
+  admin,
+  netvm: vmName.default("sys-net"),
+  buildNetvm: vmName.default("sys-whonix"),
+  logsNetvm: vmName.default("sys-firewall"),
+  buildTemplate: vmName.default("fedora-43-xfce"),
+  keysTemplate: vmName.default("fedora-43-minimal"),
+  logsTemplate: vmName.default("fedora-43-xfce"),
+  netTemplate: vmName.default("fedora-43-xfce"),
+  builderDvmSize: size.default(30 * 2 ** 30),
+  /** Seconds a keys VM signs for a build VM after the logs VM acknowledged one of its logs. */
+  signingWindowSeconds: z.number().int().min(10).max(3600).default(300),
+  /** Keys VMs are `protect`ed: `pulumi destroy` refuses to delete signing keys. */
+  protectKeys: z.boolean().default(true),
+  envs: z.record(z.string(), env).superRefine((envs, ctx) => {
+    if (Object.keys(envs).length === 0) ctx.addIssue({ code: "custom", message: "at least one environment" });
+    for (const name of Object.keys(envs)) {
+      const r = envName.safeParse(name);
+      if (!r.success) ctx.addIssue({ code: "custom", path: [name], message: `environment name: ${r.error.issues[0].message}` });
+    }
+  }),
+  uploadHosts: z.record(hostname, uploadHost).default({}),
+  logs: z.strictObject({
+    /** Git URL of the public build-logs repository (ssh in production). */
+    repo: z.string().min(1),
+    branch: z.string().regex(/^[A-Za-z0-9._/-]+$/).default("main"),
+    /** The logs signing key expected in the logs VM; absent: one is generated there. */
+    keyFingerprint: fingerprint.optional(),
+    botName: z.string().default("Qubes OS build bot"),
+    botEmail: z.string().default("builder-bot@qubes-os.org"),
+  }),
+  commands: z
+    .strictObject({
+      /** Armored public keys allowed to sign GitHub commands (the only trust set: W7). */
+      trustedKeys: z.string().default(""),
+      maintainers: z.record(fingerprint, maintainer).default({}),
+    })
+    .prefault({}),
+  webhooks: z
+    .strictObject({
+      /** Port nginx listens on in the net VM. */
+      listenPort: z.number().int().min(1).max(65535).default(80),
+      maxBodyBytes: z.number().int().min(1024).default(1024 * 1024),
+      /** Source ranges allowed to reach the receiver (empty: any; HMAC is checked either way). */
+      allowCidrs: z.array(z.string()).default([]),
+    })
+    .prefault({}),
+});
+
+export type SiteConfig = z.output<typeof siteConfigSchema>;
+export type EnvConfig = SiteConfig["envs"][string];
+
+/** Formats zod issues as `qubes-build-infra:<key path>: <message>` lines. */
+export function formatConfigError(error: z.ZodError, namespace = "qubes-build-infra"): string {
+  return error.issues
+    .map((i) => `${namespace}:${i.path.map(String).join(".") || "(root)"}: ${i.message}`)
+    .join("\n");
+}
+
+/** Validates raw stack config; throws an Error listing every problem by key path. */
+export function parseSiteConfig(raw: unknown): SiteConfig {
+  const r = siteConfigSchema.safeParse(raw);
+  if (!r.success) throw new Error(`invalid stack configuration:\n${formatConfigError(r.error)}`);
+  const cfg = r.data;
+  const problems: string[] = [];
+  const names = new Map<string, string>();
+  const claim = (vm: string, role: string) => {
+    const prev = names.get(vm);
+    if (prev) problems.push(`qubes-build-infra:envs: VM ${vm} would be both ${prev} and ${role}`);
+    names.set(vm, role);
+  };
+  for (const [e, ec] of Object.entries(cfg.envs)) {
+    claim(`build-${e}`, `the build VM of ${e}`);
+    claim(`keys-${e}`, `the keys VM of ${e}`);
+    if (ec.windows) claim(`win-keys-${e}`, `the Windows keys VM of ${e}`);
+  }
+  const logs = new Set(Object.values(cfg.envs).map((e) => e.logs));
+  for (const l of logs) if (names.has(l)) problems.push(`qubes-build-infra:envs: logs VM ${l} is also ${names.get(l)}`);
+  for (const fixed of [cfg.netvm, cfg.buildNetvm, cfg.logsNetvm]) {
+    if (names.has(fixed) || logs.has(fixed)) problems.push(`qubes-build-infra: ${fixed} is a network VM and cannot be a site VM`);
+  }
+  if (problems.length) throw new Error(`invalid stack configuration:\n${problems.join("\n")}`);
+  return cfg;
+}

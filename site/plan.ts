@@ -1,0 +1,201 @@
+/**
+ * The site plan: from validated stack configuration to the VMs and qrexec rules the site needs.
+ *
+ * Pure (no Pulumi, no I/O) so that it is unit-tested rule by rule; `site/components.ts` turns the
+ * plan into resources. The rules reproduce the formula's intent (reference §3) and drop or scope
+ * its over-broad ones: no `@anyvm` may reach dom0 or a build VM (W1, W2), disposable admin rules
+ * are limited to the env's own `disp-created-by-build-E` disposables, the ssh proxy rules are in
+ * the current format (W18), and `qubes.Gpg` is fenced on both sides (W35).
+ */
+import type { EnvConfig, SiteConfig } from "./config";
+
+/** One qrexec policy rule, in the shape of the qrexec module's `Rule` (without file/line). */
+export interface PlannedRule {
+  service: string;
+  argument: string;
+  source: string;
+  target: string;
+  action: "allow" | "deny" | "ask";
+  params: { target?: string; user?: string; default_target?: string; notify?: boolean; autostart?: boolean };
+}
+
+/** The role a VM plays in the site; recorded as the tag `qbi-role-<role>`. */
+export type Role = "build" | "keys" | "win-keys" | "logs" | "builder-dvm" | "windows-dvm";
+
+/** A VM the site creates and manages. */
+export interface PlannedVm {
+  name: string;
+  role: Role;
+  /** The environments this VM serves (one for build/keys VMs, several for a shared logs VM). */
+  envs: string[];
+  klass: "AppVM";
+  template: string;
+  label: "green" | "black" | "gray";
+  /** `null`: explicitly no network. */
+  netvm: string | null;
+  defaultDispvm?: string | null;
+  templateForDispvms?: boolean;
+  privateVolumeSize?: number;
+  tags: string[];
+  protect: boolean;
+}
+
+/** The whole plan of a site. */
+export interface SitePlan {
+  vms: PlannedVm[];
+  rules: PlannedRule[];
+  /** VMs that the site refers to but does not create (network VMs, templates). */
+  external: string[];
+}
+
+/** The name of the single policy file holding every rule of the site. */
+export const POLICY_FILE = "20-qubes-build-infra";
+
+export const buildVm = (env: string): string => `build-${env}`;
+export const keysVm = (env: string): string => `keys-${env}`;
+export const winKeysVm = (env: string): string => `win-keys-${env}`;
+export const dispTag = (env: string): string => `@tag:disp-created-by-${buildVm(env)}`;
+export const BUILDER_DVM = "builder-dvm";
+export const WINDOWS_DVM = "builder-windows-dvm";
+export const SITE_TAG = "qbi-site";
+export const roleTag = (role: Role): string => `qbi-role-${role}`;
+export const envTag = (env: string): string => `qbi-env-${env}`;
+
+const rule = (
+  service: string,
+  argument: string,
+  source: string,
+  target: string,
+  action: PlannedRule["action"],
+  params: PlannedRule["params"] = {},
+): PlannedRule => ({ service, argument, source, target, action, params });
+
+function vmsOf(cfg: SiteConfig): PlannedVm[] {
+  const vms: PlannedVm[] = [];
+  const envs = Object.entries(cfg.envs);
+  const tags = (role: Role, es: string[]) => [SITE_TAG, roleTag(role), ...es.map(envTag)];
+  if (envs.some(([, e]) => e.builderv2)) {
+    vms.push({
+      name: BUILDER_DVM, role: "builder-dvm", envs: envs.filter(([, e]) => e.builderv2).map(([n]) => n),
+      klass: "AppVM", template: cfg.buildTemplate, label: "green", netvm: cfg.buildNetvm,
+      templateForDispvms: true, privateVolumeSize: cfg.builderDvmSize,
+      tags: tags("builder-dvm", []), protect: false,
+    });
+  }
+  if (envs.some(([, e]) => e.windows)) {
+    vms.push({
+      name: WINDOWS_DVM, role: "windows-dvm", envs: envs.filter(([, e]) => e.windows).map(([n]) => n),
+      klass: "AppVM", template: cfg.buildTemplate, label: "green", netvm: cfg.buildNetvm,
+      templateForDispvms: true, tags: tags("windows-dvm", []), protect: false,
+    });
+  }
+  const logsVms = new Map<string, string[]>();
+  for (const [name, e] of envs) logsVms.set(e.logs, [...(logsVms.get(e.logs) ?? []), name]);
+  for (const [logs, served] of logsVms) {
+    vms.push({
+      name: logs, role: "logs", envs: served, klass: "AppVM", template: cfg.logsTemplate,
+      label: "green", netvm: cfg.logsNetvm, tags: tags("logs", served), protect: false,
+    });
+  }
+  for (const [name, e] of envs) {
+    vms.push({
+      name: buildVm(name), role: "build", envs: [name], klass: "AppVM", template: cfg.buildTemplate,
+      label: "green", netvm: cfg.buildNetvm, defaultDispvm: e.builderv2 ? BUILDER_DVM : undefined,
+      privateVolumeSize: e.volumeSize, tags: tags("build", [name]), protect: false,
+    });
+    vms.push({
+      name: keysVm(name), role: "keys", envs: [name], klass: "AppVM", template: cfg.keysTemplate,
+      label: "black", netvm: null, tags: tags("keys", [name]), protect: cfg.protectKeys,
+    });
+    if (e.windows) {
+      vms.push({
+        name: winKeysVm(name), role: "win-keys", envs: [name], klass: "AppVM", template: cfg.keysTemplate,
+        label: "black", netvm: null, tags: tags("win-keys", [name]), protect: cfg.protectKeys,
+      });
+    }
+  }
+  return vms;
+}
+
+/** Rules that let one environment work: its logs, signing, disposables and uploads. */
+function envRules(cfg: SiteConfig, name: string, e: EnvConfig): PlannedRule[] {
+  const b = buildVm(name);
+  const k = keysVm(name);
+  const disp = dispTag(name);
+  const r: PlannedRule[] = [
+    // The build log goes to the logs VM only; the build VM calls dom0 and is redirected (P6).
+    rule("qubesbuilder.BuildLog", "*", b, "@adminvm", "allow", { target: e.logs }),
+    // The logs VM acknowledges a log of build-E to keys-E only: the argument pins the env (P2).
+    rule("qubesbuilder.LogReceived", `+${b}`, e.logs, "@adminvm", "allow", { target: k }),
+    // Split-GPG: build-E to its own keys VM, directly or through @default (P3, P4).
+    rule("qubes.Gpg", "*", b, k, "allow"),
+    rule("qubes.Gpg", "*", b, "@default", "allow", { target: k }),
+    // GitHub events reach build VMs only from the net VM running the webhook receiver.
+    rule("qubesbuilder.TriggerBuild", "*", cfg.netvm, b, "allow"),
+    rule("qubesbuilder.ProcessGithubCommand", "*", cfg.netvm, b, "allow"),
+  ];
+  // Uploads leave in clear through the net VM, one rule per configured host (ssh-proxy, W18).
+  for (const host of Object.keys(cfg.uploadHosts)) r.push(rule("local.ConnectSSH", `+${host}`, b, cfg.netvm, "allow"));
+
+  if (e.builderv2) {
+    // Disposables from builder-dvm only, and only this env's own disposables may be driven (P8–P15,
+    // P18). The formula's `CreateDisposable * build-E dom0 allow` (P7) is not needed: builderv2 names
+    // its dispvm template, and the explicit rule below is narrower.
+    r.push(rule("admin.vm.CreateDisposable", "*", b, BUILDER_DVM, "allow", { target: "@adminvm" }));
+    for (const svc of ["admin.vm.Start", "admin.vm.Kill", "admin.vm.CurrentState"]) {
+      r.push(rule(svc, "*", b, disp, "allow", { target: "@adminvm" }));
+    }
+    for (const svc of ["qubes.Filecopy", "qubesbuilder.FileCopyIn", "qubesbuilder.FileCopyOut", "qubes.WaitForSession", "qubes.VMShell"]) {
+      r.push(rule(svc, "*", b, disp, "allow"));
+    }
+  } else {
+    // v1 disk and template transfer, scoped to build-E and its own disposables instead of @anyvm
+    // (W1, W2).
+    r.push(rule("qubesbuilder.ExportDisk", "*", b, "@adminvm", "allow"));
+    r.push(rule("qubesbuilder.AttachDisk", "*", disp, "@adminvm", "allow"));
+    r.push(rule("qubesbuilder.CopyTemplateBack", "*", disp, b, "allow"));
+    r.push(rule("admin.vm.CurrentState", "*", b, disp, "allow", { target: "@adminvm" }));
+  }
+  if (e.windows) {
+    const wk = winKeysVm(name);
+    r.push(rule("admin.vm.CreateDisposable", "*", b, WINDOWS_DVM, "allow", { target: "@adminvm" }));
+    r.push(rule("admin.vm.device.block.Available", "*", b, b, "allow", { target: "@adminvm" }));
+    for (let i = 0; i < 4; i++) r.push(rule("admin.vm.device.block.Attach", `+${b}+loop${i}`, b, disp, "allow", { target: "@adminvm" }));
+    for (const svc of ["qubesbuilder.WinSign.Timestamp", "qubesbuilder.WinFileCopyIn", "qubesbuilder.WinFileCopyOut"]) {
+      r.push(rule(svc, "*", b, disp, "allow"));
+    }
+    for (const op of ["QueryKey", "CreateKey", "DeleteKey", "GetCert", "Sign"]) {
+      r.push(rule(`qubesbuilder.WinSign.${op}`, "+Qubes__Windows__Tools", b, "@default", "allow", { target: wk }));
+    }
+  }
+  return r;
+}
+
+/** Closing rules: whatever the allows above did not grant is denied here, not left to defaults. */
+function fenceRules(cfg: SiteConfig): PlannedRule[] {
+  const r: PlannedRule[] = [];
+  for (const [name, e] of Object.entries(cfg.envs)) {
+    // A build VM asks only its own keys VM to sign (W35).
+    r.push(rule("qubes.Gpg", "*", buildVm(name), "@anyvm", "deny"));
+    r.push(rule("qubes.Gpg", "*", buildVm(name), "@default", "deny"));
+    // Nothing else reaches a keys VM: no other VM, tag, type or disposable, whatever the service.
+    r.push(rule("*", "*", "@anyvm", keysVm(name), "deny"));
+    if (e.windows) r.push(rule("*", "*", "@anyvm", winKeysVm(name), "deny"));
+  }
+  for (const svc of ["qubesbuilder.BuildLog", "qubesbuilder.LogReceived", "local.ConnectSSH",
+    "qubesbuilder.TriggerBuild", "qubesbuilder.ProcessGithubCommand", "qubesbuilder.AttachDisk",
+    "qubesbuilder.ExportDisk", "qubesbuilder.CopyTemplateBack"]) {
+    r.push(rule(svc, "*", "@anyvm", "@anyvm", "deny"));
+    r.push(rule(svc, "*", "@anyvm", "@adminvm", "deny"));
+  }
+  return r;
+}
+
+/** The plan of a site: its VMs, then every rule in evaluation order (first match wins). */
+export function planSite(cfg: SiteConfig): SitePlan {
+  const rules: PlannedRule[] = [];
+  for (const [name, e] of Object.entries(cfg.envs)) rules.push(...envRules(cfg, name, e));
+  rules.push(...fenceRules(cfg));
+  const external = [...new Set([cfg.netvm, cfg.buildNetvm, cfg.logsNetvm, cfg.buildTemplate, cfg.keysTemplate, cfg.logsTemplate, cfg.netTemplate])];
+  return { vms: vmsOf(cfg), rules, external };
+}

@@ -1,0 +1,79 @@
+import { parseSiteConfig } from "../../site/config";
+import { planSite, POLICY_FILE } from "../../site/plan";
+
+const base = {
+  admin: { transport: "sim", socket: "/tmp/x.sock" },
+  logs: { repo: "file:///srv/logs.git" },
+  uploadHosts: { "yum.qubes-os.org": { user: "user", hostKeys: [{ type: "ssh-ed25519", key: "AAAAC3NzaC1lZDI1NTE5AAAAIE" }] } },
+  envs: {
+    fedora: { logs: "logs", builders: [{ dir: "/home/user/builder-r4.2", release: "4.2" }] },
+    debian: { logs: "logs", builderv2: true, windows: true, builders: [{ dir: "/home/user/artifacts", release: "4.3" }] },
+  },
+};
+
+describe("stack configuration", () => {
+  it("fills the formula's defaults", () => {
+    const cfg = parseSiteConfig(base);
+    expect(cfg.netvm).toBe("sys-net");
+    expect(cfg.buildNetvm).toBe("sys-whonix");
+    expect(cfg.signingWindowSeconds).toBe(300);
+    expect(cfg.envs.fedora.builders[0].release).toBe("4.2");
+  });
+
+  it.each([
+    [{ envs: { "Bad Env": base.envs.fedora } }, /qubes-build-infra:envs.Bad Env/],
+    [{ envs: { "my-keys": base.envs.fedora } }, /must not contain the words 'build' or 'keys'/],
+    [{ envs: { fedora: { ...base.envs.fedora, builders: [] } } }, /qubes-build-infra:envs.fedora.builders: at least one builder/],
+    [{ envs: { fedora: { ...base.envs.fedora, volumeSize: "lots" } } }, /envs.fedora.volumeSize: a size like 20GiB/],
+    [{ envs: { fedora: { ...base.envs.fedora, builders: [{ dir: "/tmp/x", release: "4.2" }] } } }, /envs.fedora.builders.0.dir: an absolute path under \/home\/user/],
+    [{ envs: { fedora: { ...base.envs.fedora, builders: [{ dir: "/home/user/b", release: 4.1 }] } } }, /quoted release like "4.2"/],
+    [{ uploadHosts: { "yum.qubes-os.org": { user: "user", hostKeys: [] } } }, /uploadHosts.yum.qubes-os.org.hostKeys: pin at least one host key/],
+    [{ admin: { transport: "carrier-pigeon" } }, /qubes-build-infra:admin.transport/],
+    [{ unknownKey: 1 }, /qubes-build-infra:\(root\): Unrecognized key/],
+    [{ envs: { ...base.envs, fedora: { ...base.envs.fedora, logs: "build-debian" } } }, /logs VM build-debian is also the build VM of debian/],
+  ])("rejects %j with a message naming the key", (patch, message) => {
+    expect(() => parseSiteConfig({ ...base, ...patch })).toThrow(message);
+  });
+});
+
+describe("site plan", () => {
+  const plan = planSite(parseSiteConfig(base));
+  const vm = (n: string) => plan.vms.find((v) => v.name === n);
+
+  it("creates the formula's VMs with their roles, labels and networks", () => {
+    expect(plan.vms.map((v) => v.name).sort()).toEqual(
+      ["build-debian", "build-fedora", "builder-dvm", "builder-windows-dvm", "keys-debian", "keys-fedora", "logs", "win-keys-debian"].sort());
+    expect(vm("keys-fedora")).toMatchObject({ label: "black", netvm: null, protect: true, template: "fedora-43-minimal" });
+    expect(vm("build-fedora")).toMatchObject({ label: "green", netvm: "sys-whonix", defaultDispvm: undefined });
+    expect(vm("build-debian")).toMatchObject({ defaultDispvm: "builder-dvm" });
+    expect(vm("builder-dvm")).toMatchObject({ templateForDispvms: true, privateVolumeSize: 30 * 2 ** 30 });
+    expect(vm("logs")).toMatchObject({ netvm: "sys-firewall", envs: ["fedora", "debian"] });
+  });
+
+  it("pins LogReceived to the env's own build VM and keys VM", () => {
+    const lr = plan.rules.filter((r) => r.service === "qubesbuilder.LogReceived" && r.action === "allow");
+    expect(lr).toEqual([
+      expect.objectContaining({ argument: "+build-fedora", source: "logs", target: "@adminvm", params: { target: "keys-fedora" } }),
+      expect.objectContaining({ argument: "+build-debian", source: "logs", target: "@adminvm", params: { target: "keys-debian" } }),
+    ]);
+  });
+
+  it("never allows @anyvm or a tag other than the env's own disposables", () => {
+    for (const r of plan.rules.filter((x) => x.action === "allow")) {
+      expect(r.source).not.toBe("@anyvm");
+      if (r.source.startsWith("@tag:")) expect(r.source).toMatch(/^@tag:disp-created-by-build-/);
+    }
+  });
+
+  it("puts every deny after the allows it fences, and names the policy file", () => {
+    const lastAllow = plan.rules.map((r) => r.action).lastIndexOf("allow");
+    const firstDeny = plan.rules.map((r) => r.action).indexOf("deny");
+    expect(firstDeny).toBeGreaterThan(lastAllow);
+    expect(POLICY_FILE).toBe("20-qubes-build-infra");
+  });
+
+  it("keeps v1 disk rules scoped to the env's disposables (W1, W2)", () => {
+    const attach = plan.rules.filter((r) => r.service === "qubesbuilder.AttachDisk" && r.action === "allow");
+    expect(attach).toEqual([expect.objectContaining({ source: "@tag:disp-created-by-build-fedora" })]);
+  });
+});
