@@ -72,10 +72,12 @@ function main(): void {
   }
   const out = parsed.output && parsed.output !== "-" ? fs.openSync(parsed.output, "w", 0o644) : "inherit";
   const child = spawn("qrexec-client-vm", ["--", target, "qubes.Gpg"], { stdio: ["pipe", out, "inherit"] });
-  child.stdin.on("error", () => undefined);
-  child.stdin.write(`${parsed.remote.join(" ")}\n`);
+  const stdin = child.stdin;
+  if (!stdin) process.exit(1);
+  stdin.on("error", () => undefined);
+  stdin.write(`${parsed.remote.join(" ")}\n`);
   const input = parsed.input ? fs.createReadStream(parsed.input) : process.stdin;
-  input.pipe(child.stdin);
+  input.pipe(stdin);
   child.on("error", (e) => {
     process.stderr.write(`qbi-gpg-client: ${e.message}\n`);
     process.exit(1);
