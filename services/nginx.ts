@@ -1,0 +1,51 @@
+/**
+ * nginx front for the webhook receiver: a pure function rendering one `server { }` block.
+ * The providers install it (e.g. as /etc/nginx/conf.d/qubes-build-infra-webhooks.conf).
+ */
+import { z } from "zod";
+
+const CIDR_RE = /^(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\/(?:3[0-2]|[12]?\d)$|^[0-9a-fA-F:]+\/(?:12[0-8]|1[01]\d|[1-9]?\d)$/;
+
+export const NginxInput = z
+  .object({
+    /** A port, or `address:port` (IPv6 in brackets). */
+    listen: z.union([z.number().int().min(1).max(65535), z.string().regex(/^(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):\d{1,5}$/)]),
+    /** The receiver: a Unix socket path or a loopback TCP port. */
+    upstreamSocketOrPort: z.union([z.number().int().min(1).max(65535), z.string().regex(/^\/[A-Za-z0-9_./-]+$/)]),
+    maxBodyBytes: z.number().int().positive(),
+    /** Source ranges allowed to reach the hooks (e.g. GitHub's `hooks` meta ranges); all others get 403. */
+    allowCidrs: z.array(z.string().regex(CIDR_RE)).optional(),
+    serverName: z.string().regex(/^[A-Za-z0-9_.-]+$/).default("_"),
+  })
+  .strict();
+export type NginxInput = z.input<typeof NginxInput>;
+
+export function renderNginxConfig(input: NginxInput): string {
+  const c = NginxInput.parse(input);
+  const upstream = typeof c.upstreamSocketOrPort === "number" ? `http://127.0.0.1:${c.upstreamSocketOrPort}` : `http://unix:${c.upstreamSocketOrPort}:`;
+  const access = c.allowCidrs ? [...c.allowCidrs.map((r) => `        allow ${r};`), "        deny all;"] : [];
+  return [
+    "# qubes-build-infra: GitHub webhook receiver (generated; do not edit)",
+    "server {",
+    `    listen ${c.listen};`,
+    `    server_name ${c.serverName};`,
+    `    client_max_body_size ${c.maxBodyBytes};`,
+    `    client_body_buffer_size ${Math.min(c.maxBodyBytes, 1024 * 1024)};`,
+    "    server_tokens off;",
+    "    location ~ ^/api/services/(trigger_build|process_comment)$ {",
+    ...access,
+    "        limit_except POST { deny all; }",
+    `        proxy_pass ${upstream};`,
+    "        proxy_http_version 1.1;",
+    "        proxy_set_header Host $host;",
+    "        proxy_set_header X-Forwarded-For $remote_addr;",
+    "        proxy_request_buffering on;",
+    "        proxy_read_timeout 30s;",
+    "    }",
+    "    location / {",
+    "        return 404;",
+    "    }",
+    "}",
+    "",
+  ].join("\n");
+}
