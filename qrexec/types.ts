@@ -1,0 +1,148 @@
+/** Shared types of the qrexec policy module (Qubes 4.2+ policy format). */
+
+/** A policy action. */
+export type Action = "allow" | "deny" | "ask";
+
+/** Action parameters of a rule; only the keys valid for its action are ever set. */
+export interface RuleParams {
+  /** Redirect target (`target=`), allow and ask. */
+  target?: string;
+  /** Preselected target in the ask dialog (`default_target=`), ask only. */
+  default_target?: string;
+  /** User to run the service as (`user=`), allow and ask. */
+  user?: string;
+  /** `notify=yes|no`, any action. */
+  notify?: boolean;
+  /** `autostart=yes|no`, allow and ask. */
+  autostart?: boolean;
+}
+
+/** One policy rule: `service argument source target action [params]`. */
+export interface Rule {
+  /** Service name, or `*`. */
+  service: string;
+  /** `*` or `+` followed by the argument (possibly empty). */
+  argument: string;
+  /** Source token. */
+  source: string;
+  /** Target token. */
+  target: string;
+  /** The action. */
+  action: Action;
+  /** Action parameters. */
+  params: RuleParams;
+  /** File the rule was read from. */
+  file: string;
+  /** 1-based line number in that file. */
+  line: number;
+}
+
+/** A syntax or validity error; the parser reports these instead of throwing. */
+export interface PolicyError {
+  /** File name. */
+  file: string;
+  /** 1-based line (0 for whole-file errors). */
+  line: number;
+  /** 1-based column of the offending token, when known. */
+  column?: number;
+  /** What is wrong and what was expected. */
+  message: string;
+}
+
+/** A `!include`-family directive as written in a policy file. */
+export type Directive =
+  | { kind: "include"; path: string; file: string; line: number }
+  | { kind: "include-dir"; path: string; file: string; line: number }
+  | { kind: "include-service"; service: string; argument: string; path: string; file: string; line: number }
+  | { kind: "compat-4.0"; file: string; line: number };
+
+/** A non-comment line of a policy file, in file order. */
+export type Statement = { kind: "rule"; rule: Rule } | Directive;
+
+/** Result of parsing one file. */
+export interface ParsedFile {
+  /** File name as given. */
+  file: string;
+  /** Rules and directives in file order. */
+  statements: Statement[];
+  /** The rules only, in file order (directives not resolved). */
+  rules: Rule[];
+  /** The directives only, in file order. */
+  directives: Directive[];
+  /** Every error found; a file with errors must not be used by qrexec. */
+  errors: PolicyError[];
+}
+
+/** Ordered rules of a whole policy directory, with includes resolved. */
+export interface PolicySet {
+  /** Rules in evaluation order (files in C-locale name order, includes inlined). */
+  rules: Rule[];
+  /** All errors; qrexec refuses every call while any exist. */
+  errors: PolicyError[];
+  /** Files read, in load order. */
+  files: string[];
+}
+
+/** One domain as in qubesd `internal.GetSystemInfo`. */
+export interface DomainInfo {
+  /** Domain class: AppVM, TemplateVM, StandaloneVM, DispVM, AdminVM, ... */
+  type: string;
+  /** Tags of the domain. */
+  tags: string[];
+  /** Name of the default disposable template, or null. */
+  default_dispvm: string | null;
+  /** Whether disposables may be started from this domain. */
+  template_for_dispvms: boolean;
+  /** Halted, Running, Paused, ... */
+  power_state: string;
+  /** Label (colour) name. */
+  label?: string;
+  /** Icon name. */
+  icon?: string;
+  /** GUI domain name, or null. */
+  guivm?: string | null;
+  /** Domain UUID (dom0: all zeroes). */
+  uuid: string;
+  /** Domain name (same as the key). */
+  name?: string;
+  /** Internal domains are never offered in ask dialogs. */
+  internal?: boolean;
+}
+
+/** The JSON returned by qubesd `internal.GetSystemInfo`. */
+export interface SystemInfo {
+  /** Domains by name. */
+  domains: Record<string, DomainInfo>;
+}
+
+/** A call to be decided. */
+export interface Request {
+  /** Service name without argument. */
+  service: string;
+  /** `""` (no argument) or `+arg`. */
+  argument: string;
+  /** Source domain name (or `uuid:`). */
+  source: string;
+  /** Target as requested by the caller (name, `@default`, `@dispvm`, `@dispvm:VM`, `@adminvm`, `uuid:`). */
+  target: string;
+}
+
+/** The decision for a request. */
+export interface Verdict {
+  /** The decision. */
+  action: Action;
+  /** Resolved actual target (allow), or the preselected target (ask). */
+  target?: string;
+  /** `user=` of the deciding rule. */
+  user?: string;
+  /** Targets offered by an ask dialog, sorted. */
+  targets?: string[];
+  /** The deciding rule. */
+  rule?: Rule;
+  /** File of the deciding rule. */
+  file?: string;
+  /** Line of the deciding rule. */
+  line?: number;
+  /** Human-readable explanation. */
+  reason: string;
+}
