@@ -1,0 +1,384 @@
+/**
+ * qubesbuilder.ProcessGithubCommand (build VM): a clearsigned command from a GitHub comment.
+ * Strict framing → gpgv against only the configured command keys → replay/age checks →
+ * grammar (v1 and v2 commands) → per-maintainer authorisation → configured action under the
+ * builder lock. Every rejection is journaled and sent to the notifier. See services/README.md.
+ */
+import { spawn } from "child_process";
+import * as crypto from "crypto";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { z } from "zod";
+import {
+  ConfigError,
+  EXIT,
+  Refusal,
+  acquireLock,
+  appendJsonLine,
+  fillTemplate,
+  fingerprint,
+  homeDir,
+  loadConfig,
+  log,
+  printable,
+  readBuildersList,
+  readStdinLimited,
+  run,
+  runMain,
+  stateDir,
+  writeFileAtomic,
+} from "./lib/common";
+
+const SERVICE = "qubesbuilder.ProcessGithubCommand";
+
+const ListOrAll = z.union([z.literal("_all_"), z.array(z.string().min(1))]);
+export const COMMAND_NAMES = ["Upload", "Build-template", "Upload-component", "Upload-template", "Build-iso"] as const;
+export type CommandName = (typeof COMMAND_NAMES)[number];
+
+export const ProcessCommandConfig = z
+  .object({
+    /** Armored public keys allowed to sign commands: the whole trust set (W7). */
+    trustedKeysFile: z.string().startsWith("/"),
+    maintainers: z.record(
+      fingerprint,
+      z
+        .object({
+          components: ListOrAll.default([]),
+          releases: ListOrAll.default("_all_"),
+          templates: ListOrAll.default([]),
+          distributions: ListOrAll.default("_all_"),
+          iso: z.boolean().default(false),
+        })
+        .strict(),
+    ),
+    /** argv templates per command; a command without one is refused. */
+    actions: z.partialRecord(z.enum(COMMAND_NAMES), z.array(z.string().min(1)).min(1)).default({}),
+    notify: z.array(z.string().min(1)).min(1).optional(),
+    buildersList: z.string().startsWith("/").optional(),
+    logDir: z.string().startsWith("/").optional(),
+    maxSignatureAgeSeconds: z.number().int().positive().default(14 * 24 * 3600),
+    timestampPastSeconds: z.number().int().positive().default(3600),
+    timestampFutureSeconds: z.number().int().positive().default(300),
+    flockProgram: z.string().default("flock"),
+  })
+  .strict();
+type Config = z.infer<typeof ProcessCommandConfig>;
+
+// ---------------------------------------------------------------- framing
+
+const HASHES: Record<string, number> = { SHA256: 8, SHA384: 9, SHA512: 10 };
+const COMMAND_LINE_RE = /^[A-Za-z0-9_.][A-Za-z0-9_.-]*(?: [A-Za-z0-9_.][A-Za-z0-9_.-]*)*$/;
+
+function crc24(data: Buffer): number {
+  let crc = 0xb704ce;
+  for (const byte of data) {
+    crc ^= byte << 16;
+    for (let i = 0; i < 8; i++) {
+      crc <<= 1;
+      if (crc & 0x1000000) crc ^= 0x1864cfb;
+    }
+  }
+  return crc & 0xffffff;
+}
+
+/** Checks that `sig` is exactly one v4 canonical-text signature packet with the given hash. */
+function checkSignaturePacket(sig: Buffer, hashAlgo: number): void {
+  if (sig.length < 2 || !(sig[0] & 0x80)) throw new Refusal("signature is not an OpenPGP packet");
+  let tag: number;
+  let len: number;
+  let hdr: number;
+  if (sig[0] & 0x40) {
+    tag = sig[0] & 0x3f;
+    const l0 = sig[1];
+    if (l0 < 192) [len, hdr] = [l0, 2];
+    else if (l0 < 224) [len, hdr] = [((l0 - 192) << 8) + sig[2] + 192, 3];
+    else if (l0 === 255) [len, hdr] = [sig.readUInt32BE(2), 6];
+    else throw new Refusal("partial-length signature packet");
+  } else {
+    tag = (sig[0] >> 2) & 0x0f;
+    const lt = sig[0] & 3;
+    if (lt === 0) [len, hdr] = [sig[1], 2];
+    else if (lt === 1) [len, hdr] = [sig.readUInt16BE(1), 3];
+    else if (lt === 2) [len, hdr] = [sig.readUInt32BE(1), 5];
+    else throw new Refusal("indeterminate-length packet");
+  }
+  if (tag !== 2) throw new Refusal("not a signature packet");
+  if (hdr + len !== sig.length) throw new Refusal("signature block must hold exactly one packet");
+  const body = sig.subarray(hdr);
+  if (body[0] !== 4) throw new Refusal("not a version 4 signature");
+  if (body[1] !== 0x01) throw new Refusal("not a canonical-text signature");
+  if (body[3] !== hashAlgo) throw new Refusal("signature hash does not match the Hash: header");
+}
+
+export interface Framed {
+  command: string;
+  hash: string;
+  signature: Buffer;
+  text: string;
+}
+
+/** Strict framing of the clearsigned block, before any cryptography. */
+export function parseFraming(input: Buffer): Framed {
+  if (input.length > 8192) throw new Refusal("input larger than 8192 bytes");
+  const text = input.toString("latin1");
+  if (!/^[\n\x20-\x7e]*$/.test(text)) throw new Refusal("input is not printable ASCII");
+  if (!text.endsWith("\n")) throw new Refusal("input must end with a newline");
+  const m =
+    /^-----BEGIN PGP SIGNED MESSAGE-----\nHash: (SHA256|SHA384|SHA512)\n\n([^\n]*)\n-----BEGIN PGP SIGNATURE-----\n\n((?:[A-Za-z0-9+/=]+\n)+)-----END PGP SIGNATURE-----\n$/.exec(
+      text,
+    );
+  if (!m) throw new Refusal("not a single clearsigned block with one command line");
+  const [, hash, command, armor] = m;
+  if (command.length > 255) throw new Refusal("command line longer than 255 bytes");
+  if (!COMMAND_LINE_RE.test(command)) throw new Refusal("command line has bad characters or spacing");
+  const lines = armor.split("\n").filter((l) => l !== "");
+  let crcLine: string | undefined;
+  if (lines.length > 1 && /^=[A-Za-z0-9+/]{4}$/.test(lines[lines.length - 1])) crcLine = lines.pop();
+  const b64 = lines.join("");
+  if (!lines.every((l) => /^[A-Za-z0-9+/]+={0,2}$/.test(l)) || b64.length % 4 !== 0 || b64.length < 88) throw new Refusal("bad signature armor");
+  const sig = Buffer.from(b64, "base64");
+  if (sig.toString("base64") !== b64) throw new Refusal("non-canonical base64 in signature");
+  if (crcLine) {
+    const crc = Buffer.from(crcLine.slice(1), "base64");
+    if (crc.length !== 3 || crc.readUIntBE(0, 3) !== crc24(sig)) throw new Refusal("armor checksum mismatch");
+  }
+  checkSignaturePacket(sig, HASHES[hash]);
+  return { command, hash, signature: sig, text };
+}
+
+// ---------------------------------------------------------------- grammar
+
+export interface Command {
+  name: CommandName;
+  release: string;
+  component?: string;
+  commit?: string;
+  repo?: string;
+  dists?: string[];
+  template?: string;
+  version?: string;
+  timestamp?: string;
+}
+
+const RELEASE_RE = /^r?([0-9]+(?:\.[0-9]+)*)$/;
+const NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_-]*$/; // components and templates: no `.`, no `/`
+const TS_RE = /^[0-9]{12}$/;
+
+function field(value: string | undefined, re: RegExp, what: string): string {
+  if (value === undefined || !re.test(value)) throw new Refusal(`bad ${what}: ${printable(value ?? "(missing)")}`);
+  return value;
+}
+function release(v: string | undefined): string {
+  return (RELEASE_RE.exec(field(v, RELEASE_RE, "release")) as RegExpExecArray)[1];
+}
+
+export function parseCommand(line: string): Command {
+  const w = line.split(" ");
+  const name = w[0];
+  const nargs = (n: number) => {
+    if (w.length !== n + 1) throw new Refusal(`${name} takes ${n} arguments`);
+  };
+  switch (name) {
+    case "Upload": {
+      // Upload <component> <commit> <release> <repo> [<dist> ...] repo
+      if (w.length < 6 || w[w.length - 1] !== "repo") throw new Refusal("Upload: expected `Upload <component> <commit> <release> <repo> [dists] repo`");
+      const repo = field(w[4], /^(current|security-testing|templates-itl|templates-community)$/, "repository");
+      const dists = w.slice(5, -1).map((d) => field(d, /^(dom0|vm)-[a-z][a-z0-9_-]*$/, "distribution"));
+      return { name, component: field(w[1], NAME_RE, "component"), commit: field(w[2], /^[0-9a-f]{40}$/, "commit"), release: release(w[3]), repo, dists };
+    }
+    case "Build-template":
+      nargs(3);
+      return { name, release: release(w[1]), template: field(w[2], NAME_RE, "template"), timestamp: field(w[3], TS_RE, "timestamp") };
+    case "Upload-component": {
+      nargs(5);
+      const d = w[5] === "all" ? ["all"] : w[5].split(",").map((x) => field(x, /^(host|vm)-[a-z][a-z0-9_-]*$/, "distribution"));
+      return {
+        name,
+        release: release(w[1]),
+        component: field(w[2], NAME_RE, "component"),
+        commit: field(w[3], /^[0-9a-f]{40}$/, "commit"),
+        repo: field(w[4], /^(current|security-testing)$/, "repository"),
+        dists: d,
+      };
+    }
+    case "Upload-template":
+      nargs(4);
+      return {
+        name,
+        release: release(w[1]),
+        template: field(w[2], NAME_RE, "template"),
+        version: field(w[3], /^[0-9]+(\.[0-9]+)*-[0-9]{12}$/, "template version"),
+        repo: field(w[4], /^(templates-itl|templates-community)$/, "repository"),
+      };
+    case "Build-iso":
+      nargs(3);
+      return { name, release: release(w[1]), version: field(w[2], /^[0-9A-Za-z_][0-9A-Za-z_.-]*$/, "iso version"), timestamp: field(w[3], TS_RE, "timestamp") };
+    default:
+      throw new Refusal(`unknown command ${printable(name ?? "", 40)}`);
+  }
+}
+
+/** `YYYYmmddHHMM` (UTC) → epoch ms. */
+export function commandTime(ts: string): number {
+  const t = Date.UTC(+ts.slice(0, 4), +ts.slice(4, 6) - 1, +ts.slice(6, 8), +ts.slice(8, 10), +ts.slice(10, 12));
+  if (Number.isNaN(t)) throw new Refusal("bad timestamp");
+  return t;
+}
+
+const inList = (l: "_all_" | string[], v: string) => l === "_all_" || l.includes(v);
+
+export function authorize(cfg: Config, signer: string, c: Command): void {
+  const m = cfg.maintainers[signer];
+  if (!m) throw new Refusal(`signer ${signer} is not a maintainer`);
+  if (!inList(m.releases, c.release)) throw new Refusal(`signer ${signer} may not act on release ${c.release}`);
+  if (c.component !== undefined && !inList(m.components, c.component)) throw new Refusal(`signer ${signer} may not upload component ${c.component}`);
+  if (c.template !== undefined && !inList(m.templates, c.template)) throw new Refusal(`signer ${signer} may not act on template ${c.template}`);
+  if (c.name === "Build-iso" && !m.iso) throw new Refusal(`signer ${signer} may not build ISOs`);
+  for (const d of c.dists ?? []) {
+    if (m.distributions !== "_all_" && (d === "all" || !m.distributions.includes(d))) throw new Refusal(`signer ${signer} may not upload for ${d}`);
+  }
+}
+
+// ---------------------------------------------------------------- verification
+
+interface Verified {
+  signer: string;
+  signedAt: number;
+}
+
+async function verify(cfg: Config, framed: Framed): Promise<Verified> {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "qbi-cmd-"));
+  try {
+    const env = { ...process.env, GNUPGHOME: tmp };
+    const imp = await run(["gpg", "--batch", "--no-auto-key-retrieve", "--import", cfg.trustedKeysFile], { env, timeoutMs: 30000 });
+    if (imp.code !== 0) throw new ConfigError(`cannot import ${cfg.trustedKeysFile}: ${imp.stderr.trim().slice(0, 300)}`);
+    const keyring = path.join(tmp, "trusted.gpg");
+    const exp = await run(["gpg", "--batch", "--export", "--output", keyring], { env, timeoutMs: 30000 });
+    if (exp.code !== 0) throw new ConfigError("cannot export the trusted command keys");
+    const msg = path.join(tmp, "command.asc");
+    fs.writeFileSync(msg, framed.text);
+    const v = await run(["gpgv", "--homedir", tmp, "--status-fd", "1", "--keyring", keyring, msg], { env, timeoutMs: 30000 });
+    const status = v.stdout.split("\n").filter((l) => l.startsWith("[GNUPG:] "));
+    const has = (k: string) => status.filter((l) => l.split(" ")[1] === k);
+    const bad = ["BADSIG", "ERRSIG", "EXPSIG", "EXPKEYSIG", "REVKEYSIG", "NO_PUBKEY"].filter((k) => has(k).length > 0);
+    const valid = has("VALIDSIG");
+    if (v.code !== 0 || bad.length > 0 || valid.length !== 1 || has("GOODSIG").length !== 1) {
+      throw new Refusal(`invalid signature${bad.length ? ` (${bad.join(", ")})` : ""}`);
+    }
+    const f = valid[0].split(" ");
+    const primary = (f[11] ?? f[2] ?? "").toUpperCase();
+    if (!/^[0-9A-F]{40}$/.test(primary)) throw new Refusal("signer fingerprint is not a v4 fingerprint");
+    return { signer: primary, signedAt: Number(f[4]) * 1000 };
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+/** Refuses a signature seen before; remembers it until it would be too old anyway. */
+async function checkReplay(dir: string, sig: Buffer, keepUntil: number): Promise<void> {
+  const digest = crypto.createHash("sha256").update(sig).digest("hex");
+  const file = path.join(dir, "seen-signatures.json");
+  const release = await acquireLock(path.join(dir, "seen.lock"), 30000);
+  try {
+    let seen: Record<string, number> = {};
+    try {
+      seen = z.record(z.string(), z.number()).parse(JSON.parse(fs.readFileSync(file, "utf8")));
+    } catch {
+      seen = {};
+    }
+    const now = Date.now();
+    for (const [k, until] of Object.entries(seen)) if (until < now) delete seen[k];
+    if (seen[digest] !== undefined) throw new Refusal("replayed command (signature already used)");
+    seen[digest] = keepUntil;
+    writeFileAtomic(file, JSON.stringify(seen));
+  } finally {
+    release();
+  }
+}
+
+// ---------------------------------------------------------------- main
+
+async function notify(cfg: Config, record: Record<string, unknown>): Promise<void> {
+  if (!cfg.notify) return;
+  try {
+    const r = await run(cfg.notify, { input: `${JSON.stringify(record)}\n`, timeoutMs: 30000 });
+    if (r.code !== 0) log(SERVICE, `notifier exited with ${r.code}: ${printable(r.stderr.trim(), 200)}`);
+  } catch (e) {
+    log(SERVICE, `notifier failed: ${(e as Error).message}`);
+  }
+}
+
+async function main(): Promise<number> {
+  const cfg = loadConfig("process-github-command", ProcessCommandConfig);
+  const home = homeDir();
+  const state = stateDir(path.join(home, ".local/state/qubes-build-infra/process-github-command"));
+  const journal = path.join(state, "commands.jsonl");
+  const logDir = cfg.logDir ?? path.join(home, "builder-github-logs");
+  const ctx: { signer?: string; command?: string } = {};
+  try {
+    const { data, overflow } = await readStdinLimited(8192);
+    if (overflow) throw new Refusal("input larger than 8192 bytes");
+    const framed = parseFraming(data);
+    ctx.command = framed.command;
+    const v = await verify(cfg, framed);
+    ctx.signer = v.signer;
+    const now = Date.now();
+    if (v.signedAt > now + cfg.timestampFutureSeconds * 1000) throw new Refusal("signature made in the future");
+    if (v.signedAt < now - cfg.maxSignatureAgeSeconds * 1000) throw new Refusal("signature too old");
+    await checkReplay(state, framed.signature, v.signedAt + cfg.maxSignatureAgeSeconds * 1000 + 86400000);
+    const c = parseCommand(framed.command);
+    if (c.timestamp !== undefined) {
+      const t = commandTime(c.timestamp);
+      if (t < now - cfg.timestampPastSeconds * 1000 || t > now + cfg.timestampFutureSeconds * 1000) throw new Refusal(`timestamp ${c.timestamp} outside the accepted window`);
+    }
+    authorize(cfg, v.signer, c);
+    const action = cfg.actions[c.name];
+    if (!action) throw new Refusal(`command ${c.name} is not enabled here`);
+    const list = cfg.buildersList ?? path.join(home, ".config/qubes-builder-github/builders.list");
+    const builders = readBuildersList(list).filter((b) => b.release === c.release);
+    if (builders.length === 0) {
+      appendJsonLine(journal, { outcome: "not-for-this-vm", signer: v.signer, command: framed.command, reason: `no builder for release ${c.release}` });
+      log(SERVICE, `no builder for release ${c.release}; ignored`);
+      return EXIT.OK;
+    }
+    fs.mkdirSync(logDir, { recursive: true, mode: 0o700 });
+    for (const b of builders) {
+      const argv = fillTemplate(action, {
+        dir: b.dir,
+        builderDir: b.builderDir,
+        conf: b.conf,
+        release: c.release,
+        signer: v.signer,
+        component: c.component ?? "",
+        commit: c.commit ?? "",
+        repo: c.repo ?? "",
+        dists: (c.dists ?? []).join(","),
+        template: c.template ?? "",
+        version: c.version ?? "",
+        timestamp: c.timestamp ?? "",
+      });
+      const logFile = path.join(logDir, `${Math.floor(now / 1000)}-${process.pid}-${c.name}-${b.release}.log`);
+      const fd = fs.openSync(logFile, "a", 0o600);
+      const child = spawn(cfg.flockProgram, ["-x", path.join(b.dir, "builder.lock"), ...argv], {
+        detached: true,
+        stdio: ["ignore", fd, fd],
+        cwd: b.dir,
+        env: { ...process.env, QBI_COMMAND: JSON.stringify({ ...c, signer: v.signer }) },
+      });
+      child.unref();
+      fs.closeSync(fd);
+      appendJsonLine(journal, { outcome: "started", signer: v.signer, command: framed.command, release: b.release, dir: b.dir, log: logFile });
+    }
+    log(SERVICE, `accepted ${c.name} from ${v.signer}`);
+    return EXIT.OK;
+  } catch (e) {
+    if (!(e instanceof Refusal)) throw e;
+    const record = { service: SERVICE, outcome: "rejected", reason: e.message, signer: ctx.signer ?? null, command: ctx.command ?? null };
+    appendJsonLine(journal, record);
+    await notify(cfg, { time: new Date().toISOString(), ...record });
+    throw e;
+  }
+}
+
+if (require.main === module) runMain(SERVICE, main);
