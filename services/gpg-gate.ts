@@ -11,7 +11,7 @@
 import { spawn } from "child_process";
 import * as path from "path";
 import { z } from "zod";
-import { EXIT, Refusal, acquireLock, appendJsonLine, fingerprint, loadConfig, log, printable, qrexecEnv, runMain, vmName } from "./lib/common";
+import { Refusal, acquireLock, appendJsonLine, fingerprint, loadConfig, log, printable, qrexecEnv, runMain, vmName } from "./lib/common";
 import { readWindow, signingStateDir, writeWindow } from "./lib/window";
 
 const SERVICE = "qubes.Gpg";

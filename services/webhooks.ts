@@ -65,7 +65,7 @@ export function extractSignedBlock(body: string): string | null {
   const end = text.indexOf(endMarker, start);
   if (end === -1) return null;
   const block = `${text.slice(start, end + endMarker.length)}\n`;
-  if (!/^[\x0a\x20-\x7e]*$/.test(block) || block.length > 8192) return null;
+  if (!/^[\n\x20-\x7e]*$/.test(block) || block.length > 8192) return null;
   return block;
 }
 
