@@ -394,6 +394,8 @@ async function main(): Promise<number> {
   } finally {
     release();
   }
+  // Another concurrent call may have published and acknowledged our log already.
+  if (!fs.existsSync(marker)) ownDone = true;
   return ownDone ? EXIT.OK : EXIT.FAILED;
 }
 
