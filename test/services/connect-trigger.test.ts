@@ -1,0 +1,151 @@
+/**
+ * local.ConnectSSH (relay to configured hosts only) and qubesbuilder.TriggerBuild (component
+ * lookup, per-builder lock, background start).
+ */
+import * as fs from "fs";
+import * as net from "net";
+import * as path from "path";
+import { buildDist, collect, runJs, start, tempDir, waitFor, writeJson } from "./helpers";
+
+let dist: string;
+let root: string;
+
+beforeAll(async () => {
+  dist = await buildDist();
+  root = tempDir("ct");
+});
+
+describe("local.ConnectSSH", () => {
+  let server: net.Server;
+  let port: number;
+  let config: string;
+  beforeAll(async () => {
+    server = net.createServer((s) => {
+      s.write("SSH-2.0-fake\r\n");
+      s.pipe(s);
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    port = (server.address() as net.AddressInfo).port;
+    config = writeJson(path.join(root, "connect-ssh.json"), {
+      hosts: { "yum.example.org": { address: "127.0.0.1", port }, "closed.example.org": { address: "127.0.0.1", port: 1 } },
+      connectTimeoutMs: 3000,
+    });
+  });
+  afterAll(() => server.close());
+
+  const env = (arg: string) => ({ QBI_CONFIG: config, QREXEC_SERVICE_ARGUMENT: arg, QREXEC_REMOTE_DOMAIN: "build-a" });
+
+  test("relays stdin/stdout to a configured host", async () => {
+    const child = start(path.join(dist, "connect-ssh.js"), { env: env("yum.example.org") });
+    const done = collect(child);
+    child.stdin?.write("ping\n");
+    await new Promise((r) => setTimeout(r, 200));
+    child.stdin?.end("pong\n");
+    const r = await done;
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe("SSH-2.0-fake\r\nping\npong\n");
+  });
+
+  test.each([
+    ["unconfigured host", "evil.example.org", /not a configured upload host/],
+    ["option injection", "-oProxyCommand=sh", /not a host name/],
+    ["port", "yum.example.org:2222", /not a host name/],
+    ["user@host", "root@yum.example.org", /not a host name/],
+    ["shell metacharacters", "yum.example.org;id", /not a host name/],
+    ["empty", "", /not a host name/],
+    ["case variant is not an exact match", "YUM.example.org", /not a configured upload host/],
+    ["prototype key", "constructor", /not a configured upload host/],
+    ["leading dot", ".yum.example.org", /not a host name/],
+  ])("refuses: %s", async (_name, arg, message) => {
+    const r = await runJs(path.join(dist, "connect-ssh.js"), { env: env(arg), input: "x" });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(message);
+    expect(r.stdout).toBe("");
+  });
+
+  test("a connection failure exits non-zero with a message", async () => {
+    const r = await runJs(path.join(dist, "connect-ssh.js"), { env: env("closed.example.org"), input: "x" });
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/ECONNREFUSED/);
+  });
+});
+
+describe("qubesbuilder.TriggerBuild", () => {
+  function newBuildVm() {
+    const dir = tempDir("tb");
+    const b1 = path.join(dir, "builder-r4.2");
+    const art = path.join(dir, "artifacts-r4.3");
+    fs.mkdirSync(b1);
+    fs.mkdirSync(art);
+    writeJson(path.join(b1, "qbi-components.json"), { components: ["core-admin", "linux-utils"] });
+    writeJson(path.join(art, "qbi-components.json"), { components: ["core-admin"] });
+    const list = path.join(dir, "builders.list");
+    fs.writeFileSync(list, `r4.2=${b1}\n# comment\nr4.3=${path.join(dir, "qubes-builderv2")}=${art}/builder.yml\n`);
+    const out = path.join(dir, "out");
+    const config = writeJson(path.join(dir, "trigger-build.json"), {
+      buildersList: list,
+      command: ["/bin/sh", "-c", 'echo "start $1 $2 $3" >> "$4"; sleep 0.3; echo "end $1 $2" >> "$4"', "sh", "{component}", "{release}", "{conf}", out],
+      logDir: path.join(dir, "logs"),
+    });
+    const run = (arg: string) => runJs(path.join(dist, "trigger-build.js"), { env: { QBI_CONFIG: config, HOME: dir, QREXEC_SERVICE_ARGUMENT: arg, QREXEC_REMOTE_DOMAIN: "sys-net" } });
+    return { dir, out, run, b1, art };
+  }
+
+  test("starts the build in every builder that has the component, in the background, under the builder lock", async () => {
+    const vm = newBuildVm();
+    const t0 = Date.now();
+    const r = await vm.run("core-admin");
+    expect(r.code).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(2000);
+    const lines = await waitFor(() => {
+      const t = fs.existsSync(vm.out) ? fs.readFileSync(vm.out, "utf8").trim().split("\n") : [];
+      return t.length === 4 ? t : null;
+    });
+    expect(lines.sort()).toEqual(["end core-admin 4.2", "end core-admin 4.3", "start core-admin 4.2 ", `start core-admin 4.3 ${vm.art}/builder.yml`].sort());
+    expect(fs.existsSync(path.join(vm.b1, "builder.lock"))).toBe(true);
+    const journal = fs.readFileSync(path.join(vm.dir, "logs", "trigger-build.jsonl"), "utf8");
+    expect(journal.trim().split("\n")).toHaveLength(2);
+  });
+
+  test("two triggers for one builder run one after the other (flock)", async () => {
+    const vm = newBuildVm();
+    await Promise.all([vm.run("linux-utils"), vm.run("linux-utils")]);
+    const lines = await waitFor(() => {
+      const t = fs.existsSync(vm.out) ? fs.readFileSync(vm.out, "utf8").trim().split("\n") : [];
+      return t.length === 4 ? t : null;
+    });
+    expect(lines).toEqual(["start linux-utils 4.2 ", "end linux-utils 4.2", "start linux-utils 4.2 ", "end linux-utils 4.2"]);
+  });
+
+  test("an unknown component is a clean no-op", async () => {
+    const vm = newBuildVm();
+    const r = await vm.run("no-such-component");
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/nothing to do/);
+    await new Promise((res) => setTimeout(res, 300));
+    expect(fs.existsSync(vm.out)).toBe(false);
+  });
+
+  test.each([
+    ["empty", ""],
+    ["leading dash", "-rf"],
+    ["dot", "core.admin"],
+    ["traversal", "../etc"],
+    ["plus", "a+b"],
+    ["too long", "a".repeat(65)],
+    ["binary", "\x1b[31m"],
+  ])("refuses a bad component name: %s", async (_name, arg) => {
+    const vm = newBuildVm();
+    const r = await vm.run(arg);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/bad component name/);
+  });
+
+  test("a malformed builders.list is a configuration error", async () => {
+    const vm = newBuildVm();
+    fs.writeFileSync(path.join(vm.dir, "builders.list"), "r4.2=relative/dir\n");
+    const r = await vm.run("core-admin");
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/bad builders.list line/);
+  });
+});
