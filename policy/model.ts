@@ -1,0 +1,322 @@
+/**
+ * The site as the policy pack sees it: the stack's resources parsed (zod) into VMs, qrexec rules,
+ * files and proxy configs, and a synthetic `internal.GetSystemInfo` for the qrexec evaluator.
+ *
+ * Pure: no Pulumi, no I/O. `policy/index.ts` feeds it the resources of a stack; the tests feed it
+ * resources built from the site plan.
+ */
+import { z } from "zod";
+import { DOM0_UUID, DomainInfo, PolicySet, Rule, RuleParams, SystemInfo, loadPolicySet, renderPolicy } from "../qrexec";
+
+/** One resource of the stack, as the pack reads it (plain JSON props). */
+export interface ResourceInput {
+  /** Pulumi type token, e.g. `pulumi-nodejs:dynamic/qubes:QubesVm`. */
+  type: string;
+  urn: string;
+  name: string;
+  props: unknown;
+  /**
+   * Top-level prop names whose value is a Pulumi secret. `undefined`: the pack could not tell
+   * (then a check that needs secretness fails closed).
+   */
+  secretKeys?: ReadonlySet<string>;
+}
+
+/** The kinds of resource the site's providers create. */
+export type Kind = "QubesVm" | "QrexecPolicy" | "ManagedFile" | "RpcService" | "SshProxyConfig";
+const KINDS: readonly Kind[] = ["QubesVm", "QrexecPolicy", "ManagedFile", "RpcService", "SshProxyConfig"];
+
+export const QubesVmProps = z.looseObject({
+  name: z.string(),
+  klass: z.string(),
+  template: z.string().nullish(),
+  label: z.string().nullish(),
+  netvm: z.string().nullable().optional(),
+  providesNetwork: z.boolean().nullish(),
+  defaultDispvm: z.string().nullish(),
+  templateForDispvms: z.boolean().nullish(),
+  privateVolumeSize: z.number().nullish(),
+  features: z.record(z.string(), z.string()).nullish(),
+  tags: z.array(z.string()).nullish(),
+});
+
+const RuleProps = z.looseObject({
+  service: z.string(),
+  argument: z.string(),
+  source: z.string(),
+  target: z.string(),
+  action: z.enum(["allow", "deny", "ask"]),
+  params: z
+    .looseObject({
+      target: z.string().nullish(),
+      user: z.string().nullish(),
+      default_target: z.string().nullish(),
+      notify: z.boolean().nullish(),
+      autostart: z.boolean().nullish(),
+    })
+    .nullish(),
+});
+
+export const QrexecPolicyProps = z.looseObject({ name: z.string(), rules: z.array(RuleProps) });
+export const ManagedFileProps = z.looseObject({
+  vm: z.string(),
+  path: z.string(),
+  content: z.string().nullish(),
+  mode: z.union([z.string(), z.number()]).nullish(),
+  owner: z.string().nullish(),
+  kind: z.string().nullish(),
+});
+export const RpcServiceProps = z.looseObject({ vm: z.string(), service: z.string(), content: z.string().nullish(), mode: z.union([z.string(), z.number()]).nullish() });
+export const SshProxyConfigProps = z.looseObject({
+  vm: z.string(),
+  netvm: z.string().nullish(),
+  hosts: z.array(z.looseObject({ host: z.string(), user: z.string().nullish(), hostName: z.string().nullish() })),
+});
+
+/** Site roles, from the `qbi-role-<role>` tag. */
+export type Role = "build" | "keys" | "win-keys" | "logs" | "builder-dvm" | "windows-dvm";
+const ROLES: readonly Role[] = ["build", "keys", "win-keys", "logs", "builder-dvm", "windows-dvm"];
+
+/** A VM the stack manages. */
+export interface Vm {
+  name: string;
+  urn: string;
+  klass: string;
+  template?: string;
+  label?: string;
+  /** `null`: no network; `undefined`: Qubes' default netvm. */
+  netvm: string | null | undefined;
+  providesNetwork: boolean;
+  defaultDispvm?: string;
+  templateForDispvms: boolean;
+  privateVolumeSize?: number;
+  features: Record<string, string>;
+  tags: string[];
+  role?: Role;
+  envs: string[];
+}
+
+/** A managed file, with whether its content is a Pulumi secret (undefined: unknown). */
+export interface FileRes {
+  urn: string;
+  vm: string;
+  path: string;
+  content?: string;
+  contentSecret?: boolean;
+}
+
+export interface ProxyRes {
+  urn: string;
+  vm: string;
+  netvm?: string;
+  hosts: string[];
+}
+
+/** One parse problem: a resource the pack cannot read. */
+export interface Problem {
+  urn: string;
+  message: string;
+}
+
+/** Everything the checks need. */
+export interface Site {
+  vms: Vm[];
+  byName: Map<string, Vm>;
+  policy: PolicySet;
+  /** Policy file names, for messages and for `rule.file` (e.g. `20-qubes-build-infra.policy`). */
+  policyFiles: string[];
+  policyUrns: Map<string, string>;
+  files: FileRes[];
+  rpcServices: { urn: string; vm: string; service: string }[];
+  proxies: ProxyRes[];
+  problems: Problem[];
+  system: SystemInfo;
+  /** Names of domains of the synthetic system that belong to the site (managed VMs and their disposables). */
+  siteDomains: Set<string>;
+  /** The synthetic disposables, by the VM that created them. */
+  disposablesOf: Map<string, string>;
+}
+
+/** The pack's own probe domains in the synthetic system (the `qbi-probe-` prefix keeps them apart from real names). */
+export const OUTSIDER = "qbi-probe-outsider";
+export const OUTSIDER_DVM_TEMPLATE = "qbi-probe-default-dvm";
+export const OUTSIDER_DISP = "qbi-probe-disp-outsider";
+
+/** The kind of a resource: from the dynamic type token, or guessed from props for plain `dynamic:Resource`. */
+export function kindOf(type: string, props: unknown): Kind | undefined {
+  const m = /^pulumi-nodejs:dynamic\/[^:]+:(\w+)$/.exec(type);
+  if (m) return (KINDS as readonly string[]).includes(m[1]) ? (m[1] as Kind) : undefined;
+  if (type !== "pulumi-nodejs:dynamic:Resource" || typeof props !== "object" || props === null) return undefined;
+  const has = (k: string) => Object.prototype.hasOwnProperty.call(props, k);
+  if (has("klass") && has("tags")) return "QubesVm";
+  if (has("rules")) return "QrexecPolicy";
+  if (has("hosts")) return "SshProxyConfig";
+  if (has("service") && has("content")) return "RpcService";
+  if (has("path") && has("content")) return "ManagedFile";
+  return undefined;
+}
+
+function roleOf(name: string, tags: readonly string[]): Role | undefined {
+  for (const t of tags) {
+    const m = /^qbi-role-(.+)$/.exec(t);
+    if (m && (ROLES as readonly string[]).includes(m[1])) return m[1] as Role;
+  }
+  // Without the role tag, the naming convention still marks the VMs that matter most.
+  if (/^keys-/.test(name)) return "keys";
+  if (/^win-keys-/.test(name)) return "win-keys";
+  if (/^build-/.test(name)) return "build";
+  return undefined;
+}
+
+function envsOf(name: string, tags: readonly string[]): string[] {
+  const envs = tags.flatMap((t) => /^qbi-env-(.+)$/.exec(t)?.[1] ?? []);
+  if (envs.length > 0) return envs;
+  const m = /^(?:build|keys|win-keys)-(.+)$/.exec(name);
+  return m ? [m[1]] : [];
+}
+
+function issues(e: z.ZodError): string {
+  return e.issues.map((i) => `${i.path.join(".") || "(props)"}: ${i.message}`).join("; ");
+}
+
+/** Number of lines the renderer writes before the first rule (computed, not assumed). */
+export const HEADER_LINES = renderPolicy([]).split("\n").length - 1;
+
+/** Parse the stack's resources into the site model, with the synthetic system. */
+export function readSite(resources: readonly ResourceInput[]): Site {
+  const vms: Vm[] = [];
+  const files: FileRes[] = [];
+  const rpcServices: Site["rpcServices"] = [];
+  const proxies: ProxyRes[] = [];
+  const problems: Problem[] = [];
+  const policyTexts: { name: string; text: string }[] = [];
+  const policyUrns = new Map<string, string>();
+
+  for (const r of resources) {
+    const kind = kindOf(r.type, r.props);
+    if (kind === undefined) continue;
+    const bad = (e: z.ZodError) => problems.push({ urn: r.urn, message: `${kind} ${r.name}: cannot read its props (${issues(e)})` });
+    if (kind === "QubesVm") {
+      const p = QubesVmProps.safeParse(r.props);
+      if (!p.success) { bad(p.error); continue; }
+      const v = p.data;
+      const tags = v.tags ?? [];
+      vms.push({
+        name: v.name, urn: r.urn, klass: v.klass, template: v.template ?? undefined, label: v.label ?? undefined,
+        netvm: v.netvm, providesNetwork: v.providesNetwork === true, defaultDispvm: v.defaultDispvm ?? undefined,
+        templateForDispvms: v.templateForDispvms === true, privateVolumeSize: v.privateVolumeSize ?? undefined,
+        features: v.features ?? {}, tags, role: roleOf(v.name, tags), envs: envsOf(v.name, tags),
+      });
+    } else if (kind === "QrexecPolicy") {
+      const p = QrexecPolicyProps.safeParse(r.props);
+      if (!p.success) { bad(p.error); continue; }
+      const rules: Rule[] = p.data.rules.map((x) => {
+        const params: RuleParams = {};
+        const q = x.params ?? {};
+        if (q.target != null) params.target = q.target;
+        if (q.default_target != null) params.default_target = q.default_target;
+        if (q.user != null) params.user = q.user;
+        if (q.notify != null) params.notify = q.notify;
+        if (q.autostart != null) params.autostart = q.autostart;
+        return { service: x.service, argument: x.argument, source: x.source, target: x.target, action: x.action, params, file: "", line: 0 };
+      });
+      const file = `${p.data.name}.policy`;
+      // Lines are those of the text the provider writes: the rendered file.
+      policyTexts.push({ name: file, text: renderPolicy(rules) });
+      policyUrns.set(file, r.urn);
+    } else if (kind === "ManagedFile") {
+      const p = ManagedFileProps.safeParse(r.props);
+      if (!p.success) { bad(p.error); continue; }
+      files.push({
+        urn: r.urn, vm: p.data.vm, path: p.data.path, content: p.data.content ?? undefined,
+        contentSecret: r.secretKeys === undefined ? undefined : r.secretKeys.has("content"),
+      });
+    } else if (kind === "RpcService") {
+      const p = RpcServiceProps.safeParse(r.props);
+      if (!p.success) { bad(p.error); continue; }
+      rpcServices.push({ urn: r.urn, vm: p.data.vm, service: p.data.service });
+    } else {
+      const p = SshProxyConfigProps.safeParse(r.props);
+      if (!p.success) { bad(p.error); continue; }
+      proxies.push({ urn: r.urn, vm: p.data.vm, netvm: p.data.netvm ?? undefined, hosts: p.data.hosts.map((h) => h.host) });
+    }
+  }
+  const policy = loadPolicySet(policyTexts);
+  for (const e of policy.errors) {
+    problems.push({ urn: policyUrns.get(e.file) ?? "", message: `qrexec policy ${e.file}:${e.line}: ${e.message}` });
+  }
+  const byName = new Map(vms.map((v) => [v.name, v]));
+  const { system, siteDomains, disposablesOf } = syntheticSystem(vms, policy, proxies, files, rpcServices);
+  return {
+    vms, byName, policy, policyFiles: policyTexts.map((t) => t.name), policyUrns, files, rpcServices, proxies, problems,
+    system, siteDomains, disposablesOf,
+  };
+}
+
+/** Plain VM names a rule token or redirect names (not `@` keywords, not `uuid:`). */
+function plainName(token: string | undefined): string | undefined {
+  if (token === undefined || token === "*" || token.startsWith("@") || token.startsWith("uuid:") || token === "dom0") return undefined;
+  return /^[a-zA-Z][a-zA-Z0-9_.-]*$/.test(token) ? token : undefined;
+}
+
+/**
+ * The system qrexec would see: dom0, the managed VMs with their tags and dispvm settings, one
+ * disposable per VM that has a dispvm template (tagged `disp-created-by-<vm>` as Qubes does), every
+ * VM the stack only refers to (netvms, templates, names in rules), and an outsider AppVM with its
+ * own dispvm template and disposable to probe `@anyvm` and `@dispvm`.
+ */
+function syntheticSystem(
+  vms: readonly Vm[], policy: PolicySet, proxies: readonly ProxyRes[], files: readonly FileRes[], rpc: readonly { vm: string }[],
+): { system: SystemInfo; siteDomains: Set<string>; disposablesOf: Map<string, string> } {
+  const domains: Record<string, DomainInfo> = {};
+  let n = 0;
+  const uuid = () => `00000000-0000-4000-8000-${(++n).toString(16).padStart(12, "0")}`;
+  const add = (name: string, d: Partial<DomainInfo>) => {
+    if (Object.prototype.hasOwnProperty.call(domains, name)) return;
+    domains[name] = {
+      name, type: "AppVM", tags: [], default_dispvm: null, template_for_dispvms: false, power_state: "Running",
+      label: "red", uuid: uuid(), ...d,
+    };
+  };
+  domains.dom0 = {
+    name: "dom0", type: "AdminVM", tags: [], default_dispvm: null, template_for_dispvms: false, power_state: "Running",
+    label: "black", uuid: DOM0_UUID,
+  };
+  const siteDomains = new Set<string>();
+  for (const v of vms) {
+    add(v.name, {
+      type: v.klass, tags: [...v.tags], default_dispvm: v.defaultDispvm ?? null, template_for_dispvms: v.templateForDispvms,
+      label: v.label ?? "red",
+    });
+    siteDomains.add(v.name);
+  }
+  // Referenced VMs: templates, netvms and dispvm templates of managed VMs, VMs files and proxies live in.
+  const templates = new Set(vms.flatMap((v) => v.template ?? []));
+  for (const t of templates) add(t, { type: "TemplateVM" });
+  for (const v of vms) {
+    if (v.netvm) add(v.netvm, {});
+    if (v.defaultDispvm) add(v.defaultDispvm, { template_for_dispvms: true });
+  }
+  for (const p of proxies) { add(p.vm, {}); if (p.netvm) add(p.netvm, {}); }
+  for (const f of [...files, ...rpc]) add(f.vm, {});
+  for (const r of policy.rules) {
+    for (const t of [r.source, r.target, r.params.target, r.params.default_target]) {
+      const name = plainName(t);
+      if (name !== undefined) add(name, {});
+    }
+  }
+  // Disposables the site's VMs create (Qubes tags them `disp-created-by-<creator>`).
+  const disposablesOf = new Map<string, string>();
+  for (const v of vms) {
+    const tmpl = v.defaultDispvm ?? (v.role === "build" ? vms.find((x) => x.templateForDispvms)?.name : undefined);
+    if (tmpl === undefined) continue;
+    const d = `qbi-probe-disp-${v.name}`;
+    add(d, { type: "DispVM", tags: [`disp-created-by-${v.name}`], default_dispvm: tmpl, label: domains[tmpl]?.label ?? "red" });
+    siteDomains.add(d);
+    disposablesOf.set(v.name, d);
+  }
+  add(OUTSIDER_DVM_TEMPLATE, { template_for_dispvms: true });
+  add(OUTSIDER, { default_dispvm: OUTSIDER_DVM_TEMPLATE });
+  add(OUTSIDER_DISP, { type: "DispVM", tags: [`disp-created-by-${OUTSIDER}`], default_dispvm: OUTSIDER_DVM_TEMPLATE });
+  return { system: { domains }, siteDomains, disposablesOf };
+}
