@@ -77,3 +77,58 @@ describe("site plan", () => {
     expect(attach).toEqual([expect.objectContaining({ source: "@tag:disp-created-by-build-fedora" })]);
   });
 });
+
+describe("the plan's policy, rendered and evaluated by the qrexec module", () => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const q = require("../../qrexec") as typeof import("../../qrexec");
+  const cfg = parseSiteConfig(base);
+  const plan = planSite(cfg);
+  const text = q.renderPolicy(plan.rules.map((r) => ({ ...r, file: "", line: 0 })));
+  const policy = q.loadPolicySet([{ name: `${POLICY_FILE}.policy`, text }]);
+  const dom = (name: string, type: string, tags: string[] = [], extra: Record<string, unknown> = {}) => ({
+    name, type, tags, default_dispvm: null, template_for_dispvms: false, power_state: "Running",
+    label: "red", icon: null, guivm: null, uuid: "00000000-0000-4000-8000-000000000000", ...extra,
+  });
+  const system = { domains: Object.fromEntries([
+    dom("dom0", "AdminVM"), dom("sys-net", "AppVM"), dom("sys-whonix", "AppVM"), dom("outsider", "AppVM"),
+    ...plan.vms.map((v) => dom(v.name, "AppVM", v.tags, { default_dispvm: v.defaultDispvm ?? null, template_for_dispvms: !!v.templateForDispvms })),
+    dom("disp123", "DispVM", ["disp-created-by-build-debian"]),
+  ].map((d) => [d.name, d])) } as unknown as import("../../qrexec").SystemInfo;
+  const ev = (service: string, argument: string, source: string, target: string) =>
+    q.evaluate(policy, { service, argument, source, target }, system);
+
+  it("renders to a policy file without errors", () => {
+    expect(policy.errors).toEqual([]);
+  });
+
+  it.each([
+    ["qubesbuilder.BuildLog", "", "build-fedora", "dom0", "allow", "logs"],
+    ["qubesbuilder.LogReceived", "+build-fedora", "logs", "dom0", "allow", "keys-fedora"],
+    ["qubesbuilder.LogReceived", "+build-debian", "logs", "dom0", "allow", "keys-debian"],
+    ["qubes.Gpg", "", "build-fedora", "keys-fedora", "allow", "keys-fedora"],
+    ["qubes.Gpg", "", "build-fedora", "@default", "allow", "keys-fedora"],
+    ["local.ConnectSSH", "+yum.qubes-os.org", "build-debian", "sys-net", "allow", "sys-net"],
+    ["qubesbuilder.TriggerBuild", "+core-admin", "sys-net", "build-fedora", "allow", "build-fedora"],
+    ["qubes.VMShell", "", "build-debian", "disp123", "allow", "disp123"],
+  ])("%s%s from %s to %s: %s", (service, arg, source, target, action, resolved) => {
+    const v = ev(service, arg, source, target);
+    expect(v.action).toBe(action);
+    expect(v.target).toBe(resolved);
+  });
+
+  it.each([
+    ["qubes.Gpg", "", "build-fedora", "keys-debian"],
+    ["qubes.Gpg", "", "outsider", "keys-fedora"],
+    ["qubes.Gpg", "", "logs", "keys-fedora"],
+    ["qubes.Gpg", "", "build-fedora", "outsider"],
+    ["qubesbuilder.LogReceived", "+build-debian", "logs", "keys-fedora"],
+    ["qubesbuilder.LogReceived", "+build-fedora", "build-fedora", "dom0"],
+    ["qubesbuilder.BuildLog", "", "outsider", "dom0"],
+    ["local.ConnectSSH", "+evil.example.com", "build-fedora", "sys-net"],
+    ["qubesbuilder.AttachDisk", "", "outsider", "dom0"],
+    ["qubes.VMShell", "", "build-fedora", "disp123"],
+    ["qubes.VMShell", "", "build-debian", "keys-debian"],
+  ])("%s%s from %s to %s is denied", (service, arg, source, target) => {
+    expect(ev(service, arg, source, target).action).toBe("deny");
+  });
+});
