@@ -1,4 +1,5 @@
 import { parseSiteConfig } from "../../site/config";
+import * as q from "../../qrexec";
 import { planSite, POLICY_FILE } from "../../site/plan";
 
 const base = {
@@ -79,8 +80,6 @@ describe("site plan", () => {
 });
 
 describe("the plan's policy, rendered and evaluated by the qrexec module", () => {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const q = require("../../qrexec") as typeof import("../../qrexec");
   const cfg = parseSiteConfig(base);
   const plan = planSite(cfg);
   const text = q.renderPolicy(plan.rules.map((r) => ({ ...r, file: "", line: 0 })));
@@ -93,7 +92,7 @@ describe("the plan's policy, rendered and evaluated by the qrexec module", () =>
     dom("dom0", "AdminVM"), dom("sys-net", "AppVM"), dom("sys-whonix", "AppVM"), dom("outsider", "AppVM"),
     ...plan.vms.map((v) => dom(v.name, "AppVM", v.tags, { default_dispvm: v.defaultDispvm ?? null, template_for_dispvms: !!v.templateForDispvms })),
     dom("disp123", "DispVM", ["disp-created-by-build-debian"]),
-  ].map((d) => [d.name, d])) } as unknown as import("../../qrexec").SystemInfo;
+  ].map((d) => [d.name, d])) } as unknown as q.SystemInfo;
   const ev = (service: string, argument: string, source: string, target: string) =>
     q.evaluate(policy, { service, argument, source, target }, system);
 
