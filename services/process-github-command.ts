@@ -68,7 +68,9 @@ type Config = z.infer<typeof ProcessCommandConfig>;
 // ---------------------------------------------------------------- framing
 
 const HASHES: Record<string, number> = { SHA256: 8, SHA384: 9, SHA512: 10 };
-const COMMAND_LINE_RE = /^[A-Za-z0-9_.][A-Za-z0-9_.-]*(?: [A-Za-z0-9_.][A-Za-z0-9_.-]*)*$/;
+// Words start with [A-Za-z0-9_.]; `-` and `,` only inside a word (`,` separates Upload-component
+// distributions, which the grammar checks per field; fixes W11). No double/leading/trailing spaces.
+const COMMAND_LINE_RE = /^[A-Za-z0-9_.][A-Za-z0-9_.,-]*(?: [A-Za-z0-9_.][A-Za-z0-9_.,-]*)*$/;
 
 function crc24(data: Buffer): number {
   let crc = 0xb704ce;
