@@ -1,0 +1,272 @@
+/**
+ * The site as Pulumi components: `Site` (shared VMs, the net VM's services, the one policy file)
+ * and one `BuildEnvironment` per environment (build-ENV, keys-ENV, win-keys-ENV, their files and
+ * services). Everything comes from the pure plan (site/plan.ts) and the bundled services
+ * (dist/services/*.js); this file only wires resources and their dependencies.
+ */
+import * as fs from "fs";
+import * as path from "path";
+import * as pulumi from "@pulumi/pulumi";
+import { renderNginxConfig } from "../services/nginx";
+import type { AdminConnection } from "../providers/connection";
+import { LogsRepository } from "../providers/logsRepository";
+import { ManagedFile } from "../providers/managedFile";
+import { QrexecPolicy } from "../providers/qrexecPolicy";
+import { QubesVm } from "../providers/qubesVm";
+import { RpcService } from "../providers/rpcService";
+import { SigningKey } from "../providers/signingKey";
+import { SshProxyConfig } from "../providers/sshProxyConfig";
+import { TemplateRequirement } from "../providers/templateRequirement";
+import type { SiteConfig } from "./config";
+import { buildVm, keysVm, planSite, POLICY_FILE, type PlannedVm, winKeysVm } from "./plan";
+
+/** Where site files live inside the VMs (see docs/layout.md). */
+export const PATHS = {
+  rpc: "/usr/local/etc/qubes-rpc",
+  config: "/usr/local/etc/qubes-build-infra",
+  secrets: "/usr/local/etc/qubes-build-infra/secrets",
+  lib: "/usr/local/lib/qubes-build-infra",
+  gpgClient: "/usr/local/bin/qubes-gpg-client-wrapper",
+  logsRepo: "/home/user/QubesIncomingBuildLog",
+  buildersList: "/home/user/.config/qubes-builder-github/builders.list",
+  buildVmsList: "/home/user/.config/qubes-builder-github/build-vms.list",
+  trustedKeys: "/usr/local/etc/qubes-build-infra/trusted-keys-for-commands.asc",
+} as const;
+
+/** Port the webhook receiver listens on inside the net VM (nginx proxies to it). */
+export const WEBHOOKS_PORT = 8099;
+
+/** Inputs of the whole site. */
+export interface SiteArgs {
+  config: SiteConfig;
+  /** The GitHub webhook HMAC secret (a Pulumi secret). */
+  webhookSecret: pulumi.Input<string>;
+  /** Directory of the bundled services (`dist/services`). */
+  servicesDir: string;
+}
+
+const json = (v: unknown): string => `${JSON.stringify(v, null, 2)}\n`;
+
+/** Reads one bundled service program; a missing bundle is a setup error, said plainly. */
+function program(servicesDir: string, name: string): string {
+  const file = path.join(servicesDir, `${name}.js`);
+  if (!fs.existsSync(file)) throw new Error(`${file} is missing: run scripts/setup.sh (it bundles services/)`);
+  return fs.readFileSync(file, "utf8");
+}
+
+/** Helpers bound to one VM, so that each component declares its files in a line each. */
+class InVm {
+  constructor(
+    private readonly parent: pulumi.Resource,
+    private readonly admin: AdminConnection,
+    readonly name: string,
+    private readonly servicesDir: string,
+    /** What must exist first: the VM, when the site creates it. */
+    private readonly dependsOn: pulumi.Resource[],
+  ) {}
+
+  private opts(): pulumi.CustomResourceOptions {
+    return { parent: this.parent, dependsOn: this.dependsOn };
+  }
+
+  service(service: string, programName: string): RpcService {
+    return new RpcService(`${this.name}:${service}`, {
+      admin: this.admin, vm: this.name, service, content: program(this.servicesDir, programName), mode: 0o755,
+    }, this.opts());
+  }
+
+  file(filePath: string, content: pulumi.Input<string>, mode = 0o644, owner = "root"): ManagedFile {
+    return new ManagedFile(`${this.name}:${filePath}`, {
+      admin: this.admin, vm: this.name, path: filePath, content, mode, owner, kind: "file",
+    }, this.opts());
+  }
+
+  config(name: string, value: pulumi.Input<unknown>): ManagedFile {
+    return this.file(`${PATHS.config}/${name}.json`, pulumi.output(value).apply(json));
+  }
+}
+
+function vmResource(parent: pulumi.Resource, admin: AdminConnection, v: PlannedVm, dependsOn: pulumi.Resource[]): QubesVm {
+  return new QubesVm(v.name, {
+    admin,
+    name: v.name,
+    klass: v.klass,
+    template: v.template,
+    label: v.label,
+    netvm: v.netvm,
+    ...(v.defaultDispvm !== undefined ? { defaultDispvm: v.defaultDispvm } : {}),
+    ...(v.templateForDispvms !== undefined ? { templateForDispvms: v.templateForDispvms } : {}),
+    ...(v.privateVolumeSize !== undefined ? { privateVolumeSize: v.privateVolumeSize } : {}),
+    features: {},
+    tags: v.tags,
+  }, { parent, dependsOn, protect: v.protect });
+}
+
+/** Inputs of one environment's component. */
+export interface BuildEnvironmentArgs {
+  config: SiteConfig;
+  env: string;
+  admin: AdminConnection;
+  servicesDir: string;
+  vms: Map<string, PlannedVm>;
+  /** The logs VM resource this environment reports to, and dispvm templates it uses. */
+  logsVm: QubesVm;
+  dispvmTemplates: QubesVm[];
+}
+
+/** build-ENV, keys-ENV (and win-keys-ENV) with everything placed in them. */
+export class BuildEnvironment extends pulumi.ComponentResource {
+  /** The build VM. */
+  readonly buildVm: QubesVm;
+  /** The keys VM (protected). */
+  readonly keysVm: QubesVm;
+  /** The env's signing key in keys-ENV. */
+  readonly signingKey: SigningKey;
+
+  constructor(name: string, args: BuildEnvironmentArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("qubes-build-infra:site:BuildEnvironment", name, {}, opts);
+    const { config: cfg, env, admin, servicesDir } = args;
+    const e = cfg.envs[env];
+    const b = buildVm(env);
+    const k = keysVm(env);
+    const logs = e.logs;
+
+    this.keysVm = vmResource(this, admin, args.vms.get(k)!, []);
+    this.buildVm = vmResource(this, admin, args.vms.get(b)!, e.builderv2 || e.windows ? args.dispvmTemplates : []);
+    if (e.windows) vmResource(this, admin, args.vms.get(winKeysVm(env))!, []);
+
+    // keys-ENV: the key, the acknowledgement service and the signing gate.
+    const keys = new InVm(this, admin, k, servicesDir, [this.keysVm]);
+    this.signingKey = new SigningKey(`${k}:signing-key`, {
+      admin, vm: k, uid: `Qubes OS build signing key (${env})`, expectFingerprint: e.signingKey,
+    }, { parent: this, dependsOn: [this.keysVm], protect: cfg.protectKeys });
+    keys.service("qubesbuilder.LogReceived", "log-received");
+    keys.config("log-received", { logsVms: [logs], buildVms: [b], windowSeconds: cfg.signingWindowSeconds });
+    keys.service("qubes.Gpg", "gpg-gate");
+    keys.config("gpg-gate", this.signingKey.fingerprint.apply((fpr) => ({ clients: [b], keys: [fpr], defaultKey: fpr })));
+
+    // build-ENV: split-GPG client side, builders, GitHub services, the ssh proxy.
+    const build = new InVm(this, admin, b, servicesDir, [this.buildVm]);
+    build.file("/rw/config/gpg-split-domain", `${k}\n`);
+    build.file(PATHS.gpgClient, program(servicesDir, "gpg-client"), 0o755);
+    build.file("/home/user/.rpmmacros", `%__gpg ${PATHS.gpgClient}\n%_gpg_sign_cmd_extra_args --batch\n`, 0o644, "user");
+    const lines = e.builders.map((bl) =>
+      e.builderv2 ? `r${bl.release}=/home/user/qubes-builderv2=${bl.dir}/builder.yml` : `r${bl.release}=${bl.dir}`);
+    build.file(PATHS.buildersList, `${lines.join("\n")}\n`, 0o644, "user");
+    for (const bl of e.builders.filter((x) => x.components.length > 0)) {
+      build.file(`${bl.dir}/qbi-components.json`, json({ components: bl.components }), 0o644, "user");
+    }
+    build.service("qubesbuilder.TriggerBuild", "trigger-build");
+    build.config("trigger-build", { buildersList: PATHS.buildersList });
+    build.service("qubesbuilder.ProcessGithubCommand", "process-github-command");
+    build.file(PATHS.trustedKeys, cfg.commands.trustedKeys);
+    build.config("process-github-command", {
+      trustedKeysFile: PATHS.trustedKeys,
+      maintainers: cfg.commands.maintainers,
+      buildersList: PATHS.buildersList,
+      actions: {
+        "Upload-component": ["{dir}/upload", "{component}", "{commit}", "{repo}", "{dists}"],
+        Upload: ["{dir}/upload", "{component}", "{commit}", "{repo}", "{dists}"],
+        "Build-template": ["{dir}/build-template", "{template}", "{timestamp}"],
+        "Upload-template": ["{dir}/upload-template", "{template}", "{version}", "{repo}"],
+        "Build-iso": ["{dir}/build-iso", "{version}", "{timestamp}"],
+      },
+    });
+    if (Object.keys(cfg.uploadHosts).length > 0) {
+      new SshProxyConfig(`${b}:ssh`, {
+        admin, vm: b, netvm: cfg.netvm,
+        hosts: Object.entries(cfg.uploadHosts).map(([host, h]) => ({ host, user: h.user, hostKeys: h.hostKeys })),
+      }, { parent: this, dependsOn: [this.buildVm] });
+    }
+    this.registerOutputs({});
+  }
+}
+
+/** The whole site: shared VMs, every environment, the net VM's services and the policy file. */
+export class Site extends pulumi.ComponentResource {
+  /** Every environment's component, by name. */
+  readonly envs: Record<string, BuildEnvironment> = {};
+  /** Fingerprint of each environment's signing key. */
+  readonly signingKeys: Record<string, pulumi.Output<string>> = {};
+  /** The rendered policy file's name in dom0. */
+  readonly policyFile = `${POLICY_FILE}.policy`;
+
+  constructor(name: string, args: SiteArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("qubes-build-infra:site:Site", name, {}, opts);
+    const { config: cfg, servicesDir } = args;
+    const admin = cfg.admin as AdminConnection;
+    const plan = planSite(cfg);
+    const vms = new Map(plan.vms.map((v) => [v.name, v]));
+
+    // Templates must carry what the services run on; a missing command fails the preview.
+    const needs: Record<string, { cmds: string[]; why: string }> = {};
+    const need = (t: string, cmds: string[], why: string) => {
+      const cur = needs[t] ?? { cmds: [], why: "" };
+      needs[t] = { cmds: [...new Set([...cur.cmds, ...cmds])], why: cur.why ? `${cur.why}; ${why}` : why };
+    };
+    need(cfg.buildTemplate, ["node", "git", "gpg", "flock"], "build VMs");
+    need(cfg.keysTemplate, ["node", "gpg"], "keys VMs (signing gate)");
+    need(cfg.logsTemplate, ["node", "git", "gpg", "xz"], "logs VMs");
+    need(cfg.netTemplate, ["node", "nginx"], "the net VM (ConnectSSH, webhooks)");
+    const requirements = Object.entries(needs).map(([t, n]) =>
+      new TemplateRequirement(`template:${t}`, { admin, vm: t, commands: n.cmds, purpose: n.why }, { parent: this }));
+
+    const dispvmTemplates = plan.vms
+      .filter((v) => v.role === "builder-dvm" || v.role === "windows-dvm")
+      .map((v) => vmResource(this, admin, v, requirements));
+
+    // One logs VM per distinct `logs` value, each with its key, repository and BuildLog service.
+    const logsVms = new Map<string, QubesVm>();
+    for (const v of plan.vms.filter((x) => x.role === "logs")) {
+      const vm = vmResource(this, admin, v, requirements);
+      logsVms.set(v.name, vm);
+      const inVm = new InVm(this, admin, v.name, servicesDir, [vm]);
+      const key = new SigningKey(`${v.name}:logs-key`, {
+        admin, vm: v.name, uid: `${cfg.logs.botName} <${cfg.logs.botEmail}>`, expectFingerprint: cfg.logs.keyFingerprint,
+      }, { parent: this, dependsOn: [vm] });
+      new LogsRepository(`${v.name}:logs-repo`, {
+        admin, vm: v.name, dir: PATHS.logsRepo, remote: cfg.logs.repo, branch: cfg.logs.branch,
+        signingKey: key.fingerprint, authorName: cfg.logs.botName, authorEmail: cfg.logs.botEmail,
+      }, { parent: this, dependsOn: [vm, key] });
+      inVm.service("qubesbuilder.BuildLog", "build-log");
+      inVm.config("build-log", key.fingerprint.apply((fpr) => ({
+        repoDir: PATHS.logsRepo, remote: cfg.logs.repo, branch: cfg.logs.branch, signingKey: fpr,
+        authorName: cfg.logs.botName, authorEmail: cfg.logs.botEmail,
+      })));
+    }
+
+    for (const env of Object.keys(cfg.envs)) {
+      this.envs[env] = new BuildEnvironment(env, {
+        config: cfg, env, admin, servicesDir, vms, logsVm: logsVms.get(cfg.envs[env].logs)!, dispvmTemplates,
+      }, { parent: this, dependsOn: requirements });
+      this.signingKeys[env] = this.envs[env].signingKey.fingerprint;
+    }
+
+    // The net VM (not created here): ConnectSSH for the upload hosts, the webhook receiver.
+    const netvm = cfg.netvm;
+    const net = new InVm(this, admin, netvm, servicesDir, requirements);
+    net.service("local.ConnectSSH", "connect-ssh");
+    net.config("connect-ssh", {
+      hosts: Object.fromEntries(Object.entries(cfg.uploadHosts).map(([h, u]) => [h, {
+        ...(u.address ? { address: u.address } : {}), ...(u.port ? { port: u.port } : {}),
+      }])),
+    });
+    net.file(`${PATHS.lib}/webhooks.js`, program(servicesDir, "webhooks"), 0o755);
+    net.file(`${PATHS.secrets}/webhooks`, pulumi.secret(args.webhookSecret), 0o600, "user");
+    net.config("webhooks", {
+      listen: { host: "127.0.0.1", port: WEBHOOKS_PORT },
+      maxBodyBytes: cfg.webhooks.maxBodyBytes,
+      buildVmsFile: PATHS.buildVmsList,
+    });
+    net.file(PATHS.buildVmsList, `${Object.keys(cfg.envs).map(buildVm).join("\n")}\n`, 0o644, "user");
+    net.file("/rw/config/qubes-build-infra/webhooks-nginx.conf", renderNginxConfig({
+      listen: cfg.webhooks.listenPort, upstreamSocketOrPort: WEBHOOKS_PORT, maxBodyBytes: cfg.webhooks.maxBodyBytes,
+      ...(cfg.webhooks.allowCidrs.length ? { allowCidrs: cfg.webhooks.allowCidrs } : {}),
+    }));
+
+    // The one policy file, written after every VM it names exists and removed before them.
+    const allVms = [...dispvmTemplates, ...logsVms.values(), ...Object.values(this.envs).flatMap((e) => [e.buildVm, e.keysVm])];
+    new QrexecPolicy("policy", { admin, name: POLICY_FILE, rules: plan.rules }, { parent: this, dependsOn: allVms });
+    this.registerOutputs({ signingKeys: this.signingKeys });
+  }
+}

@@ -1,0 +1,34 @@
+/**
+ * Reads the `qubes-build-infra:*` stack configuration into the raw object that site/config.ts
+ * validates. Objects arrive from the engine as JSON text, plain strings as themselves; secrets are
+ * read separately as Pulumi secrets and never enter the plain object.
+ */
+import * as path from "path";
+
+/** Config keys that hold secrets (read with `requireSecret`, kept out of the validated object). */
+export const SECRET_KEYS = ["webhookSecret"] as const;
+
+/** The namespaced config map (`pulumi.runtime.allConfig()`) as a plain object, secrets left out. */
+export function rawSiteConfig(all: Record<string, string>, namespace: string, projectDir: string): Record<string, unknown> {
+  const raw: Record<string, unknown> = {};
+  for (const [key, text] of Object.entries(all)) {
+    if (!key.startsWith(`${namespace}:`)) continue;
+    const name = key.slice(namespace.length + 1);
+    if ((SECRET_KEYS as readonly string[]).includes(name)) continue;
+    let value: unknown = text;
+    if (/^[[{]|^(true|false|null|-?\d+(\.\d+)?)$/.test(text.trim())) {
+      try {
+        value = JSON.parse(text);
+      } catch {
+        value = text;
+      }
+    }
+    raw[name] = value;
+  }
+  // A relative sim socket is relative to the project, wherever pulumi is run from.
+  const admin = raw.admin as { socket?: unknown } | undefined;
+  if (admin && typeof admin.socket === "string" && !path.isAbsolute(admin.socket)) {
+    raw.admin = { ...admin, socket: path.resolve(projectDir, admin.socket) };
+  }
+  return raw;
+}
