@@ -124,6 +124,23 @@ test("an interrupted stream is still committed and pushed (nothing lost)", async
   expect(site.calls()).toHaveLength(1);
 });
 
+test("a log whose receiver died (SIGKILL, logs VM crash) is published by the next call", async () => {
+  const site = newSite();
+  const child = start(path.join(dist, "build-log.js"), { env: site.env });
+  const done = collect(child);
+  child.stdin?.write("before the crash\n");
+  await new Promise((r) => setTimeout(r, 500)); // > fsyncIntervalMs: the line is on disk
+  child.kill("SIGKILL");
+  const crashed = await done;
+  const rel1 = crashed.stdout.trim();
+  expect(remoteFiles(site)).toEqual([]);
+  const r2 = await runJs(path.join(dist, "build-log.js"), { env: site.env, input: "next build\n" });
+  expect(r2.code).toBe(0);
+  expect(remoteFiles(site).sort()).toEqual([rel1, r2.stdout.trim()].sort());
+  expect(remoteGit(site, ["show", `main:${rel1}`])).toMatch(/build-a: before the crash\n$/);
+  expect(site.calls().map((c) => c.stdin.split(" ")[1].trim()).sort()).toEqual([rel1, r2.stdout.trim()].sort());
+});
+
 test("a 100 MB line is split at maxLineBytes with bounded memory, and the big log is xz-compressed", async () => {
   const site = newSite();
   const child = start(path.join(dist, "build-log.js"), { env: site.env });
