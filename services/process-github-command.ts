@@ -233,7 +233,8 @@ const inList = (l: "_all_" | string[], v: string) => l === "_all_" || l.includes
 export function authorize(cfg: Config, signer: string, c: Command): void {
   const m = cfg.maintainers[signer];
   if (!m) throw new Refusal(`signer ${signer} is not a maintainer`);
-  if (!inList(m.releases, c.release)) throw new Refusal(`signer ${signer} may not act on release ${c.release}`);
+  const releases = m.releases === "_all_" ? m.releases : m.releases.map((r) => r.replace(/^r/, ""));
+  if (!inList(releases, c.release)) throw new Refusal(`signer ${signer} may not act on release ${c.release}`);
   if (c.component !== undefined && !inList(m.components, c.component)) throw new Refusal(`signer ${signer} may not upload component ${c.component}`);
   if (c.template !== undefined && !inList(m.templates, c.template)) throw new Refusal(`signer ${signer} may not act on template ${c.template}`);
   if (c.name === "Build-iso" && !m.iso) throw new Refusal(`signer ${signer} may not build ISOs`);

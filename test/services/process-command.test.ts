@@ -50,7 +50,7 @@ function newBuildVm() {
     trustedKeysFile: path.join(root, "trusted.asc"),
     maintainers: {
       [fpr.maint]: { components: ["core-admin"], templates: ["fedora-41"], distributions: ["host-fc41", "vm-bookworm", "dom0-fc41", "vm-fc41"] },
-      [fpr.admin]: { components: "_all_", templates: "_all_", iso: true, releases: ["4.2", "4.3"] },
+      [fpr.admin]: { components: "_all_", templates: "_all_", iso: true, releases: ["4.2", "r4.3"] },
     },
     actions: { "Upload-component": action, "Build-template": action, "Upload-template": action, "Build-iso": action, Upload: action },
     notify: ["/bin/sh", "-c", `cat >> ${notifyFile}`],
