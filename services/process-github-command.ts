@@ -24,6 +24,7 @@ import {
   printable,
   readBuildersList,
   readStdinLimited,
+  requireProgram,
   run,
   runMain,
   stateDir,
@@ -345,6 +346,7 @@ async function main(): Promise<number> {
       log(SERVICE, `no builder for release ${c.release}; ignored`);
       return EXIT.OK;
     }
+    const flock = requireProgram(cfg.flockProgram);
     fs.mkdirSync(logDir, { recursive: true, mode: 0o700 });
     for (const b of builders) {
       const argv = fillTemplate(action, {
@@ -363,7 +365,7 @@ async function main(): Promise<number> {
       });
       const logFile = path.join(logDir, `${Math.floor(now / 1000)}-${process.pid}-${c.name}-${b.release}.log`);
       const fd = fs.openSync(logFile, "a", 0o600);
-      const child = spawn(cfg.flockProgram, ["-x", path.join(b.dir, "builder.lock"), ...argv], {
+      const child = spawn(flock, ["-x", path.join(b.dir, "builder.lock"), ...argv], {
         detached: true,
         stdio: ["ignore", fd, fd],
         cwd: b.dir,

@@ -7,7 +7,7 @@ import { spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { z } from "zod";
-import { COMPONENT_RE, EXIT, Refusal, appendJsonLine, fillTemplate, homeDir, loadConfig, log, printable, qrexecEnv, readBuildersList, runMain } from "./lib/common";
+import { COMPONENT_RE, EXIT, Refusal, appendJsonLine, fillTemplate, homeDir, loadConfig, log, printable, qrexecEnv, readBuildersList, requireProgram, runMain } from "./lib/common";
 
 const SERVICE = "qubesbuilder.TriggerBuild";
 
@@ -42,6 +42,7 @@ async function main(): Promise<number> {
   fs.mkdirSync(logDir, { recursive: true, mode: 0o700 });
   const journal = path.join(logDir, "trigger-build.jsonl");
   const builders = readBuildersList(list);
+  const flock = requireProgram(cfg.flockProgram);
   let started = 0;
   for (const b of builders) {
     const comps = builderComponents(b.dir);
@@ -53,7 +54,7 @@ async function main(): Promise<number> {
     const argv = fillTemplate(cfg.command, { dir: b.dir, builderDir: b.builderDir, conf: b.conf, release: b.release, component });
     const logFile = path.join(logDir, `${Math.floor(Date.now() / 1000)}-${process.pid}-${component}-${b.release}.log`);
     const fd = fs.openSync(logFile, "a", 0o600);
-    const child = spawn(cfg.flockProgram, ["-x", path.join(b.dir, "builder.lock"), ...argv], {
+    const child = spawn(flock, ["-x", path.join(b.dir, "builder.lock"), ...argv], {
       detached: true,
       stdio: ["ignore", fd, fd],
       cwd: b.dir,

@@ -301,3 +301,17 @@ export function runMain(service: string, main: () => Promise<number>): void {
     },
   );
 }
+
+/** Resolves a program name on PATH (or checks an absolute path); throws ConfigError if absent. */
+export function requireProgram(name: string): string {
+  const candidates = name.includes("/") ? [name] : (process.env.PATH ?? "").split(":").filter(Boolean).map((d) => path.join(d, name));
+  for (const c of candidates) {
+    try {
+      fs.accessSync(c, fs.constants.X_OK);
+      return c;
+    } catch {
+      /* next */
+    }
+  }
+  throw new ConfigError(`program ${name} not found`);
+}

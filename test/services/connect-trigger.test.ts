@@ -148,4 +148,13 @@ describe("qubesbuilder.TriggerBuild", () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/bad builders.list line/);
   });
+
+  test("a missing flock program is a configuration error, not a silent success", async () => {
+    const vm = newBuildVm();
+    const cfgFile = path.join(vm.dir, "trigger-build.json");
+    writeJson(cfgFile, { ...JSON.parse(fs.readFileSync(cfgFile, "utf8")), flockProgram: "no-such-flock" });
+    const r = await vm.run("core-admin");
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/no-such-flock not found/);
+  });
 });
