@@ -53,9 +53,9 @@ export function sig(x: number, digits = 3): number {
 }
 
 export function roundSummary<T extends Summary>(s: T, digits = 3): T {
-  const out = { ...s } as Record<string, number>;
+  const out = { ...s } as unknown as Record<string, number>;
   for (const k of Object.keys(out)) if (k !== "n") out[k] = sig(out[k], digits);
-  return out as T;
+  return out as unknown as T;
 }
 
 /** Seconds since `t0` (from `now()`). */

@@ -1,0 +1,411 @@
+/**
+ * Convergence of the site (index.ts + site/) against qubes-sim, through the Automation API with a
+ * local program: sites of 1, 5, 20 and 50 environments, each in a fresh sim daemon with a
+ * throwaway backend: first `up`, no-op `up`, no-op `preview`, `refresh`, and a one-env change
+ * (one env's volumeSize). Wall time, and Admin API calls by method as counted by the sim
+ * (`sim.Stats`, read before and after each operation; the difference is the operation's calls).
+ *
+ * Floor in the same run: the engine's own `up` / `preview` / `refresh` of the empty program in
+ * bench/empty/.
+ *
+ * Targets for 20 environments: no-op `up` within 2x the floor; at most one read call per VM and
+ * per policy file; the one-env change touches only that env's resources.
+ */
+import { ChildProcess, spawn, spawnSync } from "child_process";
+import * as fs from "fs";
+import * as net from "net";
+import * as path from "path";
+import { LocalWorkspace, Stack } from "@pulumi/pulumi/automation";
+import { buildServices } from "../services/build";
+import { parseSiteConfig } from "../site/config";
+import { planSite } from "../site/plan";
+import { pulumiEnv } from "../test/helpers/pulumi";
+import { ratio, roundSummary, secondsSince, sig, summary, Summary, table, now } from "./stats";
+
+export interface ConvergenceOptions {
+  quick: boolean;
+  workRoot: string;
+  log: (line: string) => void;
+  /** Seconds this case may take; sizes that would start after it are skipped (said so). */
+  budgetSeconds: number;
+}
+
+const projectRoot = path.resolve(__dirname, "..");
+const NS = "qubes-build-infra";
+
+// ---------------------------------------------------------------------------------------------
+// qubes-sim: start, stop, and read its call counters over the qubesd wire protocol.
+
+interface Sim {
+  socket: string;
+  child: ChildProcess;
+  stop: () => Promise<void>;
+}
+
+async function startSimDaemon(dir: string): Promise<Sim> {
+  const socket = path.join(dir, "qubesd.sock");
+  const state = path.join(dir, "state");
+  fs.mkdirSync(state, { recursive: true });
+  const child = spawn(path.join(projectRoot, "bin", "qubes-sim"), ["serve", "--socket", socket, "--state", state], {
+    cwd: projectRoot,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let err = "";
+  child.stderr?.on("data", (d: Buffer) => {
+    if (err.length < 4000) err += d.toString();
+  });
+  child.stdout?.resume();
+  const closed = new Promise<number | null>((r) => child.on("close", (c) => r(c)));
+  const deadline = Date.now() + 60000;
+  for (;;) {
+    if (fs.existsSync(socket)) {
+      try {
+        await simCall(socket, "admin.vm.List");
+        break;
+      } catch {
+        /* not answering yet */
+      }
+    }
+    if (child.exitCode !== null) throw new Error(`qubes-sim exited (${child.exitCode}): ${err.slice(0, 1000)}`);
+    if (Date.now() > deadline) {
+      child.kill("SIGTERM");
+      throw new Error(`qubes-sim did not come up in 60 s: ${err.slice(0, 1000)}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    socket,
+    child,
+    stop: async () => {
+      if (child.exitCode === null) child.kill("SIGTERM");
+      const t = setTimeout(() => child.kill("SIGKILL"), 10000);
+      await closed;
+      clearTimeout(t);
+    },
+  };
+}
+
+/**
+ * One qubesd call: `<source>\0<method>\0<dest>\0<arg>\0<payload>`, write side closed; the answer
+ * is `0\0<data>` or `2\0<type>\0<traceback>\0<message>\0`.
+ */
+export function simCall(socket: string, method: string, dest = "dom0", arg = "", payload = ""): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const c = net.createConnection(socket);
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => c.destroy(new Error(`${method}: no answer in 30 s`)), 30000);
+    c.on("connect", () => c.end(Buffer.concat([Buffer.from(`dom0\0${method}\0${dest}\0${arg}\0`), Buffer.from(payload)])));
+    c.on("data", (d: Buffer) => chunks.push(d));
+    c.on("error", (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    c.on("close", () => {
+      clearTimeout(timer);
+      const b = Buffer.concat(chunks);
+      if (b.length >= 2 && b[0] === 0x30 && b[1] === 0) return resolve(b.subarray(2).toString("utf8"));
+      const parts = b.toString("utf8").split("\0");
+      reject(new Error(`${method}: ${parts[0] === "2" ? `${parts[1]}: ${parts[3] ?? ""}` : `bad answer ${JSON.stringify(b.subarray(0, 80).toString())}`}`));
+    });
+  });
+}
+
+export type Counts = Record<string, number>;
+
+/** Finds the {method: count} table in whatever `sim.Stats` answers (JSON, or `method count` lines). */
+export function parseStats(text: string): Counts {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    const out: Counts = {};
+    for (const line of text.split("\n")) {
+      const m = /^(\S+)[\s=:]+(\d+)\s*$/.exec(line.trim());
+      if (m) out[m[1]] = Number(m[2]);
+    }
+    return out;
+  }
+  const isCounts = (o: unknown): o is Counts =>
+    typeof o === "object" && o !== null && !Array.isArray(o) && Object.keys(o).length > 0 && Object.values(o).every((v) => typeof v === "number");
+  const search = (o: unknown, depth: number): Counts | null => {
+    if (isCounts(o) && Object.keys(o).some((k) => k.includes("."))) return o;
+    if (depth > 3 || typeof o !== "object" || o === null) return null;
+    for (const key of ["calls", "methods", "byMethod", "counts"]) {
+      const v = (o as Record<string, unknown>)[key];
+      const r = search(v, depth + 1);
+      if (r) return r;
+    }
+    for (const v of Object.values(o)) {
+      const r = search(v, depth + 1);
+      if (r) return r;
+    }
+    return null;
+  };
+  return search(data, 0) ?? {};
+}
+
+async function readStats(socket: string): Promise<Counts> {
+  return parseStats(await simCall(socket, "sim.Stats"));
+}
+
+/** Calls made between two readings, without the sim's own bookkeeping calls. */
+function diffCounts(before: Counts, after: Counts): Counts {
+  const out: Counts = {};
+  for (const [k, v] of Object.entries(after)) {
+    if (k.startsWith("sim.")) continue;
+    const d = v - (before[k] ?? 0);
+    if (d > 0) out[k] = d;
+  }
+  return out;
+}
+
+const isRead = (method: string): boolean => /(\.Get|\.List|\.Info|CurrentState|GetSystemInfo|GetAll)/.test(method) && !/Set|Replace|Remove|Create/.test(method);
+const total = (c: Counts): number => Object.values(c).reduce((a, b) => a + b, 0);
+const reads = (c: Counts): number => Object.entries(c).reduce((a, [k, v]) => a + (isRead(k) ? v : 0), 0);
+
+// ---------------------------------------------------------------------------------------------
+// Stacks.
+
+async function openStack(workDir: string, stackName: string, backend: string): Promise<Stack> {
+  fs.mkdirSync(backend, { recursive: true });
+  const envVars = pulumiEnv(backend);
+  process.env.PATH = envVars.PATH;
+  return LocalWorkspace.createOrSelectStack({ stackName, workDir }, { envVars });
+}
+
+interface OpResult {
+  seconds: number;
+  calls: Counts;
+  /** URNs of resources the engine did something to (op other than `same`/`read`/`refresh`). */
+  touched: string[];
+  changes: Record<string, number>;
+}
+
+type Op = "up" | "preview" | "refresh";
+
+async function runOp(stack: Stack, op: Op, socket: string | null): Promise<OpResult> {
+  const before = socket ? await readStats(socket) : {};
+  const touched = new Set<string>();
+  const onEvent = (e: { resourcePreEvent?: { metadata: { op: string; urn: string } } }) => {
+    const m = e.resourcePreEvent?.metadata;
+    if (m && !["same", "read", "refresh"].includes(m.op)) touched.add(`${m.op} ${m.urn}`);
+  };
+  const t0 = now();
+  let changes: Record<string, number> = {};
+  if (op === "up") changes = ((await stack.up({ onEvent })).summary.resourceChanges ?? {}) as Record<string, number>;
+  else if (op === "preview") changes = (await stack.preview({ onEvent })).changeSummary as Record<string, number>;
+  else changes = ((await stack.refresh({ onEvent })).summary.resourceChanges ?? {}) as Record<string, number>;
+  const seconds = secondsSince(t0);
+  const after = socket ? await readStats(socket) : {};
+  return { seconds, calls: diffCounts(before, after), touched: [...touched], changes };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The site's configuration for N environments.
+
+const envName = (i: number): string => `env${i}`;
+
+function siteConfig(n: number, socket: string, logsRepo: string, volumeGiB: Record<string, number>): Record<string, unknown> {
+  const envs: Record<string, unknown> = {};
+  for (let i = 1; i <= n; i++) {
+    const e = envName(i);
+    envs[e] = {
+      logs: i % 2 === 0 ? "logs-b" : "logs",
+      builderv2: i % 3 === 0,
+      volumeSize: `${volumeGiB[e] ?? 20}GiB`,
+      builders: [{ dir: i % 3 === 0 ? "/home/user/artifacts" : "/home/user/builder-r4.2", release: "4.2" }],
+    };
+  }
+  return { admin: { transport: "sim", socket }, logs: { repo: `file://${logsRepo}` }, envs };
+}
+
+async function setSiteConfig(stack: Stack, cfg: Record<string, unknown>): Promise<void> {
+  const all: Record<string, { value: string; secret?: boolean }> = {};
+  for (const [k, v] of Object.entries(cfg)) all[`${NS}:${k}`] = { value: typeof v === "string" ? v : JSON.stringify(v) };
+  all[`${NS}:webhookSecret`] = { value: "bench-webhook-secret-0123456789abcdef", secret: true };
+  await stack.setAllConfig(all);
+}
+
+/** Why the site cannot be measured yet, or null when it can. */
+export function siteReadiness(): string | null {
+  const missing: string[] = [];
+  if (!fs.existsSync(path.join(projectRoot, "index.ts"))) missing.push("index.ts");
+  if (!fs.existsSync(path.join(projectRoot, "bin", "qubes-sim"))) missing.push("bin/qubes-sim");
+  if (!fs.existsSync(path.join(projectRoot, "sim"))) missing.push("sim/");
+  if (!fs.existsSync(path.join(projectRoot, "admin", "client.ts"))) missing.push("admin/client.ts");
+  return missing.length ? `not yet in the checkout: ${missing.join(", ")}` : null;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+interface OpFigures {
+  seconds: Summary;
+  calls_total: Summary;
+  read_calls: Summary;
+  calls_by_method: Counts;
+  changes: Record<string, number>;
+}
+
+function figures(rs: OpResult[]): OpFigures {
+  return {
+    seconds: roundSummary(summary(rs.map((r) => r.seconds))),
+    calls_total: summary(rs.map((r) => total(r.calls))),
+    read_calls: summary(rs.map((r) => reads(r.calls))),
+    calls_by_method: rs[rs.length - 1]?.calls ?? {},
+    changes: rs[rs.length - 1]?.changes ?? {},
+  };
+}
+
+export async function benchConvergence(opts: ConvergenceOptions): Promise<Record<string, unknown>> {
+  const { quick, log } = opts;
+  const start = now();
+  const root = fs.mkdtempSync(path.join(opts.workRoot, "convergence-"));
+  const reps = quick ? 1 : 3;
+  const out: Record<string, unknown> = { repetitions: reps };
+  const rows: (string | number)[][] = [["convergence", "envs", "min", "median", "max", "unit", "vs floor", "calls", "reads"]];
+  const stackFiles: string[] = [];
+  try {
+    // The floor: the engine's own work on an empty program.
+    const emptyDir = path.join(__dirname, "empty");
+    const floorStackName = `bench-floor-${process.pid}`;
+    stackFiles.push(path.join(emptyDir, `Pulumi.${floorStackName}.yaml`));
+    const fstack = await openStack(emptyDir, floorStackName, path.join(root, "backend-floor"));
+    const floorFirst = await runOp(fstack, "up", null);
+    const floorRuns: Record<Op, OpResult[]> = { up: [], preview: [], refresh: [] };
+    for (let r = 0; r < (quick ? 2 : 5); r++) for (const op of ["up", "preview", "refresh"] as Op[]) floorRuns[op].push(await runOp(fstack, op, null));
+    const floor = {
+      first_up_s: sig(floorFirst.seconds),
+      noop_up_s: roundSummary(summary(floorRuns.up.map((r) => r.seconds))),
+      preview_s: roundSummary(summary(floorRuns.preview.map((r) => r.seconds))),
+      refresh_s: roundSummary(summary(floorRuns.refresh.map((r) => r.seconds))),
+    };
+    out.floor_empty_program = floor;
+    const floorOf: Record<string, Summary> = {
+      "first up": summary([floorFirst.seconds]),
+      "no-op up": summary(floorRuns.up.map((r) => r.seconds)),
+      "no-op preview": summary(floorRuns.preview.map((r) => r.seconds)),
+      refresh: summary(floorRuns.refresh.map((r) => r.seconds)),
+      "one-env change": summary(floorRuns.up.map((r) => r.seconds)),
+    };
+    rows.push(["floor: empty program, first up", 0, floor.first_up_s, floor.first_up_s, floor.first_up_s, "s", 1, "", ""]);
+    for (const [name, s] of [["no-op up", floor.noop_up_s], ["preview", floor.preview_s], ["refresh", floor.refresh_s]] as const) {
+      rows.push([`floor: empty program, ${name}`, 0, s.min, s.median, s.max, "s", 1, "", ""]);
+    }
+    log(`  convergence floor (empty program): first up ${floor.first_up_s} s, no-op up ${floor.noop_up_s.median} s, preview ${floor.preview_s.median} s, refresh ${floor.refresh_s.median} s`);
+
+    const notReady = siteReadiness();
+    const sizes = quick ? [1, 5] : [1, 5, 20, 50];
+    out.sizes = sizes;
+    const skipped: string[] = [];
+    if (notReady) {
+      const line = `SKIPPED site convergence: the site is not runnable yet (${notReady}); only the floor was measured`;
+      log(`  ${line}`);
+      skipped.push(line);
+    } else {
+      // The site uploads the bundled services from dist/services.
+      await buildServices(path.join(projectRoot, "dist", "services"));
+      const bySize: Record<string, unknown> = {};
+      let last: { n: number; seconds: number } | null = null;
+      for (const n of sizes) {
+        const elapsed = secondsSince(start);
+        // Sizes cost roughly in proportion to their number of environments (or more).
+        const predicted = last ? (last.seconds * n) / last.n : 0;
+        if (elapsed + predicted > opts.budgetSeconds) {
+          const line = `SKIPPED site convergence for ${n} envs: it would not finish within the case's time budget (${opts.budgetSeconds} s; ${Math.round(elapsed)} s used, ~${Math.round(predicted)} s predicted)`;
+          log(`  ${line}`);
+          skipped.push(line);
+          continue;
+        }
+        const t0 = now();
+        try {
+          bySize[n] = await measureSize(n, root, reps, stackFiles, floorOf, rows, log);
+          last = { n, seconds: secondsSince(t0) };
+        } catch (e) {
+          const line = `FAILED site convergence for ${n} envs: ${(e as Error).message.split("\n").slice(0, 6).join(" | ").slice(0, 600)}`;
+          log(`  ${line}`);
+          skipped.push(line);
+          if (n === sizes[0]) {
+            skipped.push("SKIPPED the larger sizes: the smallest site does not converge");
+            break;
+          }
+        }
+      }
+      out.sites = bySize;
+    }
+    out.skipped = skipped;
+  } finally {
+    for (const f of stackFiles) fs.rmSync(f, { force: true });
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+  out.table = table(rows);
+  out.seconds = sig(secondsSince(start));
+  return out;
+}
+
+async function measureSize(
+  n: number,
+  root: string,
+  reps: number,
+  stackFiles: string[],
+  floorOf: Record<string, Summary>,
+  rows: (string | number)[][],
+  log: (line: string) => void,
+): Promise<Record<string, unknown>> {
+  const dir = path.join(root, `site-${n}`);
+  fs.mkdirSync(dir, { recursive: true });
+  const sim = await startSimDaemon(path.join(dir, "sim"));
+  const stackName = `bench-${process.pid}-${n}`;
+  stackFiles.push(path.join(projectRoot, `Pulumi.${stackName}.yaml`));
+  try {
+    const logsRepo = path.join(dir, "logs.git");
+    fs.mkdirSync(logsRepo);
+    spawnSync("git", ["init", "-q", "--bare", "-b", "main", logsRepo], { stdio: "ignore" });
+    const volumes: Record<string, number> = {};
+    const cfg = siteConfig(n, sim.socket, logsRepo, volumes);
+    const plan = planSite(parseSiteConfig(cfg));
+    const vmCount = plan.vms.length;
+    const policyFiles = 1;
+    const stack = await openStack(projectRoot, stackName, path.join(dir, "backend"));
+    await setSiteConfig(stack, cfg);
+
+    const first = await runOp(stack, "up", sim.socket);
+    log(`  ${n} envs: first up ${sig(first.seconds)} s, ${total(first.calls)} Admin API calls`);
+    const runs: Record<string, OpResult[]> = { "no-op up": [], "no-op preview": [], refresh: [], "one-env change": [] };
+    const changed = envName(Math.min(n, 2));
+    for (let r = 0; r < reps; r++) {
+      runs["no-op up"].push(await runOp(stack, "up", sim.socket));
+      runs["no-op preview"].push(await runOp(stack, "preview", sim.socket));
+      runs.refresh.push(await runOp(stack, "refresh", sim.socket));
+      volumes[changed] = 21 + r;
+      await setSiteConfig(stack, siteConfig(n, sim.socket, logsRepo, volumes));
+      runs["one-env change"].push(await runOp(stack, "up", sim.socket));
+    }
+    const res: Record<string, unknown> = { vms: vmCount, policy_files: policyFiles, first_up: { ...figures([first]), seconds: sig(first.seconds) } };
+    const addRow = (name: string, rs: OpResult[]) => {
+      const f = figures(rs);
+      rows.push([name, n, f.seconds.min, f.seconds.median, f.seconds.max, "s", sig(ratio(summary(rs.map((r) => r.seconds)), floorOf[name])), f.calls_total.median, f.read_calls.median]);
+    };
+    addRow("first up", [first]);
+    for (const [name, rs] of Object.entries(runs)) {
+      addRow(name, rs);
+      res[name.replace(/[^a-z]+/g, "_")] = { ...figures(rs), ratio_to_floor: sig(ratio(summary(rs.map((r) => r.seconds)), floorOf[name])) };
+    }
+    // Targets (stated for 20 envs, checked for every size).
+    const noop = runs["no-op up"];
+    const noopRatio = ratio(summary(noop.map((r) => r.seconds)), floorOf["no-op up"]);
+    const maxReads = Math.max(...noop.map((r) => reads(r.calls)));
+    const boundary = new RegExp(`(^|[^a-z0-9])${changed}($|[^a-z0-9])`);
+    const outside = new Set<string>();
+    for (const r of runs["one-env change"]) for (const t of r.touched) if (!boundary.test(t.split("::").pop() ?? "")) outside.add(t);
+    const touchedCount = Math.max(...runs["one-env change"].map((r) => r.touched.length));
+    res.targets = {
+      noop_up_within_2x_floor: { ok: noopRatio <= 2, ratio: sig(noopRatio) },
+      at_most_one_read_per_vm_and_policy_file: { ok: maxReads <= vmCount + policyFiles, read_calls: maxReads, limit: vmCount + policyFiles },
+      one_env_change_touches_only_that_env: { ok: outside.size === 0 && touchedCount > 0, env: changed, touched: touchedCount, outside: [...outside].slice(0, 20) },
+    };
+    log(`  ${n} envs: no-op up ${sig(noopRatio)}x floor, ${maxReads} reads for ${vmCount} VMs + ${policyFiles} policy file, change of ${changed} touched ${touchedCount} (${outside.size} outside)`);
+    return res;
+  } finally {
+    await sim.stop();
+  }
+}
