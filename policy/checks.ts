@@ -54,7 +54,7 @@ export const DEFAULT_CONFIG: PackConfig = {
 };
 
 /** Where the webhook receiver reads its HMAC secret (docs/layout.md: secrets path). */
-export const WEBHOOK_SECRET_PATH = "/usr/local/etc/qubes-build-infra/secrets/webhook-secret";
+export const WEBHOOK_SECRET_PATH = "/usr/local/etc/qubes-build-infra/secrets/webhooks";
 
 const GPG = "qubes.Gpg";
 const LOG_RECEIVED = "qubesbuilder.LogReceived";
