@@ -96,7 +96,7 @@ const variants: Variant[] = [
     /dom0: admin.vm.Start is allowed beyond a build VM's own disposables and dispvm template by rule .*build-debian on keys-debian/],
   ["the webhook secret in plain text", "webhook-secret-is-secret",
     () => { const { plan, cfg } = planOf(); return resourcesOf(plan, cfg, { secretWebhook: false }); },
-    /sys-net: the webhook secret \/usr\/local\/etc\/qubes-build-infra\/secrets\/webhook-secret is plain text in the stack. Fix: set the webhook secret with `pulumi config set --secret/],
+    /sys-net: the webhook secret \/usr\/local\/etc\/qubes-build-infra\/secrets\/webhooks is plain text in the stack. Fix: set the webhook secret with `pulumi config set --secret/],
   ["no webhook secret at all", "webhook-secret-is-secret",
     () => { const { plan, cfg } = planOf(); return resourcesOf(plan, cfg).filter((r) => r.name !== "webhook-secret"); },
     /sys-net: the webhook receiver has no secret file/],

@@ -49,7 +49,7 @@ describe("pulumi preview/up --policy-pack policy", () => {
     const r = await pulumi("preview", "--policy-pack", pack);
     expect(r.code).not.toBe(0);
     expect(r.out).toMatch(/\[mandatory\]\s+webhook-secret-is-secret/);
-    expect(r.out).toMatch(/webhook-secret is plain text in the stack/);
+    expect(r.out).toMatch(/secrets\/webhooks is plain text in the stack/);
   });
 
   it("refuses `pulumi up` of a stack letting @anyvm use qubes.Gpg, before creating anything", async () => {
