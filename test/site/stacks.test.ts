@@ -1,0 +1,31 @@
+// The shipped stack files are valid site configurations.
+import * as fs from "fs";
+import * as path from "path";
+import { parse } from "yaml";
+import { parseSiteConfig } from "../../site/config";
+import { planSite } from "../../site/plan";
+import { rawSiteConfig } from "../../site/stackConfig";
+
+const root = path.join(__dirname, "..", "..");
+const load = (stack: string) => {
+  const cfg = parse(fs.readFileSync(path.join(root, `Pulumi.${stack}.yaml`), "utf8")).config as Record<string, unknown>;
+  // The engine hands objects over as JSON text: mimic it.
+  const all = Object.fromEntries(Object.entries(cfg).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]));
+  return parseSiteConfig(rawSiteConfig(all, "qubes-build-infra", root));
+};
+
+describe("stack files", () => {
+  it("local: two environments in qubes-sim, socket resolved in the project", () => {
+    const s = load("local");
+    expect(Object.keys(s.envs)).toEqual(["fedora", "debian"]);
+    expect(s.admin).toEqual({ transport: "sim", socket: path.join(root, ".qubes-sim", "qubesd.sock") });
+  });
+
+  it("prod: a Qubes-OS-like site with v1, v2 and Windows environments", () => {
+    const s = load("prod");
+    const plan = planSite(s);
+    expect(Object.keys(s.envs)).toEqual(["fedora", "debian", "templates-community", "windows", "kernel"]);
+    expect(plan.vms.map((v) => v.name)).toEqual(expect.arrayContaining(["builder-dvm", "builder-windows-dvm", "logs", "logs-kernel", "win-keys-windows", "keys-templates-community"]));
+    expect(s.admin).toEqual({ transport: "socket", socket: "/var/run/qubesd.sock" });
+  });
+});
