@@ -5,9 +5,11 @@ import type { AdminConnection } from "../connection";
 export { adminConnection } from "../connection";
 
 const clients = new Map<string, QubesAdmin>();
+let override: ((conn: AdminConnection) => QubesAdmin) | undefined;
 
 /** The Admin client for a connection (created once, reused by every call of the process). */
 export function adminFor(conn: AdminConnection): QubesAdmin {
+  if (override) return override(conn);
   const key = JSON.stringify(conn);
   let c = clients.get(key);
   if (!c) {
@@ -17,4 +19,9 @@ export function adminFor(conn: AdminConnection): QubesAdmin {
     clients.set(key, c);
   }
   return c;
+}
+
+/** Unit tests only: make every provider call use `fn`'s client (undefined restores the real one). */
+export function setAdminForTests(fn: ((conn: AdminConnection) => QubesAdmin) | undefined): void {
+  override = fn;
 }
