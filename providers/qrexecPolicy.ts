@@ -1,0 +1,56 @@
+/**
+ * `QrexecPolicy`: one dom0 policy file (`/etc/qubes/policy.d/<name>.policy`) holding exactly the
+ * given rules, rendered by the qrexec module.
+ *
+ * Writes go through the policy admin API with its token: an update presents the token recorded at
+ * the last apply (or refresh), so a file edited by someone else in the meantime is never silently
+ * overwritten; the error says to run `pulumi refresh`, which reads the file back (its rules become
+ * the recorded inputs, so the next preview shows, rule by rule, what `up` would put back).
+ * `ruleDiff` summarises the rule-level change in the preview and records it in the outputs.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import type { Action, RuleParams } from "../qrexec";
+import type { AdminConnection } from "./connection";
+import { diskProvider } from "./dynamic";
+
+/** A qrexec rule as written by the site (the qrexec module's `Rule` without file and line). */
+export interface PolicyRule {
+  /** Service name or `*`. */
+  service: string;
+  /** `*`, or `+` followed by the argument. */
+  argument: string;
+  /** Source token (qube name, `@tag:...`, `@anyvm`, ...). */
+  source: string;
+  /** Target token. */
+  target: string;
+  /** `allow`, `deny` or `ask`. */
+  action: Action;
+  /** Action parameters (`target=`, `user=`, ...). */
+  params: RuleParams;
+}
+
+/** Inputs of a `QrexecPolicy`. */
+export interface QrexecPolicyArgs {
+  /** How to reach the Qubes Admin API (ignored by diffs). */
+  admin: pulumi.Input<AdminConnection>;
+  /** File name without `.policy`, e.g. `20-qubes-build-infra`. Changing it replaces the file. */
+  name: pulumi.Input<string>;
+  /** The rules, in order. */
+  rules: pulumi.Input<pulumi.Input<PolicyRule>[]>;
+  /** Comment lines after the managed-file marker. */
+  header?: pulumi.Input<string | string[]>;
+}
+
+/** A dom0 qrexec policy file. */
+export class QrexecPolicy extends pulumi.dynamic.Resource {
+  /** The rendered file as written (or as found by refresh). */
+  declare readonly content: pulumi.Output<string>;
+  /** The policy admin token of `content`. */
+  declare readonly token: pulumi.Output<string>;
+  /** Rule-level summary of the last change (`+ rule` / `- rule` lines). */
+  declare readonly ruleDiff: pulumi.Output<string>;
+
+  constructor(name: string, args: QrexecPolicyArgs, opts?: pulumi.CustomResourceOptions) {
+    super(diskProvider("providers/impl/qrexecPolicy.ts"), name, { ...args, content: undefined, token: undefined, ruleDiff: undefined }, opts, "qubes", "QrexecPolicy");
+  }
+}
