@@ -1,0 +1,49 @@
+// File operations inside a VM shared by RpcService, ManagedFile and SshProxyConfig.
+import type { QubesAdmin } from "../../admin/api";
+import { findBlock, normalizeInner, removeBlock, upsertBlock } from "./blocks";
+import { step } from "./common";
+
+export interface FileSpec {
+  vm: string;
+  path: string;
+  mode: number;
+  owner: string;
+}
+
+const where = (who: string, f: { vm: string; path: string }) => `${who} ${f.vm}:${f.path}`;
+const octal = (mode: number) => `0${mode.toString(8)}`;
+
+/** The file's text, or null when it does not exist. */
+export async function readText(admin: QubesAdmin, who: string, f: { vm: string; path: string }): Promise<string | null> {
+  const b = await step(`${where(who, f)}: reading`, () => admin.readFile(f.vm, f.path));
+  return b === null ? null : b.toString("utf8");
+}
+
+/** Writes the whole file (atomic, with mode and owner). */
+export async function writeWhole(admin: QubesAdmin, who: string, f: FileSpec, content: string): Promise<void> {
+  await step(`${where(who, f)}: writing (mode ${octal(f.mode)}, owner ${f.owner})`, () =>
+    admin.writeFile(f.vm, f.path, content, { mode: f.mode, owner: f.owner }));
+}
+
+/** Puts `inner` into block `id` of the file (created when missing); text outside the block is kept. */
+export async function writeBlock(admin: QubesAdmin, who: string, f: FileSpec, id: string, inner: string, position: "start" | "end" = "end"): Promise<void> {
+  const text = (await readText(admin, who, f)) ?? "";
+  await writeWhole(admin, who, f, upsertBlock(text, id, inner, { position, file: `${f.vm}:${f.path}` }));
+}
+
+/** The inner text of block `id`, or null when the file or the block is absent. */
+export async function readBlock(admin: QubesAdmin, who: string, f: { vm: string; path: string }, id: string): Promise<string | null> {
+  const text = await readText(admin, who, f);
+  if (text === null) return null;
+  return findBlock(text, id, `${f.vm}:${f.path}`)?.inner ?? null;
+}
+
+/** Removes block `id` from the file, keeping the rest; nothing when the file or block is absent. */
+export async function dropBlock(admin: QubesAdmin, who: string, f: FileSpec, id: string): Promise<void> {
+  const text = await readText(admin, who, f);
+  if (text === null) return;
+  const after = removeBlock(text, id, `${f.vm}:${f.path}`);
+  if (after !== text) await writeWhole(admin, who, f, after);
+}
+
+export { normalizeInner };

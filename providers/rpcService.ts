@@ -1,0 +1,35 @@
+/**
+ * `RpcService`: a qrexec service program installed in a VM at
+ * `/usr/local/etc/qubes-rpc/<service>` (atomic write, owner root, mode 0755 by default).
+ * The outputs record the sha256 of what was installed; refresh compares the file's hash, so a
+ * program changed in the VM shows as drift and the next `up` puts it back.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import type { AdminConnection } from "./connection";
+import { diskProvider } from "./dynamic";
+
+/** Inputs of an `RpcService`. */
+export interface RpcServiceArgs {
+  /** How to reach the Qubes Admin API (ignored by diffs). */
+  admin: pulumi.Input<AdminConnection>;
+  /** The VM the service runs in. Changing it replaces the resource. */
+  vm: pulumi.Input<string>;
+  /** Service name, optionally with a specific argument: `qubesbuilder.BuildLog`, `local.ConnectSSH+github.com`. */
+  service: pulumi.Input<string>;
+  /** The program text (the site reads it from `dist/services/<file>.js`). */
+  content: pulumi.Input<string>;
+  /** File mode (default 0o755). */
+  mode?: pulumi.Input<number>;
+}
+
+/** A qrexec service program in a VM. */
+export class RpcService extends pulumi.dynamic.Resource {
+  /** Where the program is installed in the VM. */
+  declare readonly path: pulumi.Output<string>;
+  /** sha256 (hex) of the installed program. */
+  declare readonly sha256: pulumi.Output<string>;
+
+  constructor(name: string, args: RpcServiceArgs, opts?: pulumi.CustomResourceOptions) {
+    super(diskProvider("providers/impl/rpcService.ts"), name, { mode: 0o755, ...args, path: undefined, sha256: undefined }, opts, "qubes", "RpcService");
+  }
+}
