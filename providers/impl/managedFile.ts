@@ -1,0 +1,86 @@
+// Implementation of ManagedFile (see providers/managedFile.ts).
+import { z } from "zod";
+import { adminConnection, adminFor } from "./admin";
+import { blockMarkers, normalizeInner } from "./blocks";
+import { checkWith, DiffResult, hasUnknown, parseProps, sha256, step } from "./common";
+import { dropBlock, readBlock, readText, writeBlock, writeWhole } from "./files";
+
+const KIND = "ManagedFile";
+
+export const fileInputs = z.object({
+  admin: adminConnection,
+  vm: z.string().min(1),
+  path: z.string().regex(/^\/[^\0]*[^/]$/, "an absolute file path"),
+  content: z.string(),
+  mode: z.number().int().min(0).max(0o7777).default(0o644),
+  owner: z.string().regex(/^[a-z_][a-z0-9_-]*$/, "a user name").default("root"),
+  kind: z.enum(["file", "block"]).default("file"),
+  blockId: z.string().default("main").refine((s) => {
+    try {
+      blockMarkers(s);
+      return true;
+    } catch {
+      return false;
+    }
+  }, "letters, digits and ._:@/- only"),
+});
+type FileInputs = z.infer<typeof fileInputs>;
+
+/** Outputs never hold the content (it may be a secret): only its hash. */
+const fileOutputs = fileInputs.omit({ content: true }).safeExtend({ sha256: z.string() });
+type FileOutputs = z.infer<typeof fileOutputs>;
+
+const who = (p: { vm: string; path: string; kind: string; blockId: string }) => (p.kind === "block" ? `${KIND} (block ${p.blockId})` : KIND);
+/** The hash of what is managed: the whole file, or the block's inner text as written. */
+const digest = (p: FileInputs) => sha256(p.kind === "block" ? normalizeInner(p.content) : p.content);
+
+export async function check(_olds: unknown, news: unknown) {
+  return checkWith(fileInputs, news);
+}
+
+export async function diff(_id: string, oldsRaw: unknown, newsRaw: unknown): Promise<DiffResult> {
+  const o = parseProps(fileOutputs, oldsRaw, KIND);
+  if (hasUnknown(newsRaw)) return { changes: true };
+  const n = parseProps(fileInputs, newsRaw, KIND);
+  const replaces = (["vm", "path", "kind", "blockId"] as const).filter((k) => o[k] !== n[k]);
+  if (replaces.length > 0) return { changes: true, replaces, deleteBeforeReplace: true };
+  return { changes: o.sha256 !== digest(n) || o.mode !== n.mode || o.owner !== n.owner };
+}
+
+async function apply(p: FileInputs): Promise<FileOutputs> {
+  const admin = adminFor(p.admin);
+  if (p.kind === "block") await writeBlock(admin, who(p), p, p.blockId, p.content);
+  else await writeWhole(admin, who(p), p, p.content);
+  const { content: _secret, ...rest } = p;
+  return { ...rest, sha256: digest(p) };
+}
+
+export async function create(inputs: unknown) {
+  const p = parseProps(fileInputs, inputs, KIND);
+  return { id: p.kind === "block" ? `${p.vm}:${p.path}#${p.blockId}` : `${p.vm}:${p.path}`, outs: await apply(p) };
+}
+
+export async function update(_id: string, _olds: unknown, newsRaw: unknown) {
+  return { outs: await apply(parseProps(fileInputs, newsRaw, KIND)) };
+}
+
+/**
+ * The hash of what is in the VM now (the content itself is not returned: it may be secret). A
+ * changed hash is drift: the next `up` writes the content again. A missing file (or block) means
+ * the resource is gone, and the next `up` creates it.
+ */
+export async function read(id: string, raw: unknown) {
+  const o = parseProps(fileOutputs, raw, KIND);
+  const admin = adminFor(o.admin);
+  const now = o.kind === "block" ? await readBlock(admin, who(o), o, o.blockId) : await readText(admin, who(o), o);
+  if (now === null) return { id: "", props: {} };
+  return { id, props: { ...o, sha256: sha256(now) } };
+}
+
+async function delete_(_id: string, raw: unknown): Promise<void> {
+  const o = parseProps(fileOutputs, raw, KIND);
+  const admin = adminFor(o.admin);
+  if (o.kind === "block") await dropBlock(admin, who(o), o, o.blockId);
+  else await step(`${KIND} ${o.vm}:${o.path}: removing`, () => admin.removeFile(o.vm, o.path));
+}
+export { delete_ as delete };
