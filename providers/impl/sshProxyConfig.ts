@@ -1,0 +1,142 @@
+// Implementation of SshProxyConfig (see providers/sshProxyConfig.ts).
+import { z } from "zod";
+import { vmNameProblem } from "../../qrexec";
+import { adminConnection, adminFor } from "./admin";
+import { normalizeInner } from "./blocks";
+import { checkWith, DiffResult, hasUnknown, parseProps, sha256, step } from "./common";
+import { dropBlock, readBlock, writeBlock } from "./files";
+
+const KIND = "SshProxyConfig";
+export const SSH_DIR = "/home/user/.ssh";
+export const CONFIG = `${SSH_DIR}/config`;
+export const KNOWN_HOSTS = `${SSH_DIR}/known_hosts`;
+export const BLOCK_ID = "ssh-proxy";
+
+const hostName = z.string().regex(/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/, "a host name");
+const host = z.object({
+  host: hostName,
+  user: z.string().regex(/^[a-z_][a-z0-9_-]*$/, "a Unix user name"),
+  hostName: hostName.optional(),
+  hostKeys: z.array(z.object({
+    type: z.string().regex(/^[a-z0-9@.-]+$/, "a key type such as ssh-ed25519"),
+    key: z.string().regex(/^[A-Za-z0-9+/]+={0,2}$/, "the base64 key as in known_hosts"),
+  })).min(1, "pin at least one host key"),
+});
+export type ProxyHost = z.infer<typeof host>;
+
+const qube = z.string().superRefine((s, ctx) => {
+  const p = vmNameProblem(s);
+  if (p) ctx.addIssue({ code: "custom", message: p });
+});
+
+export const proxyInputs = z.object({
+  admin: adminConnection,
+  vm: qube,
+  netvm: qube,
+  hosts: z.array(host).min(1).superRefine((hs, ctx) => {
+    const seen = new Set<string>();
+    for (const h of hs) {
+      if (seen.has(h.host)) ctx.addIssue({ code: "custom", message: `host ${h.host} is listed twice` });
+      seen.add(h.host);
+    }
+  }),
+});
+type ProxyInputs = z.infer<typeof proxyInputs>;
+
+const proxyOutputs = proxyInputs.safeExtend({ configSha256: z.string(), knownHostsSha256: z.string() });
+
+/**
+ * The `~/.ssh/config` block: one `Host` block per upload host, relayed by `local.ConnectSSH` in
+ * the net VM. No `Host *`: other destinations keep the VM's own network (Tor); no `UseRoaming`.
+ */
+export function renderSshConfig(netvm: string, hosts: readonly ProxyHost[]): string {
+  return hosts.map((h) => [
+    `Host ${h.host}`,
+    `    HostName ${h.hostName ?? h.host}`,
+    `    User ${h.user}`,
+    `    ProxyCommand /usr/bin/qrexec-client-vm ${netvm} local.ConnectSSH+%h`,
+    "    ControlMaster auto",
+    "    ControlPath ~/.ssh/ctl-%r@%h:%p",
+    "    ControlPersist 60s",
+    "",
+  ].join("\n")).join("");
+}
+
+/** The `~/.ssh/known_hosts` block: the pinned keys of each host (under its alias and its HostName). */
+export function renderKnownHosts(hosts: readonly ProxyHost[]): string {
+  return hosts.flatMap((h) => {
+    const names = h.hostName && h.hostName !== h.host ? `${h.host},${h.hostName}` : h.host;
+    return h.hostKeys.map((k) => `${names} ${k.type} ${k.key}\n`);
+  }).join("");
+}
+
+const files = (p: { vm: string }) => ({
+  config: { vm: p.vm, path: CONFIG, mode: 0o600, owner: "user" },
+  known: { vm: p.vm, path: KNOWN_HOSTS, mode: 0o644, owner: "user" },
+});
+const who = `${KIND}`;
+
+function hashes(p: ProxyInputs) {
+  return { configSha256: sha256(renderSshConfig(p.netvm, p.hosts)), knownHostsSha256: sha256(renderKnownHosts(p.hosts)) };
+}
+
+export async function check(_olds: unknown, news: unknown) {
+  return checkWith(proxyInputs, news);
+}
+
+export async function diff(_id: string, oldsRaw: unknown, newsRaw: unknown): Promise<DiffResult> {
+  const o = parseProps(proxyOutputs, oldsRaw, KIND);
+  if (hasUnknown(newsRaw)) return { changes: true };
+  const n = parseProps(proxyInputs, newsRaw, KIND);
+  if (o.vm !== n.vm) return { changes: true, replaces: ["vm"], deleteBeforeReplace: true };
+  const h = hashes(n);
+  return { changes: h.configSha256 !== o.configSha256 || h.knownHostsSha256 !== o.knownHostsSha256 };
+}
+
+async function apply(p: ProxyInputs) {
+  const admin = adminFor(p.admin);
+  const r = await step(`${KIND} ${p.vm}: preparing ${SSH_DIR}`, () =>
+    admin.run(p.vm, `mkdir -p ${SSH_DIR} && chmod 700 ${SSH_DIR}`, { user: "user" }));
+  if (r.exitCode !== 0) throw new Error(`${KIND} ${p.vm}: cannot prepare ${SSH_DIR}: ${r.stderr.toString().trim() || `exit ${r.exitCode}`}`);
+  const f = files(p);
+  // ssh uses the first value it finds for each option: our hosts go before anything else.
+  await writeBlock(admin, who, f.config, BLOCK_ID, renderSshConfig(p.netvm, p.hosts), "start");
+  await writeBlock(admin, who, f.known, BLOCK_ID, renderKnownHosts(p.hosts));
+  return { ...p, ...hashes(p) };
+}
+
+export async function create(inputs: unknown) {
+  const p = parseProps(proxyInputs, inputs, KIND);
+  return { id: `${p.vm}:${CONFIG}`, outs: await apply(p) };
+}
+
+export async function update(_id: string, _olds: unknown, newsRaw: unknown) {
+  return { outs: await apply(parseProps(proxyInputs, newsRaw, KIND)) };
+}
+
+/** Hashes of our two blocks as they are now (`absent` when a block is missing). */
+export async function read(id: string, raw: unknown) {
+  const o = parseProps(proxyOutputs, raw, KIND);
+  const admin = adminFor(o.admin);
+  const f = files(o);
+  const config = await readBlock(admin, who, f.config, BLOCK_ID);
+  const known = await readBlock(admin, who, f.known, BLOCK_ID);
+  if (config === null && known === null) return { id: "", props: {} };
+  return {
+    id,
+    props: {
+      ...o,
+      configSha256: config === null ? "absent" : sha256(normalizeInner(config)),
+      knownHostsSha256: known === null ? "absent" : sha256(normalizeInner(known)),
+    },
+  };
+}
+
+async function delete_(_id: string, raw: unknown): Promise<void> {
+  const o = parseProps(proxyOutputs, raw, KIND);
+  const admin = adminFor(o.admin);
+  const f = files(o);
+  await dropBlock(admin, who, f.config, BLOCK_ID);
+  await dropBlock(admin, who, f.known, BLOCK_ID);
+}
+export { delete_ as delete };
