@@ -81,8 +81,8 @@ class InVm {
     }, this.opts());
   }
 
-  config(name: string, value: pulumi.Input<unknown>): ManagedFile {
-    return this.file(`${PATHS.config}/${name}.json`, pulumi.output(value).apply(json));
+  config(name: string, value: pulumi.Input<Record<string, unknown>>): ManagedFile {
+    return this.file(`${PATHS.config}/${name}.json`, pulumi.output(value).apply((v) => json(v)));
   }
 }
 
