@@ -7,13 +7,14 @@ STACK ?= local
 setup:
 	@bash scripts/setup.sh
 
-## Sets up, starts qubes-sim (the local Qubes) and runs `pulumi up` of the local stack.
+## Sets up, starts qubes-sim (the local Qubes) and runs `pulumi up` of the local stack, gated by
+## the policy pack (the CLI previews first: a violation stops it before anything changes).
 up: setup
 	@$(ENV) bash scripts/sim.sh start
-	@$(ENV) pulumi stack select --create $(STACK) >/dev/null && pulumi up --yes --non-interactive --stack $(STACK)
+	@$(ENV) pulumi stack select --create $(STACK) >/dev/null && pulumi up --yes --non-interactive --stack $(STACK) --policy-pack policy
 
 preview: setup
-	@$(ENV) bash scripts/sim.sh start && pulumi preview --non-interactive --stack $(STACK)
+	@$(ENV) bash scripts/sim.sh start && pulumi preview --non-interactive --diff --stack $(STACK) --policy-pack policy
 
 refresh: setup
 	@$(ENV) bash scripts/sim.sh start && pulumi refresh --yes --non-interactive --stack $(STACK)
