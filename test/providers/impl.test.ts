@@ -1,0 +1,150 @@
+// The provider implementations over an in-memory QubesAdmin: create/update/read/delete behaviour
+// and error wording. (test/providers/engine.test.ts runs them for real through Pulumi and qubes-sim.)
+import { setAdminForTests } from "../../providers/impl/admin";
+import * as file from "../../providers/impl/managedFile";
+import * as policy from "../../providers/impl/qrexecPolicy";
+import * as vm from "../../providers/impl/qubesVm";
+import * as proxy from "../../providers/impl/sshProxyConfig";
+import * as req from "../../providers/impl/templateRequirement";
+import { FakeAdmin } from "./fakeAdmin";
+
+const admin = { transport: "sim" as const, socket: "/tmp/none.sock" };
+let fake: FakeAdmin;
+beforeEach(() => {
+  fake = new FakeAdmin(["fedora-43-xfce", "sys-net", "sys-whonix"]);
+  setAdminForTests(() => fake);
+});
+afterAll(() => setAdminForTests(undefined));
+
+const vmArgs = { admin, name: "build-a", klass: "AppVM", template: "fedora-43-xfce", label: "green", netvm: "sys-whonix", features: { f: "1" }, tags: ["qbi-site"], privateVolumeSize: "20GiB" };
+
+describe("QubesVm", () => {
+  async function created() {
+    const checked = await vm.check({}, vmArgs);
+    expect(checked.failures).toBeUndefined();
+    return { inputs: checked.inputs, res: await vm.create(checked.inputs) };
+  }
+
+  it("creates with the template in the create call and sets only what is asked", async () => {
+    const { res } = await created();
+    expect(fake.calls).toEqual([
+      "vmCreate build-a", "propertySet build-a netvm sys-whonix", "featureSet build-a f", "tagSet build-a qbi-site",
+      "volumeInfo build-a private", `volumeResize build-a ${20 * 1024 ** 3}`,
+    ]);
+    expect(fake.vms.get("build-a")?.props.template.value).toBe("fedora-43-xfce");
+    expect(res.outs.privateVolumeBytes).toBe(20 * 1024 ** 3);
+  });
+
+  it("removes the VM again when create fails half-way, and says so", async () => {
+    fake.failNext.set("tagSet", "QubesValueError");
+    await expect(vm.create((await vm.check({}, vmArgs)).inputs)).rejects.toThrow(
+      /QubesVm build-a: adding tag qbi-site: QubesValueError: tagSet refused \(the half-created VM build-a was removed again\)/);
+    expect(fake.vms.has("build-a")).toBe(false);
+  });
+
+  it("ignores the admin connection, replaces on name or class, and refuses a shrink at diff", async () => {
+    const { inputs, res } = await created();
+    expect(await vm.diff("build-a", res.outs, { ...inputs, admin: { transport: "socket", socket: "/elsewhere" } })).toEqual({ changes: false });
+    expect(await vm.diff("build-a", res.outs, { ...inputs, klass: "StandaloneVM" })).toMatchObject({ changes: true, replaces: ["klass"], deleteBeforeReplace: true });
+    const small = (await vm.check({}, { ...vmArgs, privateVolumeSize: "10GiB" })).inputs;
+    await expect(vm.diff("build-a", res.outs, small)).rejects.toThrow(
+      "QubesVm build-a: privateVolumeSize 10 GiB (10737418240 bytes) is smaller than the private volume's current size 20 GiB (21474836480 bytes)");
+  });
+
+  it("updates with only the calls that differ", async () => {
+    const { inputs, res } = await created();
+    fake.calls.length = 0;
+    await vm.update("build-a", res.outs, { ...inputs, netvm: null });
+    expect(fake.calls).toEqual(["propertySet build-a netvm "]);
+  });
+
+  it("refresh reports drift in props and inputs, limited to managed features and tags", async () => {
+    const { res } = await created();
+    const v = fake.vms.get("build-a")!;
+    v.props.netvm = { isDefault: false, type: "vm", value: "sys-net" };
+    v.features.set("f", "2");
+    v.features.set("other", "x");
+    v.tags.delete("qbi-site");
+    const r = await vm.read("build-a", res.outs);
+    expect(r.inputs).toMatchObject({ netvm: "sys-net", features: { f: "2" }, tags: [] });
+    expect(r.inputs?.tags).not.toContain("created-by-dom0");
+    expect(await vm.diff("build-a", r.props, res.outs)).toEqual({ changes: true });
+  });
+
+  it("explains a refused delete", async () => {
+    const { res } = await created();
+    fake.vms.get("build-a")!.running = true;
+    await expect(vm.delete("build-a", res.outs)).rejects.toThrow(/QubesVm build-a: cannot remove it: QubesVMInUseError: .*shut it down/);
+  });
+});
+
+describe("QrexecPolicy", () => {
+  const rule = (service: string) => ({ service, argument: "*", source: "build-a", target: "keys-a", action: "allow", params: {} });
+  const args = { admin, name: "20-qubes-build-infra", rules: [rule("qubes.Gpg")] };
+
+  it("creates with token new, refuses to overwrite someone else's edit, and refresh shows it", async () => {
+    const c = await policy.create((await policy.check({}, args)).inputs);
+    expect(fake.policies.get("20-qubes-build-infra")).toMatch(/^# Managed by qubes-build-infra.*\nqubes\.Gpg \* build-a keys-a allow\n$/s);
+    await fake.policyReplace("20-qubes-build-infra", "qubes.Gpg * @anyvm keys-a allow\n", "any");
+    const next = { ...args, rules: [rule("qubes.Gpg"), rule("qubesbuilder.LogReceived")] };
+    await expect(policy.update("x", c.outs, next)).rejects.toThrow(/changed outside Pulumi.*PolicyTokenMismatchError.*not overwritten: run `pulumi refresh`/);
+    expect(fake.policies.get("20-qubes-build-infra")).toBe("qubes.Gpg * @anyvm keys-a allow\n");
+    const r = await policy.read("x", c.outs);
+    expect(r.inputs?.rules).toEqual([{ ...rule("qubes.Gpg"), source: "@anyvm" }]);
+    expect(r.props).toMatchObject({ ruleDiff: expect.stringContaining("+ qubes.Gpg * @anyvm keys-a allow") });
+    const checked = await policy.check(r.inputs, next);
+    expect(checked.inputs.ruleDiff).toMatch(/2 rule\(s\) added, 1 removed/);
+    const u = await policy.update("x", r.props, checked.inputs);
+    expect(fake.policies.get("20-qubes-build-infra")).toContain("qubesbuilder.LogReceived");
+    await policy.delete("x", u.outs);
+    expect(fake.policies.size).toBe(0);
+  });
+
+  it("rejects rules that do not survive rendering at check", async () => {
+    const bad = await policy.check({}, { ...args, rules: [{ ...rule("qubes.Gpg"), source: "bad name!" }] });
+    expect(bad.failures?.[0]).toMatchObject({ property: "rules" });
+  });
+});
+
+describe("ManagedFile", () => {
+  it("never puts the content in the outputs", async () => {
+    const c = await file.create((await file.check({}, { admin, vm: "sys-net", path: "/s/webhooks", content: "hunter2", mode: 0o600, owner: "user" })).inputs);
+    expect(JSON.stringify(c.outs)).not.toContain("hunter2");
+    expect(fake.vms.get("sys-net")?.files.get("/s/webhooks")).toMatchObject({ mode: 0o600, owner: "user" });
+  });
+
+  it("manages only its block and removes only its block", async () => {
+    await fake.writeFile("sys-net", "/rw/config/rc.local", "#!/bin/sh\necho mine\n", { mode: 0o755 });
+    const c = await file.create((await file.check({}, { admin, vm: "sys-net", path: "/rw/config/rc.local", content: "start-webhooks", mode: 0o755, kind: "block", blockId: "webhooks" })).inputs);
+    expect(fake.text("sys-net", "/rw/config/rc.local")).toBe("#!/bin/sh\necho mine\n# BEGIN qubes-build-infra webhooks\nstart-webhooks\n# END qubes-build-infra webhooks\n");
+    const same = await file.read(c.id, c.outs);
+    expect(await file.diff(c.id, same.props, { ...c.outs, content: "start-webhooks" })).toEqual({ changes: false });
+    await file.delete(c.id, c.outs);
+    expect(fake.text("sys-net", "/rw/config/rc.local")).toBe("#!/bin/sh\necho mine\n");
+  });
+});
+
+describe("SshProxyConfig", () => {
+  it("puts its Host blocks first in an existing config and keeps the rest", async () => {
+    fake.addVm("build-a", "AppVM", "fedora-43-xfce");
+    await fake.writeFile("build-a", proxy.CONFIG, "Host *\n    User me\n", { mode: 0o600, owner: "user" });
+    const c = await proxy.create({ admin, vm: "build-a", netvm: "sys-net", hosts: [{ host: "up.example.org", user: "u", hostKeys: [{ type: "ssh-ed25519", key: "AAAA" }] }] });
+    const cfg = fake.text("build-a", proxy.CONFIG)!;
+    expect(cfg.startsWith("# BEGIN qubes-build-infra ssh-proxy\nHost up.example.org\n")).toBe(true);
+    expect(cfg.endsWith("# END qubes-build-infra ssh-proxy\nHost *\n    User me\n")).toBe(true);
+    expect(fake.vms.get("build-a")?.files.get(proxy.KNOWN_HOSTS)).toMatchObject({ mode: 0o644, owner: "user" });
+    expect((await proxy.read(c.id, c.outs)).props).toEqual(c.outs);
+    await proxy.delete(c.id, c.outs);
+    expect(fake.text("build-a", proxy.CONFIG)).toBe("Host *\n    User me\n");
+  });
+});
+
+describe("TemplateRequirement", () => {
+  it("fails the check with the missing commands", async () => {
+    fake.missingCommands = new Set(["nginx", "socat"]);
+    const r = await req.check({}, { admin, vm: "sys-net", commands: ["node", "nginx", "socat"], purpose: "the net VM" });
+    expect(r.failures).toEqual([{ property: "commands", reason: expect.stringContaining("template sys-net lacks nginx, socat (needed by the net VM)") }]);
+    fake.missingCommands.clear();
+    expect((await req.check({}, { admin, vm: "sys-net", commands: ["node"] })).failures).toBeUndefined();
+  });
+});
