@@ -247,13 +247,33 @@ export async function read(id: string, raw: unknown) {
   return { id, props: { ...real, privateVolumeSize: o.privateVolumeSize, privateVolumeBytes: bytes }, inputs: real };
 }
 
+/** Halts the VM (shutdown, then kill after 60 s) when it runs: Qubes removes only halted VMs. */
+async function halt(admin: QubesAdmin, name: string, state: string): Promise<void> {
+  if (state === "Halted") return;
+  await step(`QubesVm ${name}: shutting it down before removal`, () => admin.vmShutdown(name));
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const e = (await admin.vmList()).find((v) => v.name === name);
+    if (!e || e.state === "Halted") return;
+    if (Date.now() > deadline) {
+      await step(`QubesVm ${name}: killing it after 60 s of shutdown`, () => admin.vmKill(name));
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
 async function delete_(_id: string, raw: unknown): Promise<void> {
   const o = parseProps(vmOutputs, raw, KIND);
+  const admin = adminFor(o.admin);
+  const entry = (await step(`QubesVm ${o.name}: listing VMs`, () => admin.vmList())).find((v) => v.name === o.name);
+  if (!entry) return;
+  await halt(admin, o.name, entry.state);
   try {
-    await adminFor(o.admin).vmRemove(o.name);
+    await admin.vmRemove(o.name);
   } catch (e) {
     if (isNotFound(e)) return;
-    throw new Error(`QubesVm ${o.name}: cannot remove it: ${describeError(e)}. Qubes refuses to remove a VM that is running or that other VMs use (as template, netvm or default_dispvm): shut it down (qvm-shutdown ${o.name}) and change those first`);
+    throw new Error(`QubesVm ${o.name}: cannot remove it: ${describeError(e)}. Qubes refuses to remove a VM that other VMs use (as template, netvm or default_dispvm) or that is still running: change those first`);
   }
 }
 export { delete_ as delete };

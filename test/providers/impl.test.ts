@@ -71,10 +71,14 @@ describe("QubesVm", () => {
     expect(await vm.diff("build-a", r.props, res.outs)).toEqual({ changes: true });
   });
 
-  it("explains a refused delete", async () => {
+  it("halts before removing, and explains a refused delete", async () => {
     const { res } = await created();
     fake.vms.get("build-a")!.running = true;
-    await expect(vm.delete("build-a", res.outs)).rejects.toThrow(/QubesVm build-a: cannot remove it: QubesVMInUseError: .*shut it down/);
+    fake.failNext.set("vmRemove", "QubesVMInUseError");
+    await expect(vm.delete("build-a", res.outs)).rejects.toThrow(/QubesVm build-a: cannot remove it: QubesVMInUseError: vmRemove refused\. Qubes refuses .*netvm/);
+    expect(fake.vms.get("build-a")?.running).toBe(false);
+    await vm.delete("build-a", res.outs);
+    expect(fake.vms.has("build-a")).toBe(false);
   });
 });
 
