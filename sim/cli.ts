@@ -1,0 +1,160 @@
+/**
+ * qubes-sim command line.
+ *
+ *   qubes-sim serve [--socket S] [--state D]   run the daemon (defaults: <project>/.qubes-sim/qubesd.sock, .../state)
+ *   qubes-sim ls    [--socket S] [--state D]   list VMs (from the daemon, or the state dir when none runs)
+ *   qubes-sim show <vm> [--socket S] [--state D]   properties, features, tags, volumes of a VM
+ *   qubes-sim reset [--state D]                  delete the state (the daemon must not be running)
+ * Exit codes: 0 ok, 1 error, 2 usage.
+ */
+import * as fs from "fs";
+import * as net from "net";
+import * as path from "path";
+import { createAdminClient } from "../admin/client";
+import * as m from "./model";
+import { SimDaemon } from "./server";
+import { State, StateDir } from "./state";
+
+const PROJECT = path.resolve(__dirname, "..");
+export const DEFAULT_SOCKET = path.join(PROJECT, ".qubes-sim", "qubesd.sock");
+export const DEFAULT_STATE = path.join(PROJECT, ".qubes-sim", "state");
+
+const USAGE = `usage: qubes-sim serve|ls|show <vm>|reset [--socket PATH] [--state DIR]\n`;
+
+class UsageError extends Error {}
+
+function parseArgs(argv: string[]): { cmd: string; rest: string[]; socket: string; state: string } {
+  const rest: string[] = [];
+  let socket = DEFAULT_SOCKET;
+  let state = DEFAULT_STATE;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--socket" || a === "--state") {
+      const v = argv[++i];
+      if (v === undefined) throw new UsageError(`${a} needs a value`);
+      if (a === "--socket") socket = path.resolve(v);
+      else state = path.resolve(v);
+    } else if (a.startsWith("--")) throw new UsageError(`unknown option ${a}`);
+    else rest.push(a);
+  }
+  const cmd = rest.shift();
+  if (!cmd) throw new UsageError("missing command");
+  return { cmd, rest, socket, state };
+}
+
+function alive(socket: string): Promise<boolean> {
+  return new Promise((r) => {
+    if (!fs.existsSync(socket)) return r(false);
+    const c = net.createConnection(socket);
+    c.on("connect", () => {
+      c.destroy();
+      r(true);
+    });
+    c.on("error", () => r(false));
+  });
+}
+
+function table(rows: string[][]): string {
+  const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  return rows.map((r) => r.map((c, i) => c.padEnd(w[i])).join("  ").trimEnd()).join("\n") + "\n";
+}
+
+async function ls(socket: string, stateDir: string): Promise<string> {
+  const rows = [["NAME", "STATE", "CLASS", "LABEL", "TEMPLATE", "NETVM"]];
+  if (await alive(socket)) {
+    const c = createAdminClient({ transport: "sim", socket });
+    for (const e of await c.vmList()) {
+      const p = await c.propertyGetAll(e.name);
+      rows.push([e.name, e.state, e.klass, p.label?.value ?? "-", p.template?.value || "-", p.netvm?.value || "-"]);
+    }
+    return table(rows);
+  }
+  const s = new StateDir(stateDir).load();
+  if (!s) throw new Error(`no daemon on ${socket} and no state in ${stateDir}`);
+  for (const vm of Object.values(s.vms).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    const g = (p: string) => (m.PROPS[p].classes && !m.PROPS[p].classes?.includes(vm.klass) ? "-" : m.fmt(m.get(vm, p, s)) || "-");
+    rows.push([vm.name, vm.power, vm.klass, g("label"), g("template"), g("netvm")]);
+  }
+  return table(rows);
+}
+
+async function show(vmName: string, socket: string, stateDir: string): Promise<string> {
+  let props: Record<string, string>;
+  let features: Record<string, string> = {};
+  let tags: string[];
+  let volumes: Record<string, string>;
+  if (await alive(socket)) {
+    const c = createAdminClient({ transport: "sim", socket });
+    const all = await c.propertyGetAll(vmName);
+    props = Object.fromEntries(Object.entries(all).map(([k, v]) => [k, `${v.value}${v.isDefault ? "  (default)" : ""}`]));
+    for (const f of await c.featureList(vmName)) features[f] = await c.featureGet(vmName, f);
+    tags = await c.tagList(vmName);
+    volumes = {};
+    for (const v of await c.volumeList(vmName)) volumes[v] = (await c.volumeInfo(vmName, v)).size ?? "?";
+  } else {
+    const s: State | undefined = new StateDir(stateDir).load();
+    if (!s) throw new Error(`no daemon on ${socket} and no state in ${stateDir}`);
+    const vm = m.findVm(s, vmName);
+    props = Object.fromEntries(m.propNames(vm).map((p) => [p, `${m.fmt(m.get(vm, p, s))}${m.isDefault(vm, p) ? "  (default)" : ""}`]));
+    features = vm.features;
+    tags = vm.tags;
+    volumes = Object.fromEntries(Object.entries(vm.volumes).map(([k, v]) => [k, v.size]));
+  }
+  let out = `${vmName}\nproperties:\n`;
+  for (const [k, v] of Object.entries(props)) out += `  ${k} = ${v}\n`;
+  out += "features:\n" + Object.entries(features).map(([k, v]) => `  ${k} = ${v}\n`).join("");
+  out += `tags: ${tags.join(" ")}\nvolumes:\n` + Object.entries(volumes).map(([k, v]) => `  ${k} size=${v}\n`).join("");
+  return out;
+}
+
+async function serve(socket: string, stateDir: string): Promise<void> {
+  const d = new SimDaemon({ stateDir });
+  await d.listen(socket);
+  process.stderr.write(`qubes-sim: serving ${socket} (state ${stateDir})\n`);
+  const stop = () => {
+    void d.close().then(() => process.exit(0));
+  };
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let a;
+  try {
+    a = parseArgs(argv);
+  } catch (e) {
+    process.stderr.write(`qubes-sim: ${(e as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  try {
+    switch (a.cmd) {
+      case "serve":
+        await serve(a.socket, a.state);
+        return -1;
+      case "ls":
+        process.stdout.write(await ls(a.socket, a.state));
+        return 0;
+      case "show":
+        if (a.rest.length !== 1) throw new UsageError("show needs one VM name");
+        process.stdout.write(await show(a.rest[0], a.socket, a.state));
+        return 0;
+      case "reset":
+        if (await alive(a.socket)) throw new Error(`a daemon is serving ${a.socket}: stop it first`);
+        fs.rmSync(a.state, { recursive: true, force: true });
+        process.stdout.write(`removed ${a.state}\n`);
+        return 0;
+      default:
+        throw new UsageError(`unknown command ${a.cmd}`);
+    }
+  } catch (e) {
+    process.stderr.write(`qubes-sim: ${e instanceof Error ? e.message : String(e)}\n`);
+    if (e instanceof UsageError) process.stderr.write(USAGE);
+    return e instanceof UsageError ? 2 : 1;
+  }
+}
+
+if (require.main === module) {
+  void main(process.argv.slice(2)).then((code) => {
+    if (code >= 0) process.exit(code);
+  });
+}

@@ -1,0 +1,98 @@
+/**
+ * Commands inside a simulated VM: a bubblewrap sandbox.
+ *
+ *   /usr /etc (and /bin /lib /lib64 /sbin, as symlinks on merged-/usr hosts)  host, read-only
+ *   /rw          <state>/vms/<vm>/rw             read-write (the VM's private volume)
+ *   /home        <state>/vms/<vm>/rw/home        read-write (as Qubes binds /rw/home)
+ *   /usr/local   <state>/vms/<vm>/rw/usrlocal    read-write (as Qubes binds /rw/usrlocal)
+ *   /tmp /run    fresh tmpfs;  /proc /dev        fresh
+ *   /run/qubes-sim  <state>/run/<vm>             reserved for the sim's qrexec broker sockets
+ *   /opt/qubes-sim/bin  $QUBES_SIM_TOOLS_BIN (default <project>/.tools/bin), read-only, on PATH
+ * Namespaces: pid, uts (hostname = VM name), ipc, and net unless the VM has a netvm.
+ * Runs as root (the sim runs as root) with USER set; HOME=/home/user; QUBES_SIM_VM=<vm>.
+ */
+import { spawn } from "child_process";
+import * as fs from "fs";
+import * as path from "path";
+
+export interface SandboxSpec {
+  vm: string;
+  user: string;
+  command: string;
+  stdin: Buffer;
+  /** <state>/vms/<vm> */
+  vmDir: string;
+  /** <state>/run/<vm> */
+  runDir: string;
+  network: boolean;
+  toolsBin: string;
+}
+
+export interface SandboxResult {
+  exitCode: number;
+  stdout: Buffer;
+  stderr: Buffer;
+}
+
+const MAX_OUTPUT = 64 * 1024 * 1024;
+
+/** The bwrap argument vector for a spec. */
+export function bwrapArgs(spec: SandboxSpec): string[] {
+  const a: string[] = ["--die-with-parent", "--unshare-pid", "--unshare-uts", "--unshare-ipc", "--hostname", spec.vm];
+  if (!spec.network) a.push("--unshare-net");
+  a.push("--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc");
+  for (const d of ["/bin", "/sbin", "/lib", "/lib64", "/lib32"]) {
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(d);
+    } catch {
+      continue;
+    }
+    if (st.isSymbolicLink()) a.push("--symlink", fs.readlinkSync(d), d);
+    else a.push("--ro-bind", d, d);
+  }
+  const rw = path.join(spec.vmDir, "rw");
+  a.push("--bind", rw, "/rw", "--bind", path.join(rw, "home"), "/home", "--bind", path.join(rw, "usrlocal"), "/usr/local");
+  a.push("--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run", "--dir", "/run/qubes-sim", "--bind", spec.runDir, "/run/qubes-sim");
+  a.push("--dir", "/opt/qubes-sim/bin");
+  if (fs.existsSync(spec.toolsBin)) a.push("--ro-bind", spec.toolsBin, "/opt/qubes-sim/bin");
+  a.push("--clearenv");
+  const env: Record<string, string> = {
+    PATH: "/opt/qubes-sim/bin:/usr/local/bin:/usr/local/sbin:/usr/bin:/usr/sbin:/bin:/sbin",
+    HOME: "/home/user",
+    USER: spec.user,
+    LOGNAME: spec.user,
+    QUBES_SIM_VM: spec.vm,
+    LANG: "C.UTF-8",
+  };
+  for (const [k, v] of Object.entries(env)) a.push("--setenv", k, v);
+  a.push("--chdir", spec.user === "root" ? "/" : "/home/user");
+  a.push("/bin/sh", "-c", spec.command);
+  return a;
+}
+
+/** Run a command in the sandbox and collect its output. */
+export function runInSandbox(spec: SandboxSpec): Promise<SandboxResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn("bwrap", bwrapArgs(spec), { stdio: ["pipe", "pipe", "pipe"] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let size = 0;
+    const collect = (arr: Buffer[]) => (d: Buffer) => {
+      size += d.length;
+      if (size > MAX_OUTPUT) {
+        child.kill("SIGKILL");
+        return;
+      }
+      arr.push(d);
+    };
+    child.stdout.on("data", collect(out));
+    child.stderr.on("data", collect(err));
+    child.on("error", reject);
+    child.stdin.on("error", () => undefined);
+    child.stdin.end(spec.stdin);
+    child.on("close", (code, signal) => {
+      resolve({ exitCode: code ?? 128 + (signal ? 9 : 0), stdout: Buffer.concat(out), stderr: Buffer.concat(err) });
+    });
+  });
+}

@@ -1,0 +1,450 @@
+/**
+ * qubes-sim's daemon: the qubesd wire protocol (admin/wire.ts) on a Unix socket, dispatching to
+ * the model (sim/model.ts). Every request is handled synchronously on the one event loop, so
+ * mutations are serialized; a mutation is written durably (StateDir.save) before its reply.
+ * Only `sim.vm.Run` is asynchronous (the command runs outside the state, after the VM started).
+ */
+import * as fs from "fs";
+import * as net from "net";
+import * as path from "path";
+import { z } from "zod";
+import { decodeRequestHeader, encodeError, encodeOk, escapeValue, FramingError, MAX_HEADER, QUBESD_MAX_REQUEST, WireRequest } from "../admin/wire";
+import * as m from "./model";
+import { SimError, protocolError } from "./model";
+import { PolicyDir } from "./policy";
+import { runInSandbox } from "./sandbox";
+import { State, StateDir, Vm } from "./state";
+
+/** Largest request for sim.vm.Run (file contents travel in it). */
+export const SIM_MAX_REQUEST = 256 * 1024 * 1024;
+
+const RunPayload = z.object({ user: z.string().regex(/^[a-z_][a-z0-9_-]*$/), command: z.string(), stdinBase64: z.string() });
+
+type Handler = (req: WireRequest) => string;
+
+export interface SimOptions {
+  stateDir: string;
+  toolsBin?: string;
+  log?: (msg: string) => void;
+}
+
+export class SimDaemon {
+  readonly dir: StateDir;
+  state: State;
+  readonly policy: PolicyDir;
+  readonly stats = new Map<string, number>();
+  private server?: net.Server;
+  private readonly toolsBin: string;
+  private readonly log: (msg: string) => void;
+  private readonly handlers: Record<string, { fn: Handler; mutates: boolean }>;
+
+  constructor(opts: SimOptions) {
+    this.dir = new StateDir(path.resolve(opts.stateDir));
+    this.toolsBin = opts.toolsBin ?? process.env.QUBES_SIM_TOOLS_BIN ?? path.join(__dirname, "..", ".tools", "bin");
+    this.log = opts.log ?? ((msg) => process.stderr.write(`qubes-sim: ${msg}\n`));
+    const loaded = this.dir.load();
+    this.state = loaded ?? m.defaultWorld();
+    if (!loaded) this.dir.save(this.state);
+    for (const name of Object.keys(this.state.vms)) if (name !== "dom0") this.dir.ensureVmDirs(name);
+    this.policy = new PolicyDir(this.dir.policyDir);
+    this.handlers = this.buildHandlers();
+  }
+
+  /** Listen on the socket (a stale socket file is replaced; a live one is an error). */
+  async listen(socket: string): Promise<void> {
+    fs.mkdirSync(path.dirname(socket), { recursive: true });
+    if (fs.existsSync(socket)) {
+      const alive = await new Promise<boolean>((r) => {
+        const c = net.createConnection(socket);
+        c.on("connect", () => {
+          c.destroy();
+          r(true);
+        });
+        c.on("error", () => r(false));
+      });
+      if (alive) throw new Error(`socket already in use: ${socket}`);
+      fs.unlinkSync(socket);
+    }
+    this.server = net.createServer({ allowHalfOpen: true }, (c) => this.connection(c));
+    await new Promise<void>((resolve, reject) => {
+      this.server?.once("error", reject);
+      this.server?.listen(socket, () => resolve());
+    });
+    fs.chmodSync(socket, 0o660);
+  }
+
+  async close(): Promise<void> {
+    const s = this.server;
+    if (!s) return;
+    const addr = s.address();
+    await new Promise<void>((r) => s.close(() => r()));
+    if (typeof addr === "string") fs.rmSync(addr, { force: true });
+  }
+
+  private connection(c: net.Socket): void {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let header: Omit<WireRequest, "payload"> | undefined;
+    let headerLen = -1;
+    let error: SimError | undefined;
+    let limit = QUBESD_MAX_REQUEST;
+    c.on("error", () => undefined);
+    c.on("data", (d: Buffer) => {
+      if (error) return;
+      size += d.length;
+      if (size > limit) {
+        error = protocolError(`request too long (more than ${limit} bytes)`);
+        chunks.length = 0;
+        return;
+      }
+      chunks.push(d);
+      if (headerLen < 0) {
+        const all = Buffer.concat(chunks);
+        const nul = all.indexOf(0);
+        if (nul < 0) {
+          if (all.length > MAX_HEADER) error = protocolError("framing error: header too long");
+          return;
+        }
+        headerLen = nul;
+        try {
+          header = decodeRequestHeader(all.subarray(0, nul));
+          if (header.method === "sim.vm.Run") limit = SIM_MAX_REQUEST;
+        } catch (e) {
+          error = protocolError(`framing error: ${(e as Error).message}`);
+        }
+      }
+    });
+    c.on("end", () => {
+      void this.respond(c, chunks, size, headerLen, header, error);
+    });
+  }
+
+  private async respond(c: net.Socket, chunks: Buffer[], size: number, headerLen: number, header: Omit<WireRequest, "payload"> | undefined, error: SimError | undefined): Promise<void> {
+    let reply: Buffer;
+    if (!error && (headerLen < 0 || !header)) error = protocolError(size === 0 ? "framing error: empty request" : "framing error: no NUL after the header");
+    if (error || !header) {
+      reply = encodeError(error?.type ?? "ProtocolError", error?.message ?? "framing error");
+    } else {
+      const req: WireRequest = { ...header, payload: Buffer.concat(chunks).subarray(headerLen + 1) };
+      reply = await this.dispatch(req);
+    }
+    if (!c.destroyed) c.end(reply);
+  }
+
+  /** Handle one decoded request; never throws. */
+  async dispatch(req: WireRequest): Promise<Buffer> {
+    if (req.method !== "sim.Stats" && req.method !== "sim.Stats.Reset") this.stats.set(req.method, (this.stats.get(req.method) ?? 0) + 1);
+    try {
+      if (req.method === "sim.vm.Run") return encodeOk(await this.run(req));
+      const h = Object.prototype.hasOwnProperty.call(this.handlers, req.method) ? this.handlers[req.method] : undefined;
+      if (!h) {
+        if (req.method.startsWith("admin.vm.Create.")) return this.mutate(req, (r) => this.create(r));
+        throw protocolError(`no such method: '${req.method}'`);
+      }
+      if (req.method.startsWith("policy.")) return encodeOk(h.fn(req));
+      return h.mutates ? this.mutate(req, h.fn) : encodeOk(h.fn(req));
+    } catch (e) {
+      return this.errorReply(req, e);
+    }
+  }
+
+  private errorReply(req: WireRequest, e: unknown): Buffer {
+    if (e instanceof SimError) return encodeError(e.type, e.message);
+    this.log(`internal error in ${req.method}+${req.arg} (${req.source} -> ${req.dest}): ${(e as Error)?.stack ?? String(e)}`);
+    return encodeError("QubesException", `qubes-sim internal error in ${req.method}: ${(e as Error)?.message ?? String(e)}`);
+  }
+
+  /** Run a mutation on a copy of the state; on success save durably, then swap it in. */
+  private mutate(req: WireRequest, fn: Handler): Buffer {
+    const before = this.state;
+    this.state = structuredClone(before);
+    try {
+      const out = fn(req);
+      this.dir.save(this.state);
+      return encodeOk(out);
+    } catch (e) {
+      this.state = before;
+      return this.errorReply(req, e);
+    }
+  }
+
+  private vm(req: WireRequest): Vm {
+    return m.findVm(this.state, req.dest);
+  }
+
+  private qube(req: WireRequest): Vm {
+    const vm = this.vm(req);
+    if (vm.klass === "AdminVM") throw protocolError("expected destination to not be AdminVM");
+    return vm;
+  }
+
+  private toDom0(req: WireRequest): void {
+    const vm = this.vm(req);
+    if (vm.klass !== "AdminVM") throw protocolError("expected destination to be AdminVM");
+  }
+
+  private noArg(req: WireRequest): void {
+    if (req.arg) throw protocolError("unexpected argument");
+  }
+  private wantArg(req: WireRequest): void {
+    if (!req.arg) throw protocolError("expected an argument");
+  }
+  private noPayload(req: WireRequest): void {
+    if (req.payload.length) throw protocolError("unexpected payload");
+  }
+
+  private ascii(req: WireRequest): string {
+    const t = req.payload.toString("latin1");
+    if (!/^[\x20-\x7e]*$/.test(t)) throw protocolError("payload must be printable ASCII");
+    return t;
+  }
+
+  private create(req: WireRequest): string {
+    this.toDom0(req);
+    const vm = m.createVm(this.state, req.method.slice("admin.vm.Create.".length), req.arg, this.ascii(req), req.source);
+    this.dir.ensureVmDirs(vm.name);
+    return "";
+  }
+
+  private buildHandlers(): Record<string, { fn: Handler; mutates: boolean }> {
+    const s = () => this.state;
+    const ro = (fn: Handler) => ({ fn, mutates: false });
+    const rw = (fn: Handler) => ({ fn, mutates: true });
+    const list = (xs: string[]) => xs.map((x) => x + "\n").join("");
+    return {
+      "admin.vm.List": ro((r) => {
+        this.noArg(r);
+        this.noPayload(r);
+        const d = this.vm(r);
+        const vms = d.klass === "AdminVM" ? Object.values(s().vms) : [d];
+        return vms
+          .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+          .map((v) => `${v.name} class=${v.klass} state=${v.power}\n`)
+          .join("");
+      }),
+      "admin.vm.Remove": rw((r) => {
+        this.noArg(r);
+        const vm = this.qube(r);
+        m.removeVm(s(), vm);
+        fs.rmSync(this.dir.vmDir(vm.name), { recursive: true, force: true });
+        fs.rmSync(this.dir.runDir(vm.name), { recursive: true, force: true });
+        return "";
+      }),
+      "admin.vm.property.List": ro((r) => list(m.propNames(this.vm(r)))),
+      "admin.vm.property.Get": ro((r) => {
+        this.wantArg(r);
+        return m.formatProperty(this.vm(r), r.arg, s());
+      }),
+      "admin.vm.property.GetDefault": ro((r) => {
+        this.wantArg(r);
+        const vm = this.vm(r);
+        const d = m.propDef(vm, r.arg);
+        const v = d.dflt?.(vm, s());
+        return v === undefined ? "" : `type=${d.type} ${m.fmt(v)}`;
+      }),
+      "admin.vm.property.GetAll": ro((r) => {
+        this.noArg(r);
+        const vm = this.vm(r);
+        return m
+          .propNames(vm)
+          .map((p) => `${p} ${escapeValue(m.formatProperty(vm, p, s()))}\n`)
+          .join("");
+      }),
+      "admin.vm.property.Set": rw((r) => {
+        this.wantArg(r);
+        m.setProperty(s(), this.vm(r), r.arg, r.payload.toString("utf8"));
+        return "";
+      }),
+      "admin.vm.property.Reset": rw((r) => {
+        this.wantArg(r);
+        this.noPayload(r);
+        m.resetProperty(s(), this.vm(r), r.arg);
+        return "";
+      }),
+      "admin.property.List": ro((r) => {
+        this.toDom0(r);
+        return list(Object.keys(m.GLOBAL_PROPS).sort());
+      }),
+      "admin.property.Get": ro((r) => {
+        this.toDom0(r);
+        return m.formatGlobal(s(), r.arg);
+      }),
+      "admin.property.GetAll": ro((r) => {
+        this.toDom0(r);
+        return Object.keys(m.GLOBAL_PROPS)
+          .sort()
+          .map((p) => `${p} ${escapeValue(m.formatGlobal(s(), p))}\n`)
+          .join("");
+      }),
+      "admin.property.Set": rw((r) => {
+        this.toDom0(r);
+        m.setGlobal(s(), r.arg, r.payload.toString("utf8"));
+        return "";
+      }),
+      "admin.property.Reset": rw((r) => {
+        this.toDom0(r);
+        m.globalDef(r.arg);
+        delete s().global[r.arg];
+        return "";
+      }),
+      "admin.vm.feature.List": ro((r) => list(Object.keys(this.vm(r).features).sort())),
+      "admin.vm.feature.Get": ro((r) => {
+        this.wantArg(r);
+        const vm = this.vm(r);
+        if (!Object.prototype.hasOwnProperty.call(vm.features, r.arg)) throw new SimError("QubesFeatureNotFoundError", `Feature not set for domain ${vm.name}: ${r.arg}`);
+        return vm.features[r.arg];
+      }),
+      "admin.vm.feature.Set": rw((r) => {
+        this.wantArg(r);
+        this.vm(r).features[r.arg] = this.ascii(r);
+        return "";
+      }),
+      "admin.vm.feature.Remove": rw((r) => {
+        this.wantArg(r);
+        const vm = this.vm(r);
+        if (!Object.prototype.hasOwnProperty.call(vm.features, r.arg)) throw new SimError("QubesFeatureNotFoundError", `Feature not set for domain ${vm.name}: ${r.arg}`);
+        delete vm.features[r.arg];
+        return "";
+      }),
+      "admin.vm.tag.List": ro((r) => list([...this.vm(r).tags].sort())),
+      "admin.vm.tag.Get": ro((r) => {
+        this.wantArg(r);
+        return this.vm(r).tags.includes(r.arg) ? "1" : "0";
+      }),
+      "admin.vm.tag.Set": rw((r) => {
+        this.wantArg(r);
+        this.noPayload(r);
+        if (!/^[A-Za-z0-9_-]+$/.test(r.arg)) throw protocolError(`invalid tag name '${r.arg}'`);
+        const vm = this.vm(r);
+        if (!vm.tags.includes(r.arg)) vm.tags.push(r.arg);
+        return "";
+      }),
+      "admin.vm.tag.Remove": rw((r) => {
+        this.wantArg(r);
+        const vm = this.vm(r);
+        if (!vm.tags.includes(r.arg)) throw new SimError("QubesTagNotFoundError", `Tag not set for domain ${vm.name}: ${r.arg}`);
+        vm.tags = vm.tags.filter((t) => t !== r.arg);
+        return "";
+      }),
+      "admin.vm.volume.List": ro((r) => list(Object.keys(this.vm(r).volumes).sort())),
+      "admin.vm.volume.Info": ro((r) => {
+        this.wantArg(r);
+        return m.volumeInfo(this.vm(r), r.arg, s());
+      }),
+      "admin.vm.volume.Resize": rw((r) => {
+        this.wantArg(r);
+        m.resizeVolume(this.qube(r), r.arg, r.payload.toString("latin1"), s());
+        return "";
+      }),
+      "admin.vm.Start": rw((r) => {
+        this.noArg(r);
+        m.startVm(s(), this.qube(r));
+        return "";
+      }),
+      "admin.vm.Shutdown": rw((r) => {
+        m.shutdownVm(s(), this.qube(r));
+        return "";
+      }),
+      "admin.vm.Kill": rw((r) => {
+        this.noArg(r);
+        m.killVm(this.qube(r));
+        return "";
+      }),
+      "admin.vm.CurrentState": ro((r) => {
+        this.noArg(r);
+        const vm = this.vm(r);
+        const running = vm.power !== "Halted";
+        const mem = running ? Number(m.get(vm, "memory", s()) ?? 4096) * 1024 : 0;
+        const max = running ? Number(m.get(vm, "maxmem", s()) ?? 4096) * 1024 : 0;
+        return `mem=${mem} mem_static_max=${max} cputime=0 power_state=${vm.power}`;
+      }),
+      "admin.label.List": ro(() => list(m.LABELS.map((l) => l.name))),
+      "admin.label.Get": ro((r) => {
+        const l = m.LABELS.find((x) => x.name === r.arg);
+        if (!l) throw new SimError("QubesLabelNotFoundError", `Label does not exist: '${r.arg}'`);
+        return l.color;
+      }),
+      "admin.label.Index": ro((r) => {
+        const i = m.LABELS.findIndex((x) => x.name === r.arg);
+        if (i < 0) throw new SimError("QubesLabelNotFoundError", `Label does not exist: '${r.arg}'`);
+        return String(i + 1);
+      }),
+      "internal.GetSystemInfo": ro(() => JSON.stringify(this.systemInfo())),
+      "policy.List": ro((r) => this.policy.handle(r.method, r.arg, r.payload)),
+      "policy.Get": ro((r) => this.policy.handle(r.method, r.arg, r.payload)),
+      "policy.Replace": ro((r) => this.policy.handle(r.method, r.arg, r.payload)),
+      "policy.Remove": ro((r) => this.policy.handle(r.method, r.arg, r.payload)),
+      "sim.Stats": ro(() => {
+        const calls: Record<string, number> = {};
+        for (const k of [...this.stats.keys()].sort()) calls[k] = this.stats.get(k) ?? 0;
+        return JSON.stringify({ calls, total: Object.values(calls).reduce((a, b) => a + b, 0) });
+      }),
+      "sim.Stats.Reset": ro(() => {
+        this.stats.clear();
+        return "";
+      }),
+    };
+  }
+
+  systemInfo(): { domains: Record<string, Record<string, unknown>> } {
+    const s = this.state;
+    const domains: Record<string, Record<string, unknown>> = {};
+    for (const vm of Object.values(s.vms)) {
+      const dd = m.get(vm, "default_dispvm", s);
+      const guivm = vm.klass === "AdminVM" ? null : m.get(vm, "guivm", s);
+      domains[vm.name] = {
+        name: vm.name,
+        tags: [...vm.tags],
+        type: vm.klass,
+        template_for_dispvms: m.get(vm, "template_for_dispvms", s) === true,
+        default_dispvm: typeof dd === "string" ? dd : null,
+        icon: m.get(vm, "icon", s),
+        label: m.get(vm, "label", s) ?? null,
+        guivm: typeof guivm === "string" ? guivm : null,
+        power_state: vm.power,
+        uuid: vm.uuid,
+      };
+    }
+    return { domains };
+  }
+
+  /** sim.vm.Run: start the VM (as qvm-run does), then run the command in its sandbox. */
+  private async run(req: WireRequest): Promise<string> {
+    const p = RunPayload.safeParse((() => {
+      try {
+        return JSON.parse(req.payload.toString("utf8"));
+      } catch {
+        return undefined;
+      }
+    })());
+    if (!p.success) throw protocolError("sim.vm.Run: payload must be JSON {user, command, stdinBase64}");
+    const started = this.mutate(req, (r) => {
+      m.startVm(this.state, this.qube(r));
+      return "";
+    });
+    if (started[0] !== 0x30) return Promise.reject(new SimErrorReply(started));
+    const vm = this.state.vms[req.dest];
+    this.dir.ensureVmDirs(vm.name);
+    const res = await runInSandbox({
+      vm: vm.name,
+      user: p.data.user,
+      command: p.data.command,
+      stdin: Buffer.from(p.data.stdinBase64, "base64"),
+      vmDir: this.dir.vmDir(vm.name),
+      runDir: this.dir.runDir(vm.name),
+      network: typeof m.get(vm, "netvm", this.state) === "string",
+      toolsBin: this.toolsBin,
+    });
+    return JSON.stringify({ exitCode: res.exitCode, stdout: res.stdout.toString("base64"), stderr: res.stderr.toString("base64") });
+  }
+}
+
+/** Carries an already-encoded error reply out of run(). */
+class SimErrorReply extends SimError {
+  constructor(readonly reply: Buffer) {
+    const parts = reply.subarray(2).toString("utf8").split("\0");
+    super(parts[0] ?? "QubesException", parts[2] ?? "");
+  }
+}
+
+export { FramingError };
