@@ -1,0 +1,59 @@
+/** Raw request/reply bytes as qvm-* tools (qubesadmin QubesLocal) send them, against the sim socket. */
+import { socketRoundTrip } from "../../admin/transport";
+import { startSim, StartedSim } from "../helpers/sim";
+
+let sim: StartedSim;
+beforeAll(async () => {
+  sim = await startSim();
+});
+afterAll(async () => {
+  await sim?.stop();
+});
+
+const raw = async (req: string | Buffer): Promise<string> => (await socketRoundTrip(sim.socket, Buffer.isBuffer(req) ? req : Buffer.from(req, "latin1"))).toString("latin1");
+
+describe("recorded wire exchanges", () => {
+  it.each([
+    ["admin.vm.List+ dom0 name sys-net\0", "0\0sys-net class=AppVM state=Running\n"],
+    ["admin.vm.List dom0 keyword adminvm\0", /^0\0debian-13 class=TemplateVM state=Halted\ndom0 class=AdminVM state=Running\n/],
+    ["admin.vm.property.Get+netvm dom0 name sys-firewall\0", "0\0default=False type=vm sys-net"],
+    ["admin.vm.property.Get+netvm dom0 name debian-13\0", "0\0default=True type=vm "],
+    ["admin.vm.property.Get+provides_network dom0 name sys-net\0", "0\0default=False type=bool True"],
+    ["admin.vm.property.Get+label dom0 name dom0\0", "0\0default=False type=label black"],
+    ["admin.vm.property.Get+netvm dom0 name nosuch\0", "2\0QubesVMNotFoundError\0\0No such domain: 'nosuch'\0"],
+    ["admin.vm.property.Get+bogus dom0 name sys-net\0", "2\0QubesNoSuchPropertyError\0\0Invalid property 'bogus' of sys-net\0"],
+    ["admin.vm.feature.Get+nope dom0 name sys-net\0", "2\0QubesFeatureNotFoundError\0\0Feature not set for domain sys-net: nope\0"],
+    ["admin.label.List+ dom0 name dom0\0", "0\0red\norange\nyellow\ngreen\ngray\nblue\npurple\nblack\n"],
+    ["admin.label.Get+red dom0 name dom0\0", "0\x000xcc0000"],
+    ["admin.property.Get+default_netvm dom0 name dom0\0", "0\0default=False type=vm sys-firewall"],
+    ["admin.vm.CurrentState+ dom0 name debian-13\0", "0\0mem=0 mem_static_max=0 cputime=0 power_state=Halted"],
+    ["admin.vm.volume.List+ dom0 name debian-13\0", "0\0kernel\nprivate\nroot\nvolatile\n"],
+    ["admin.vm.tag.List+ dom0 name sys-net\0", "0\0"],
+    ["admin.vm.Frobnicate+ dom0 name dom0\0", "2\0ProtocolError\0\0no such method: 'admin.vm.Frobnicate'\0"],
+    ["admin.vm.List+ dom0 name dom0", /^2\0ProtocolError\0\0framing error/],
+    ["admin.vm.List+ dom0 name d\xe9m0\0", /^2\0ProtocolError\0\0framing error/],
+    ["", /^2\0ProtocolError\0\0framing error: empty request/],
+    ["admin.vm.List+x dom0 name dom0\0", "2\0ProtocolError\0\0unexpected argument\0"],
+    ["admin.vm.Start+ dom0 name dom0\0", "2\0ProtocolError\0\0expected destination to not be AdminVM\0"],
+    ["admin.vm.property.Get+name dom0 name 0bad\0", "2\0QubesValueError\0\0VM name contains illegal characters\0"],
+  ])("%j", async (req, expected) => {
+    const got = await raw(req);
+    if (typeof expected === "string") expect(got).toBe(expected);
+    else expect(got).toMatch(expected);
+  });
+
+  it("create + set as qvm-create/qvm-prefs send them", async () => {
+    expect(await raw("admin.vm.Create.AppVM+debian-13 dom0 name dom0\0name=rec label=green")).toBe("0\0");
+    expect(await raw("admin.vm.property.Set+memory dom0 name rec\0" + "1000")).toBe("0\0");
+    expect(await raw("admin.vm.property.Get+memory dom0 name rec\0")).toBe("0\0default=False type=int 1000");
+    expect(await raw("admin.vm.tag.List+ dom0 name rec\0")).toBe("0\0created-by-dom0\n");
+    expect(await raw("admin.vm.Create.AppVM+ dom0 name dom0\0name=rec2 label=green bad=1")).toBe("2\0ProtocolError\0\0Invalid param name\0");
+    expect(await raw("admin.vm.Remove+ dom0 name rec\0")).toBe("0\0");
+  });
+
+  it("refuses oversize payloads with a protocol error, and keeps serving", async () => {
+    const big = Buffer.concat([Buffer.from("admin.vm.feature.Set+x dom0 name sys-net\0"), Buffer.alloc(70000, 0x61)]);
+    expect(await raw(big)).toMatch(/^2\0ProtocolError\0\0request too long/);
+    expect(await raw("admin.vm.List+ dom0 name sys-net\0")).toBe("0\0sys-net class=AppVM state=Running\n");
+  });
+});
