@@ -7,7 +7,8 @@
  *   /usr/local   <state>/vms/<vm>/rw/usrlocal    read-write (as Qubes binds /rw/usrlocal)
  *   /tmp /run    fresh tmpfs;  /proc /dev        fresh
  *   /run/qubes-sim  <state>/run/<vm>             reserved for the sim's qrexec broker sockets
- *   /opt/qubes-sim/bin  $QUBES_SIM_TOOLS_BIN (default <project>/.tools/bin), read-only, on PATH
+ *   /opt/qubes-sim/bin  entries of $QUBES_SIM_TOOLS_BIN (default <project>/.tools/bin), symlinks
+ *                       resolved, read-only, first on PATH
  * Namespaces: pid, uts (hostname = VM name), ipc, and net unless the VM has a netvm.
  * Runs as root (the sim runs as root) with USER set; HOME=/home/user; QUBES_SIM_VM=<vm>.
  */
@@ -55,7 +56,18 @@ export function bwrapArgs(spec: SandboxSpec): string[] {
   a.push("--bind", rw, "/rw", "--bind", path.join(rw, "home"), "/home", "--bind", path.join(rw, "usrlocal"), "/usr/local");
   a.push("--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run", "--dir", "/run/qubes-sim", "--bind", spec.runDir, "/run/qubes-sim");
   a.push("--dir", "/opt/qubes-sim/bin");
-  if (fs.existsSync(spec.toolsBin)) a.push("--ro-bind", spec.toolsBin, "/opt/qubes-sim/bin");
+  // Each entry is bound resolved: the tools are often symlinks pointing outside their directory.
+  if (fs.existsSync(spec.toolsBin)) {
+    for (const e of fs.readdirSync(spec.toolsBin)) {
+      let real: string;
+      try {
+        real = fs.realpathSync(path.join(spec.toolsBin, e));
+      } catch {
+        continue;
+      }
+      a.push("--ro-bind", real, `/opt/qubes-sim/bin/${e}`);
+    }
+  }
   a.push("--clearenv");
   const env: Record<string, string> = {
     PATH: "/opt/qubes-sim/bin:/usr/local/bin:/usr/local/sbin:/usr/bin:/usr/sbin:/bin:/sbin",
