@@ -1,6 +1,7 @@
 // Implementation of LogsRepository (see providers/logsRepository.ts).
 import { z } from "zod";
 import { adminConnection, adminFor } from "./admin";
+import { checkWith, hasUnknown } from "./common";
 
 const props = z.object({
   admin: adminConnection,
@@ -78,10 +79,7 @@ async function apply(p: Props): Promise<string> {
 }
 
 export async function check(_olds: unknown, news: unknown) {
-  const r = props.safeParse(news);
-  return r.success
-    ? { inputs: news as Record<string, unknown> }
-    : { inputs: news as Record<string, unknown>, failures: r.error.issues.map((i) => ({ property: String(i.path[0] ?? ""), reason: i.message })) };
+  return checkWith(props, news);
 }
 
 export async function create(inputs: unknown) {
@@ -91,6 +89,7 @@ export async function create(inputs: unknown) {
 }
 
 export async function diff(_id: string, oldsRaw: unknown, newsRaw: unknown) {
+  if (hasUnknown(newsRaw)) return { changes: true };
   const o = props.parse(oldsRaw);
   const n = props.parse(newsRaw);
   const replaces = (["vm", "dir", "remote", "branch"] as const).filter((k) => o[k] !== n[k]);

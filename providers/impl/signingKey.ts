@@ -1,6 +1,7 @@
 // Implementation of SigningKey (see providers/signingKey.ts).
 import { z } from "zod";
-import { adminFor, adminConnection } from "./admin";
+import { adminConnection, adminFor } from "./admin";
+import { checkWith, hasUnknown } from "./common";
 
 const props = z.object({
   admin: adminConnection,
@@ -54,9 +55,7 @@ async function ensure(p: Props): Promise<{ fingerprint: string; publicKey: strin
 }
 
 export async function check(_olds: unknown, news: unknown) {
-  const r = props.safeParse(news);
-  if (!r.success) return { inputs: news as Record<string, unknown>, failures: r.error.issues.map((i) => ({ property: String(i.path[0] ?? ""), reason: i.message })) };
-  return { inputs: news as Record<string, unknown> };
+  return checkWith(props, news);
 }
 
 export async function create(inputs: unknown) {
@@ -66,6 +65,7 @@ export async function create(inputs: unknown) {
 }
 
 export async function diff(_id: string, oldsRaw: unknown, newsRaw: unknown) {
+  if (hasUnknown(newsRaw)) return { changes: true };
   const olds = props.parse(oldsRaw);
   const news = props.parse(newsRaw);
   const replaces: string[] = [];
