@@ -13,9 +13,9 @@
  */
 import { ChildProcess, spawn, spawnSync } from "child_process";
 import * as fs from "fs";
-import * as net from "net";
 import * as path from "path";
 import { LocalWorkspace, Stack } from "@pulumi/pulumi/automation";
+import { createAdminClient } from "../admin/client";
 import { buildServices } from "../services/build";
 import { parseSiteConfig } from "../site/config";
 import { planSite } from "../site/plan";
@@ -85,29 +85,10 @@ async function startSimDaemon(dir: string): Promise<Sim> {
   };
 }
 
-/**
- * One qubesd call: `<source>\0<method>\0<dest>\0<arg>\0<payload>`, write side closed; the answer
- * is `0\0<data>` or `2\0<type>\0<traceback>\0<message>\0`.
- */
-export function simCall(socket: string, method: string, dest = "dom0", arg = "", payload = ""): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const c = net.createConnection(socket);
-    const chunks: Buffer[] = [];
-    const timer = setTimeout(() => c.destroy(new Error(`${method}: no answer in 30 s`)), 30000);
-    c.on("connect", () => c.end(Buffer.concat([Buffer.from(`dom0\0${method}\0${dest}\0${arg}\0`), Buffer.from(payload)])));
-    c.on("data", (d: Buffer) => chunks.push(d));
-    c.on("error", (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    c.on("close", () => {
-      clearTimeout(timer);
-      const b = Buffer.concat(chunks);
-      if (b.length >= 2 && b[0] === 0x30 && b[1] === 0) return resolve(b.subarray(2).toString("utf8"));
-      const parts = b.toString("utf8").split("\0");
-      reject(new Error(`${method}: ${parts[0] === "2" ? `${parts[1]}: ${parts[3] ?? ""}` : `bad answer ${JSON.stringify(b.subarray(0, 80).toString())}`}`));
-    });
-  });
+/** One Admin API call to the sim through the project's own client (the real wire protocol). */
+export async function simCall(socket: string, method: string, dest = "dom0", arg = "", payload = ""): Promise<string> {
+  const client = createAdminClient({ transport: "sim", socket });
+  return (await client.call(method, dest, arg, payload)).toString("utf8");
 }
 
 export type Counts = Record<string, number>;
