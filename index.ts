@@ -6,7 +6,7 @@ import { parseSiteConfig } from "./site/config";
 import { rawSiteConfig } from "./site/stackConfig";
 
 const namespace = "qubes-build-infra";
-const config = parseSiteConfig(rawSiteConfig(pulumi.runtime.allConfig(), namespace, __dirname));
+const config = parseSiteConfig(rawSiteConfig(pulumi.runtime.allConfig(), namespace, __dirname, process.env));
 const site = new Site("site", {
   config,
   webhookSecret: new pulumi.Config(namespace).requireSecret("webhookSecret"),

@@ -9,7 +9,12 @@ import * as path from "path";
 export const SECRET_KEYS = ["webhookSecret"] as const;
 
 /** The namespaced config map (`pulumi.runtime.allConfig()`) as a plain object, secrets left out. */
-export function rawSiteConfig(all: Record<string, string>, namespace: string, projectDir: string): Record<string, unknown> {
+export function rawSiteConfig(
+  all: Record<string, string>,
+  namespace: string,
+  projectDir: string,
+  env: Record<string, string | undefined> = {},
+): Record<string, unknown> {
   const raw: Record<string, unknown> = {};
   for (const [key, text] of Object.entries(all)) {
     if (!key.startsWith(`${namespace}:`)) continue;
@@ -24,6 +29,15 @@ export function rawSiteConfig(all: Record<string, string>, namespace: string, pr
       }
     }
     raw[name] = value;
+  }
+  // QBI_ADMIN (JSON) points any stack elsewhere, e.g. `pulumi preview --stack prod` at qubes-sim.
+  const override = env.QBI_ADMIN;
+  if (override) {
+    try {
+      raw.admin = JSON.parse(override);
+    } catch {
+      throw new Error(`QBI_ADMIN is not JSON: expected e.g. {"transport":"sim","socket":".qubes-sim/qubesd.sock"}`);
+    }
   }
   // A relative sim socket is relative to the project, wherever pulumi is run from.
   const admin = raw.admin as { socket?: unknown } | undefined;

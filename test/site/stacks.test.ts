@@ -29,3 +29,14 @@ describe("stack files", () => {
     expect(s.admin).toEqual({ transport: "socket", socket: "/var/run/qubesd.sock" });
   });
 });
+
+describe("QBI_ADMIN", () => {
+  it("points a stack at another Admin API endpoint, relative sockets resolved in the project", () => {
+    const raw = rawSiteConfig({ "qubes-build-infra:admin": '{"transport":"socket","socket":"/var/run/qubesd.sock"}' }, "qubes-build-infra", root,
+      { QBI_ADMIN: '{"transport":"sim","socket":".qubes-sim/qubesd.sock"}' });
+    expect(raw.admin).toEqual({ transport: "sim", socket: path.join(root, ".qubes-sim", "qubesd.sock") });
+  });
+  it("says what it expected when it is not JSON", () => {
+    expect(() => rawSiteConfig({}, "qubes-build-infra", root, { QBI_ADMIN: "sim" })).toThrow(/QBI_ADMIN is not JSON/);
+  });
+});
