@@ -11,14 +11,30 @@ import { installSecretTracking, secretKeysOf } from "./secrets";
 
 installSecretTracking();
 
-/** Plain JSON from the SDK's proxied props; reading an unknown (preview) value throws the SDK's UnknownValueError. */
+/** Stands for a value the engine does not know yet (preview); the checks treat it as suspect. */
+export const UNKNOWN_AT_PREVIEW = "<unknown at preview>";
+
+/** Reads one proxied value; the SDK throws when a value is not known yet during a preview. */
+function read(get: () => unknown): unknown {
+  try {
+    return plain(get());
+  } catch (e) {
+    if (e instanceof Error && /can't be known during preview/.test(e.message)) return UNKNOWN_AT_PREVIEW;
+    throw e;
+  }
+}
+
+/** Plain JSON from the SDK's proxied props, unknown (preview) values replaced by a marker. */
 function plain(v: unknown): unknown {
   if (v === null || typeof v !== "object") return v;
-  if (Array.isArray(v)) return v.map(plain);
+  if (Array.isArray(v)) return v.map((_, i) => read(() => (v as unknown[])[i]));
   const out: Record<string, unknown> = {};
-  for (const k of Object.keys(v)) out[k] = plain((v as Record<string, unknown>)[k]);
+  for (const k of Object.keys(v)) out[k] = read(() => (v as Record<string, unknown>)[k]);
   return out;
 }
+
+/** Only our dynamic resources matter to the checks (the Stack's outputs are not read at all). */
+const isSiteResource = (r: PolicyResource): boolean => r.type.startsWith("pulumi-nodejs:dynamic");
 
 function toInput(r: PolicyResource): ResourceInput {
   const input: ResourceInput = { type: r.type, urn: r.urn, name: r.name, props: plain(r.props) };
@@ -47,9 +63,14 @@ const policies: StackValidationPolicy[] = POLICIES.map((p) => {
     description: p.description,
     enforcementLevel: p.enforcementLevel,
     validateStack: (args, reportViolation) => {
-      const cfg = configOf.parse(args.getConfig<Record<string, unknown>>());
-      const resources = args.resources.map(toInput);
-      for (const v of runChecks(resources, cfg, [p.name])) reportViolation(v.message, v.urn);
+      // A check that cannot run must stop the change, not pass it: errors become violations.
+      try {
+        const cfg = configOf.parse(args.getConfig<Record<string, unknown>>());
+        const resources = args.resources.filter(isSiteResource).map(toInput);
+        for (const v of runChecks(resources, cfg, [p.name])) reportViolation(v.message, v.urn);
+      } catch (e) {
+        reportViolation(`${p.name} could not be checked, so the change is refused: ${e instanceof Error ? e.message : String(e)}`);
+      }
     },
   };
   if (p.config.length > 0) {
