@@ -244,7 +244,9 @@ export async function read(id: string, raw: unknown) {
     features, tags,
     ...(o.privateVolumeSize !== undefined ? { privateVolumeSize: bytes } : {}),
   };
-  return { id, props: { ...real, privateVolumeSize: o.privateVolumeSize, privateVolumeBytes: bytes }, inputs: real };
+  // No `undefined` may reach the engine: protobuf's Struct cannot carry it (refresh would fail).
+  const out = { ...real, ...(o.privateVolumeSize !== undefined ? { privateVolumeSize: o.privateVolumeSize } : {}), privateVolumeBytes: bytes };
+  return { id, props: out, inputs: real };
 }
 
 /** Halts the VM (shutdown, then kill after 60 s) when it runs: Qubes removes only halted VMs. */
