@@ -23,7 +23,7 @@ async function planned(stack: Stack, opts: { policyPacks?: string[] } = {}): Pro
     ...opts,
     onEvent: (e: EngineEvent) => {
       const m = e.resourcePreEvent?.metadata;
-      if (!m || m.op === "same" || m.type === "pulumi:pulumi:Stack") return;
+      if (!m || m.op === "same" || m.type === "pulumi:pulumi:Stack" || m.type.startsWith("pulumi:providers:")) return;
       (ops[m.op] ??= []).push(m.urn.split("::").pop() ?? m.urn);
     },
   });
