@@ -5,6 +5,9 @@
  *   qubes-sim ls    [--socket S] [--state D]   list VMs (from the daemon, or the state dir when none runs)
  *   qubes-sim show <vm> [--socket S] [--state D]   properties, features, tags, volumes of a VM
  *   qubes-sim reset [--state D]                  delete the state (the daemon must not be running)
+ *   qubes-sim journal [--tail N] [--follow] [--json] [--state D]   the qrexec broker's journal
+ *   qubes-sim trigger-build <component> [--repo owner/name] [--url URL] [--state D]
+ *                                                 a signed GitHub push webhook to the site's receiver
  * Exit codes: 0 ok, 1 error, 2 usage.
  */
 import * as fs from "fs";
@@ -12,34 +15,68 @@ import * as net from "net";
 import * as path from "path";
 import { createAdminClient } from "../admin/client";
 import * as m from "./model";
+import { formatJournal, JournalEntry, readJournal } from "./broker";
 import { SimDaemon } from "./server";
+import { triggerBuild } from "./webhook";
 import { State, StateDir } from "./state";
 
 const PROJECT = path.resolve(__dirname, "..");
 export const DEFAULT_SOCKET = path.join(PROJECT, ".qubes-sim", "qubesd.sock");
 export const DEFAULT_STATE = path.join(PROJECT, ".qubes-sim", "state");
 
-const USAGE = `usage: qubes-sim serve|ls|show <vm>|reset [--socket PATH] [--state DIR]\n`;
+const USAGE = `usage: qubes-sim serve|ls|show <vm>|reset|journal [--tail N] [--follow] [--json]|trigger-build <component> [--socket PATH] [--state DIR]\n`;
 
 class UsageError extends Error {}
 
-function parseArgs(argv: string[]): { cmd: string; rest: string[]; socket: string; state: string } {
+interface Args {
+  cmd: string;
+  rest: string[];
+  socket: string;
+  state: string;
+  opts: Record<string, string>;
+  flags: Set<string>;
+}
+
+function parseArgs(argv: string[]): Args {
   const rest: string[] = [];
-  let socket = DEFAULT_SOCKET;
-  let state = DEFAULT_STATE;
+  let socket = process.env.QUBES_SIM_SOCKET ? path.resolve(process.env.QUBES_SIM_SOCKET) : DEFAULT_SOCKET;
+  let state = process.env.QUBES_SIM_STATE ? path.resolve(process.env.QUBES_SIM_STATE) : DEFAULT_STATE;
+  const opts: Record<string, string> = {};
+  const flags = new Set<string>();
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    if (a === "--socket" || a === "--state") {
+    if (["--socket", "--state", "--tail", "--repo", "--url"].includes(a)) {
       const v = argv[++i];
       if (v === undefined) throw new UsageError(`${a} needs a value`);
       if (a === "--socket") socket = path.resolve(v);
-      else state = path.resolve(v);
-    } else if (a.startsWith("--")) throw new UsageError(`unknown option ${a}`);
+      else if (a === "--state") state = path.resolve(v);
+      else opts[a.slice(2)] = v;
+    } else if (a === "--follow" || a === "--json") flags.add(a.slice(2));
+    else if (a.startsWith("--")) throw new UsageError(`unknown option ${a}`);
     else rest.push(a);
   }
   const cmd = rest.shift();
   if (!cmd) throw new UsageError("missing command");
-  return { cmd, rest, socket, state };
+  return { cmd, rest, socket, state, opts, flags };
+}
+
+/** The broker's journal; with follow, keeps printing new entries until interrupted. */
+async function journal(a: Args): Promise<void> {
+  const file = path.join(a.state, "qrexec-journal.jsonl");
+  const tail = a.opts.tail !== undefined ? Number(a.opts.tail) : undefined;
+  if (tail !== undefined && (!Number.isInteger(tail) || tail < 0)) throw new UsageError("--tail needs a number");
+  const show = (e: JournalEntry) => process.stdout.write((a.flags.has("json") ? JSON.stringify(e) : formatJournal(e)) + "\n");
+  let entries = readJournal(file);
+  let seen = entries.length;
+  if (tail !== undefined) entries = entries.slice(Math.max(0, entries.length - tail));
+  entries.forEach(show);
+  if (!a.flags.has("follow")) return;
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 300));
+    const all = readJournal(file);
+    all.slice(seen).forEach(show);
+    seen = all.length;
+  }
 }
 
 function alive(socket: string): Promise<boolean> {
@@ -138,6 +175,15 @@ export async function main(argv: string[]): Promise<number> {
         if (a.rest.length !== 1) throw new UsageError("show needs one VM name");
         process.stdout.write(await show(a.rest[0], a.socket, a.state));
         return 0;
+      case "journal":
+        await journal(a);
+        return 0;
+      case "trigger-build": {
+        if (a.rest.length !== 1) throw new UsageError("trigger-build needs one component name");
+        const r = await triggerBuild({ stateDir: a.state, component: a.rest[0], repo: a.opts.repo, url: a.opts.url });
+        process.stdout.write(`${r.status} ${r.body.trim()}\n`);
+        return r.status === 202 ? 0 : 1;
+      }
       case "reset":
         if (await alive(a.socket)) throw new Error(`a daemon is serving ${a.socket}: stop it first`);
         fs.rmSync(a.state, { recursive: true, force: true });

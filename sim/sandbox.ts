@@ -6,13 +6,15 @@
  *   /home        <state>/vms/<vm>/rw/home        read-write (as Qubes binds /rw/home)
  *   /usr/local   <state>/vms/<vm>/rw/usrlocal    read-write (as Qubes binds /rw/usrlocal)
  *   /tmp /run    fresh tmpfs;  /proc /dev        fresh
- *   /run/qubes-sim  <state>/run/<vm>             reserved for the sim's qrexec broker sockets
+ *   /run/qubes-sim  <state>/run/<vm>             the VM's qrexec socket (served by the sim's broker)
+ *   /srv/qubes-sim-github  <state>/github        read-write, VMs with network only (stand-in GitHub)
  *   /opt/qubes-sim/bin  entries of $QUBES_SIM_TOOLS_BIN (default <project>/.tools/bin), symlinks
- *                       resolved, read-only, first on PATH
+ *                       resolved, read-only, first on PATH; plus the sim's guest programs
+ *                       (sim/guest: qrexec-client-vm, runuser), which win over a tool of the same name
  * Namespaces: pid, uts (hostname = VM name), ipc, and net unless the VM has a netvm.
  * Runs as root (the sim runs as root) with USER set; HOME=/home/user; QUBES_SIM_VM=<vm>.
  */
-import { spawn } from "child_process";
+import { ChildProcess, spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 
@@ -27,7 +29,17 @@ export interface SandboxSpec {
   runDir: string;
   network: boolean;
   toolsBin: string;
+  /** Host directory bound read-write at /srv/qubes-sim-github when the VM has network. */
+  githubDir?: string;
+  /** Extra environment (e.g. the qrexec variables of a service call). */
+  env?: Record<string, string>;
+  /** argv to run instead of `/bin/sh -c command`. */
+  argv?: string[];
 }
+
+/** The sim's own programs for VMs (qrexec-client-vm, runuser), bound into /opt/qubes-sim/bin. */
+export const GUEST_BIN = path.join(__dirname, "guest");
+export const GITHUB_MOUNT = "/srv/qubes-sim-github";
 
 export interface SandboxResult {
   exitCode: number;
@@ -55,10 +67,14 @@ export function bwrapArgs(spec: SandboxSpec): string[] {
   const rw = path.join(spec.vmDir, "rw");
   a.push("--bind", rw, "/rw", "--bind", path.join(rw, "home"), "/home", "--bind", path.join(rw, "usrlocal"), "/usr/local");
   a.push("--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run", "--dir", "/run/qubes-sim", "--bind", spec.runDir, "/run/qubes-sim");
+  if (spec.network && spec.githubDir && fs.existsSync(spec.githubDir)) a.push("--bind", spec.githubDir, GITHUB_MOUNT);
   a.push("--dir", "/opt/qubes-sim/bin");
+  const guest = fs.existsSync(GUEST_BIN) ? fs.readdirSync(GUEST_BIN) : [];
+  for (const e of guest) a.push("--ro-bind", path.join(GUEST_BIN, e), `/opt/qubes-sim/bin/${e}`);
   // Each entry is bound resolved: the tools are often symlinks pointing outside their directory.
   if (fs.existsSync(spec.toolsBin)) {
     for (const e of fs.readdirSync(spec.toolsBin)) {
+      if (guest.includes(e)) continue;
       let real: string;
       try {
         real = fs.realpathSync(path.join(spec.toolsBin, e));
@@ -77,10 +93,17 @@ export function bwrapArgs(spec: SandboxSpec): string[] {
     QUBES_SIM_VM: spec.vm,
     LANG: "C.UTF-8",
   };
+  Object.assign(env, spec.env ?? {});
   for (const [k, v] of Object.entries(env)) a.push("--setenv", k, v);
   a.push("--chdir", spec.user === "root" ? "/" : "/home/user");
-  a.push("/bin/sh", "-c", spec.command);
+  if (spec.argv) a.push("--", ...spec.argv);
+  else a.push("/bin/sh", "-c", spec.command);
   return a;
+}
+
+/** Start a process in the sandbox with piped stdio (the caller streams and waits). */
+export function spawnInSandbox(spec: SandboxSpec): ChildProcess {
+  return spawn("bwrap", bwrapArgs(spec), { stdio: ["pipe", "pipe", "pipe"] });
 }
 
 /** Run a command in the sandbox and collect its output. */

@@ -3,7 +3,10 @@
  * the model (sim/model.ts). Every request is handled synchronously on the one event loop, so
  * mutations are serialized; a mutation is written durably (StateDir.save) before its reply.
  * Only `sim.vm.Run` is asynchronous (the command runs outside the state, after the VM started).
+ * Each VM's qrexec socket is served by the broker (sim/broker.ts); a VM that starts runs its
+ * `/rw/config/rc.local` in a long-lived sandbox (its "boot"), killed when the VM halts.
  */
+import { ChildProcess, execFileSync } from "child_process";
 import * as fs from "fs";
 import * as net from "net";
 import * as path from "path";
@@ -12,7 +15,8 @@ import { decodeRequestHeader, encodeError, encodeOk, escapeValue, FramingError, 
 import * as m from "./model";
 import { SimError, protocolError } from "./model";
 import { PolicyDir } from "./policy";
-import { runInSandbox } from "./sandbox";
+import { QrexecBroker } from "./broker";
+import { runInSandbox, SandboxSpec, spawnInSandbox } from "./sandbox";
 import { State, StateDir, Vm } from "./state";
 
 /** Largest request for sim.vm.Run (file contents travel in it). */
@@ -34,6 +38,9 @@ export class SimDaemon {
   readonly policy: PolicyDir;
   readonly stats = new Map<string, number>();
   private server?: net.Server;
+  readonly broker: QrexecBroker;
+  /** The "boot" sandbox of each running VM (rc.local and what it backgrounds). */
+  private readonly booted = new Map<string, ChildProcess>();
   private readonly toolsBin: string;
   private readonly log: (msg: string) => void;
   private readonly handlers: Record<string, { fn: Handler; mutates: boolean }>;
@@ -48,6 +55,104 @@ export class SimDaemon {
     for (const name of Object.keys(this.state.vms)) if (name !== "dom0") this.dir.ensureVmDirs(name);
     this.policy = new PolicyDir(this.dir.policyDir);
     this.handlers = this.buildHandlers();
+    this.ensureGithub();
+    this.broker = new QrexecBroker(
+      {
+        policyDir: this.dir.policyDir,
+        journalFile: this.journalFile,
+        systemInfo: () => this.systemInfo() as never,
+        dispatch: (req) => this.dispatch(req),
+        ensureRunning: (vm) => this.ensureRunning(vm),
+        sandbox: (vm, user) => this.sandboxSpec(vm, user),
+        log: (msg) => this.log(msg),
+      },
+      (vm) => this.dir.runDir(vm),
+    );
+  }
+
+  /** `<state>/qrexec-journal.jsonl`: every qrexec call and its verdict. */
+  get journalFile(): string {
+    return path.join(this.dir.root, "qrexec-journal.jsonl");
+  }
+
+  /** `<state>/github`: the stand-in GitHub, bound at /srv/qubes-sim-github in VMs with network. */
+  get githubDir(): string {
+    return path.join(this.dir.root, "github");
+  }
+
+  /** Creates the stand-in GitHub and its bare `build-logs.git` (branch main) when missing. */
+  private ensureGithub(): void {
+    const repo = path.join(this.githubDir, "build-logs.git");
+    if (fs.existsSync(path.join(repo, "HEAD"))) return;
+    fs.mkdirSync(repo, { recursive: true });
+    execFileSync("git", ["init", "-q", "--bare", "-b", "main", repo], { stdio: ["ignore", "ignore", "pipe"] });
+  }
+
+  /** A VM has network when it has a netvm or provides network itself (sys-net). */
+  private hasNetwork(vm: Vm): boolean {
+    return typeof m.get(vm, "netvm", this.state) === "string" || m.get(vm, "provides_network", this.state) === true;
+  }
+
+  sandboxSpec(name: string, user: string): SandboxSpec {
+    const vm = m.findVm(this.state, name);
+    this.dir.ensureVmDirs(vm.name);
+    return {
+      vm: vm.name,
+      user,
+      command: "",
+      stdin: Buffer.alloc(0),
+      vmDir: this.dir.vmDir(vm.name),
+      runDir: this.dir.runDir(vm.name),
+      network: this.hasNetwork(vm),
+      toolsBin: this.toolsBin,
+      githubDir: this.githubDir,
+    };
+  }
+
+  /** Start a VM (and its netvm chain) if halted, as qrexec does for a call's target. */
+  ensureRunning(name: string): void {
+    const vm = m.findVm(this.state, name);
+    if (vm.klass === "AdminVM") throw protocolError("expected destination to not be AdminVM");
+    if (vm.power === "Running") return;
+    const reply = this.mutate({ method: "admin.vm.Start", arg: "", source: "dom0", dest: name, payload: Buffer.alloc(0) }, (r) => {
+      m.startVm(this.state, this.qube(r));
+      return "";
+    });
+    if (reply[0] !== 0x30) throw new SimErrorReply(reply);
+  }
+
+  /** Boot or halt the sandboxes of VMs whose power state changed. */
+  private powerChanged(): void {
+    for (const vm of Object.values(this.state.vms)) {
+      if (vm.klass === "AdminVM") continue;
+      const running = vm.power !== "Halted";
+      if (running && !this.booted.has(vm.name)) this.boot(vm.name);
+      else if (!running && this.booted.has(vm.name)) this.halt(vm.name);
+    }
+  }
+
+  /** Runs /rw/config/rc.local (when present) in a sandbox that lives until the VM halts. */
+  private boot(name: string): void {
+    const spec = this.sandboxSpec(name, "root");
+    const logFile = path.join(spec.vmDir, "console.log");
+    const out = fs.openSync(logFile, "a", 0o644);
+    const script = "if [ -f /rw/config/rc.local ]; then echo \"rc.local: starting $(date -u +%FT%TZ)\"; /bin/sh /rw/config/rc.local; echo \"rc.local: exit $?\"; fi; exec sleep infinity";
+    const child = spawnInSandbox({ ...spec, argv: ["/bin/sh", "-c", script] });
+    child.stdin?.end();
+    child.stdout?.on("data", (d: Buffer) => fs.writeSync(out, d));
+    child.stderr?.on("data", (d: Buffer) => fs.writeSync(out, d));
+    child.on("error", (e) => this.log(`boot of ${name} failed: ${e.message}`));
+    child.on("close", () => {
+      fs.closeSync(out);
+      if (this.booted.get(name) === child) this.booted.delete(name);
+    });
+    this.booted.set(name, child);
+  }
+
+  private halt(name: string): void {
+    const child = this.booted.get(name);
+    this.booted.delete(name);
+    child?.kill("SIGKILL");
   }
 
   /** Listen on the socket (a stale socket file is replaced; a live one is an error). */
@@ -71,9 +176,13 @@ export class SimDaemon {
       this.server?.listen(socket, () => resolve());
     });
     fs.chmodSync(socket, 0o660);
+    for (const name of Object.keys(this.state.vms)) if (name !== "dom0") await this.broker.serve(name);
+    this.powerChanged();
   }
 
   async close(): Promise<void> {
+    for (const name of [...this.booted.keys()]) this.halt(name);
+    await this.broker.close();
     const s = this.server;
     if (!s) return;
     const addr = s.address();
@@ -161,11 +270,19 @@ export class SimDaemon {
     try {
       const out = fn(req);
       this.dir.save(this.state);
+      this.vmsChanged(before);
       return encodeOk(out);
     } catch (e) {
       this.state = before;
       return this.errorReply(req, e);
     }
+  }
+
+  /** After a saved mutation: serve qrexec sockets of new VMs, drop removed ones, boot/halt. */
+  private vmsChanged(before: State): void {
+    for (const name of Object.keys(this.state.vms)) if (name !== "dom0" && !before.vms[name] && this.server) void this.broker.serve(name);
+    for (const name of Object.keys(before.vms)) if (!this.state.vms[name]) void this.broker.drop(name);
+    if (this.server) this.powerChanged();
   }
 
   private vm(req: WireRequest): Vm {
@@ -423,17 +540,10 @@ export class SimDaemon {
       return "";
     });
     if (started[0] !== 0x30) return Promise.reject(new SimErrorReply(started));
-    const vm = this.state.vms[req.dest];
-    this.dir.ensureVmDirs(vm.name);
     const res = await runInSandbox({
-      vm: vm.name,
-      user: p.data.user,
+      ...this.sandboxSpec(req.dest, p.data.user),
       command: p.data.command,
       stdin: Buffer.from(p.data.stdinBase64, "base64"),
-      vmDir: this.dir.vmDir(vm.name),
-      runDir: this.dir.runDir(vm.name),
-      network: typeof m.get(vm, "netvm", this.state) === "string",
-      toolsBin: this.toolsBin,
     });
     return JSON.stringify({ exitCode: res.exitCode, stdout: res.stdout.toString("base64"), stderr: res.stderr.toString("base64") });
   }
