@@ -24,7 +24,7 @@ import { decodeReply } from "../admin/wire";
 import type { WireRequest } from "../admin/wire";
 import { evaluate, loadPolicySet, POLICY_DIR } from "../qrexec";
 import type { SystemInfo, Verdict } from "../qrexec";
-import { spawnInSandbox, SandboxSpec } from "./sandbox";
+import { SandboxSpec, spawnInVm } from "./sandbox";
 
 export const QREXEC_SOCKET = "qrexec.sock";
 /** Exit status of a refused call (as qrexec-client-vm). */
@@ -53,6 +53,8 @@ export interface BrokerHost {
   ensureRunning(vm: string): void;
   /** Sandbox spec of a VM (argv/env filled by the broker). */
   sandbox(vm: string, user: string): SandboxSpec;
+  /** Host pid of the running VM's boot sandbox (its namespaces are the VM). */
+  vmPid(vm: string): Promise<number>;
   log(msg: string): void;
 }
 
@@ -267,9 +269,11 @@ export class QrexecBroker {
 
   private async toVm(source: string, service: string, arg: string, full: string, target: string, vm: string, user: string, call: Call, pending: { type: string; data: Buffer }[]): Promise<void> {
     let spec: SandboxSpec;
+    let pid: number;
     try {
       this.host.ensureRunning(vm);
       spec = this.host.sandbox(vm, user);
+      pid = await this.host.vmPid(vm);
     } catch (e) {
       return this.fail(call.c, `qrexec: cannot start ${vm}: ${(e as Error).message}`, REFUSED);
     }
@@ -285,7 +289,7 @@ export class QrexecBroker {
     };
     if (keyword) env.QREXEC_REQUESTED_TARGET_KEYWORD = (target === "dom0" ? "@adminvm" : target).slice(1);
     if (full.includes("+")) env.QREXEC_SERVICE_ARGUMENT = arg;
-    const child = spawnInSandbox({ ...spec, argv: [`/usr/local/etc/qubes-rpc/${name}`], command: "", env });
+    const child = spawnInVm(pid, { ...spec, argv: [`/usr/local/etc/qubes-rpc/${name}`], command: "", env });
     this.children.add(child);
     child.stdin?.on("error", () => undefined);
     child.stdout?.on("data", (d: Buffer) => call.out("O", d));

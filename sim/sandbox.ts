@@ -35,6 +35,8 @@ export interface SandboxSpec {
   env?: Record<string, string>;
   /** argv to run instead of `/bin/sh -c command`. */
   argv?: string[];
+  /** Have bwrap write `{"child-pid": N}` (host pid of the sandbox's first process) on fd 3. */
+  infoFd?: boolean;
 }
 
 /** The sim's own programs for VMs (qrexec-client-vm, runuser), bound into /opt/qubes-sim/bin. */
@@ -51,7 +53,7 @@ const MAX_OUTPUT = 64 * 1024 * 1024;
 
 /** The bwrap argument vector for a spec. */
 export function bwrapArgs(spec: SandboxSpec): string[] {
-  const a: string[] = ["--die-with-parent", "--unshare-pid", "--unshare-uts", "--unshare-ipc", "--hostname", spec.vm];
+  const a: string[] = [...(spec.infoFd ? ["--info-fd", "3"] : []), "--die-with-parent", "--unshare-pid", "--unshare-uts", "--unshare-ipc", "--hostname", spec.vm];
   if (!spec.network) a.push("--unshare-net");
   a.push("--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc");
   for (const d of ["/bin", "/sbin", "/lib", "/lib64", "/lib32"]) {
@@ -85,25 +87,43 @@ export function bwrapArgs(spec: SandboxSpec): string[] {
     }
   }
   a.push("--clearenv");
-  const env: Record<string, string> = {
-    PATH: "/opt/qubes-sim/bin:/usr/local/bin:/usr/local/sbin:/usr/bin:/usr/sbin:/bin:/sbin",
-    HOME: "/home/user",
-    USER: spec.user,
-    LOGNAME: spec.user,
-    QUBES_SIM_VM: spec.vm,
-    LANG: "C.UTF-8",
-  };
-  Object.assign(env, spec.env ?? {});
-  for (const [k, v] of Object.entries(env)) a.push("--setenv", k, v);
+  for (const [k, v] of Object.entries(sandboxEnv(spec))) a.push("--setenv", k, v);
   a.push("--chdir", spec.user === "root" ? "/" : "/home/user");
   if (spec.argv) a.push("--", ...spec.argv);
   else a.push("/bin/sh", "-c", spec.command);
   return a;
 }
 
+/** The environment of a process in the VM. */
+export function sandboxEnv(spec: SandboxSpec): Record<string, string> {
+  return {
+    PATH: "/opt/qubes-sim/bin:/usr/local/bin:/usr/local/sbin:/usr/bin:/usr/sbin:/bin:/sbin",
+    HOME: "/home/user",
+    USER: spec.user,
+    LOGNAME: spec.user,
+    QUBES_SIM_VM: spec.vm,
+    LANG: "C.UTF-8",
+    ...(spec.env ?? {}),
+  };
+}
+
 /** Start a process in the sandbox with piped stdio (the caller streams and waits). */
 export function spawnInSandbox(spec: SandboxSpec): ChildProcess {
-  return spawn("bwrap", bwrapArgs(spec), { stdio: ["pipe", "pipe", "pipe"] });
+  return spawn("bwrap", bwrapArgs(spec), { stdio: spec.infoFd ? ["pipe", "pipe", "pipe", "pipe"] : ["pipe", "pipe", "pipe"] });
+}
+
+/**
+ * Start a process inside a running VM: in the namespaces (mount, uts, ipc, pid, net) of the VM's
+ * boot sandbox, whose first process has host pid `pid`. What it leaves in the background lives
+ * on until the VM halts, as in a real VM.
+ */
+export function spawnInVm(pid: number, spec: SandboxSpec): ChildProcess {
+  const env = Object.entries(sandboxEnv(spec)).map(([k, v]) => `${k}=${v}`);
+  const dir = spec.user === "root" ? "/" : "/home/user";
+  const argv = spec.argv ?? ["/bin/sh", "-c", spec.command];
+  return spawn("nsenter", ["-t", String(pid), "-m", "-u", "-i", "-n", "-p", "--", "/usr/bin/env", "-i", ...env, "/bin/sh", "-c", `cd ${dir} 2>/dev/null; exec "$@"`, "sh", ...argv], {
+    stdio: ["pipe", "pipe", "pipe"],
+  });
 }
 
 /** Run a command in the sandbox and collect its output. */

@@ -40,7 +40,7 @@ export class SimDaemon {
   private server?: net.Server;
   readonly broker: QrexecBroker;
   /** The "boot" sandbox of each running VM (rc.local and what it backgrounds). */
-  private readonly booted = new Map<string, ChildProcess>();
+  private readonly booted = new Map<string, { child: ChildProcess; pid: Promise<number> }>();
   private readonly toolsBin: string;
   private readonly log: (msg: string) => void;
   private readonly handlers: Record<string, { fn: Handler; mutates: boolean }>;
@@ -64,6 +64,7 @@ export class SimDaemon {
         dispatch: (req) => this.dispatch(req),
         ensureRunning: (vm) => this.ensureRunning(vm),
         sandbox: (vm, user) => this.sandboxSpec(vm, user),
+        vmPid: (vm) => this.vmPid(vm),
         log: (msg) => this.log(msg),
       },
       (vm) => this.dir.runDir(vm),
@@ -137,22 +138,40 @@ export class SimDaemon {
     const logFile = path.join(spec.vmDir, "console.log");
     const out = fs.openSync(logFile, "a", 0o644);
     const script = "if [ -f /rw/config/rc.local ]; then echo \"rc.local: starting $(date -u +%FT%TZ)\"; /bin/sh /rw/config/rc.local; echo \"rc.local: exit $?\"; fi; exec sleep infinity";
-    const child = spawnInSandbox({ ...spec, argv: ["/bin/sh", "-c", script] });
+    const child = spawnInSandbox({ ...spec, argv: ["/bin/sh", "-c", script], infoFd: true });
     child.stdin?.end();
+    const pid = new Promise<number>((resolve, reject) => {
+      let info = "";
+      const fd3 = child.stdio[3] as NodeJS.ReadableStream | null;
+      fd3?.on("data", (d: Buffer) => {
+        info += d.toString();
+        const mm = /"child-pid":\s*(\d+)/.exec(info);
+        if (mm) resolve(Number(mm[1]));
+      });
+      fd3?.on("error", () => undefined);
+      child.on("close", () => reject(new Error(`${name} halted`)));
+    });
+    pid.catch(() => undefined);
     child.stdout?.on("data", (d: Buffer) => fs.writeSync(out, d));
     child.stderr?.on("data", (d: Buffer) => fs.writeSync(out, d));
     child.on("error", (e) => this.log(`boot of ${name} failed: ${e.message}`));
     child.on("close", () => {
       fs.closeSync(out);
-      if (this.booted.get(name) === child) this.booted.delete(name);
+      if (this.booted.get(name)?.child === child) this.booted.delete(name);
     });
-    this.booted.set(name, child);
+    this.booted.set(name, { child, pid });
+  }
+
+  /** Host pid of the running VM's first process (to enter its namespaces). */
+  vmPid(name: string): Promise<number> {
+    const b = this.booted.get(name);
+    return b ? b.pid : Promise.reject(new Error(`${name} is not running`));
   }
 
   private halt(name: string): void {
-    const child = this.booted.get(name);
+    const b = this.booted.get(name);
     this.booted.delete(name);
-    child?.kill("SIGKILL");
+    b?.child.kill("SIGKILL");
   }
 
   /** Listen on the socket (a stale socket file is replaced; a live one is an error). */

@@ -97,10 +97,18 @@ describe("qrexec broker", () => {
     expect(b - a).toBeGreaterThanOrEqual(1);
   });
 
+  it("runs services inside the running VM: what they detach outlives the call", async () => {
+    await sim.client.writeFile("bob", "/usr/local/etc/qubes-rpc/test.Echo+bg", "#!/bin/sh\nsetsid sh -c 'sleep 1; echo done > /home/user/bg' </dev/null >/dev/null 2>&1 &\nexit 0\n", { mode: 0o755 });
+    const r = await call("alice", "qrexec-client-vm bob test.Echo+bg </dev/null");
+    expect(r.exitCode).toBe(0);
+    await new Promise((res) => setTimeout(res, 2000));
+    expect(fs.readFileSync(path.join(sim.stateDir, "vms", "bob", "rw", "home", "user", "bg"), "utf8")).toBe("done\n");
+  });
+
   it("bin/qubes-sim journal shows the calls", () => {
     const out = execFileSync(path.join(ROOT, "bin", "qubes-sim"), ["journal", "--tail", "2", "--state", sim.stateDir], { cwd: ROOT }).toString();
     expect(out.trim().split("\n")).toHaveLength(2);
-    expect(out).toContain("test.Echo+slow");
+    expect(out).toContain("test.Echo+bg");
   });
 
   it("runs /rw/config/rc.local at start and keeps what it backgrounds until the VM halts", async () => {
