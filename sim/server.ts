@@ -137,16 +137,30 @@ export class SimDaemon {
     const spec = this.sandboxSpec(name, "root");
     const logFile = path.join(spec.vmDir, "console.log");
     const out = fs.openSync(logFile, "a", 0o644);
-    const script = "if [ -f /rw/config/rc.local ]; then echo \"rc.local: starting $(date -u +%FT%TZ)\"; /bin/sh /rw/config/rc.local; echo \"rc.local: exit $?\"; fi; exec sleep infinity";
+    const script = "echo qubes-sim: booted; if [ -f /rw/config/rc.local ]; then echo \"rc.local: starting $(date -u +%FT%TZ)\"; /bin/sh /rw/config/rc.local; echo \"rc.local: exit $?\"; fi; exec sleep infinity";
     const child = spawnInSandbox({ ...spec, argv: ["/bin/sh", "-c", script], infoFd: true });
     child.stdin?.end();
     const pid = new Promise<number>((resolve, reject) => {
+      // Ready when bwrap told the pid and the sandbox's first process runs (mounts are done).
       let info = "";
+      let out = "";
+      let pidSeen: number | undefined;
+      let ready = false;
+      const check = () => {
+        if (pidSeen !== undefined && ready) resolve(pidSeen);
+      };
       const fd3 = child.stdio[3] as NodeJS.ReadableStream | null;
       fd3?.on("data", (d: Buffer) => {
         info += d.toString();
         const mm = /"child-pid":\s*(\d+)/.exec(info);
-        if (mm) resolve(Number(mm[1]));
+        if (mm) pidSeen = Number(mm[1]);
+        check();
+      });
+      child.stdout?.on("data", (d: Buffer) => {
+        if (ready) return;
+        out += d.toString();
+        ready = out.includes("qubes-sim: booted");
+        check();
       });
       fd3?.on("error", () => undefined);
       child.on("close", () => reject(new Error(`${name} halted`)));
