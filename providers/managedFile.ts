@@ -4,7 +4,7 @@
  * `# BEGIN qubes-build-infra <blockId>` and `# END qubes-build-infra <blockId>` is ours; the rest
  * of the file, e.g. /rw/config/rc.local, is left untouched).
  *
- * The content may be a Pulumi secret: outputs never hold it, only its sha256 (itself kept as a
+ * The content may be a Pulumi secret: outputs hold it (the engine keeps it secret, as its input) and its sha256 (also a
  * secret output). Refresh compares the hash of what is in the VM. Delete removes the file (kind
  * `file`) or only the block.
  */

@@ -26,8 +26,11 @@ export const fileInputs = z.object({
 });
 type FileInputs = z.infer<typeof fileInputs>;
 
-/** Outputs never hold the content (it may be a secret): only its hash. */
-const fileOutputs = fileInputs.omit({ content: true }).safeExtend({ sha256: z.string() });
+/**
+ * Outputs hold the content as applied (the engine keeps a secret input's output secret, so the
+ * policy pack can see that the webhook secret is one) and its hash, which refresh compares.
+ */
+const fileOutputs = fileInputs.omit({ content: true }).safeExtend({ content: z.string().optional(), sha256: z.string() });
 type FileOutputs = z.infer<typeof fileOutputs>;
 
 const who = (p: { vm: string; path: string; kind: string; blockId: string }) => (p.kind === "block" ? `${KIND} (block ${p.blockId})` : KIND);
@@ -51,8 +54,7 @@ async function apply(p: FileInputs): Promise<FileOutputs> {
   const admin = adminFor(p.admin);
   if (p.kind === "block") await writeBlock(admin, who(p), p, p.blockId, p.content);
   else await writeWhole(admin, who(p), p, p.content);
-  const { content: _secret, ...rest } = p;
-  return { ...rest, sha256: digest(p) };
+  return { ...p, sha256: digest(p) };
 }
 
 export async function create(inputs: unknown) {

@@ -96,7 +96,8 @@ d("the providers through the Pulumi engine against qubes-sim", () => {
     expect(stored.length).toBeGreaterThan(0);
     for (const f of stored) expect(fs.readFileSync(path.join(backend, f), "utf8")).not.toContain("s3cret-webhook-key");
     const secretRes = (await stack.exportStack()).deployment.resources.find((r: { urn: string }) => r.urn.endsWith("ManagedFile::secret"));
-    expect(Object.keys(secretRes.outputs)).not.toContain("content");
+    // The content is kept in the outputs, as a secret (encrypted in the state), like its input.
+    expect(secretRes.outputs.content).toEqual(expect.objectContaining({ "4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270" }));
 
     const again = await stack.up();
     expect(again.summary.resourceChanges).toEqual({ same: 8 });

@@ -111,9 +111,9 @@ describe("QrexecPolicy", () => {
 });
 
 describe("ManagedFile", () => {
-  it("never puts the content in the outputs", async () => {
+  it("records the content applied and its hash (the engine keeps a secret input's output secret)", async () => {
     const c = await file.create((await file.check({}, { admin, vm: "sys-net", path: "/s/webhooks", content: "hunter2", mode: 0o600, owner: "user" })).inputs);
-    expect(JSON.stringify(c.outs)).not.toContain("hunter2");
+    expect(c.outs).toMatchObject({ content: "hunter2", sha256: "f52fbd32b2b3b86ff88ef6c490628285f482af15ddcb29541f94bcf526a3f6c7" });
     expect(fake.vms.get("sys-net")?.files.get("/s/webhooks")).toMatchObject({ mode: 0o600, owner: "user" });
   });
 

@@ -94,6 +94,8 @@ describe("the site through the Pulumi engine against qubes-sim", () => {
 
     const again = await stack.up();
     expect(Object.keys(again.summary.resourceChanges ?? {})).toEqual(["same"]);
+    // The deployed site (props now from state) still passes every policy.
+    expect(await planned(stack, { policyPacks: [path.join(projectRoot, "policy")] })).toEqual({});
   });
 
   it("changes only the env that changed, and adds an env by creating only its resources", async () => {
