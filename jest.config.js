@@ -5,6 +5,7 @@ module.exports = {
   testMatch: ["**/*.test.ts"],
   transform: { "^.+\\.ts$": ["ts-jest", { diagnostics: false, tsconfig: { isolatedModules: true } }] },
   testTimeout: 120000,
+  reporters: ["default", "<rootDir>/test/summaryReporter.js"],
   // Dynamic-provider code is serialized into Pulumi state: coverage counters must not leak into it.
   coveragePathIgnorePatterns: ["/node_modules/", "/providers/"],
 };
