@@ -31,6 +31,8 @@ export interface SandboxSpec {
   toolsBin: string;
   /** Host directory bound read-write at /srv/qubes-sim-github when the VM has network. */
   githubDir?: string;
+  /** Bind the stand-in GitHub read-only (the VM holds no credentials to push). */
+  githubReadOnly?: boolean;
   /** Extra environment (e.g. the qrexec variables of a service call). */
   env?: Record<string, string>;
   /** argv to run instead of `/bin/sh -c command`. */
@@ -69,7 +71,7 @@ export function bwrapArgs(spec: SandboxSpec): string[] {
   const rw = path.join(spec.vmDir, "rw");
   a.push("--bind", rw, "/rw", "--bind", path.join(rw, "home"), "/home", "--bind", path.join(rw, "usrlocal"), "/usr/local");
   a.push("--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run", "--dir", "/run/qubes-sim", "--bind", spec.runDir, "/run/qubes-sim");
-  if (spec.network && spec.githubDir && fs.existsSync(spec.githubDir)) a.push("--bind", spec.githubDir, GITHUB_MOUNT);
+  if (spec.network && spec.githubDir && fs.existsSync(spec.githubDir)) a.push(spec.githubReadOnly ? "--ro-bind" : "--bind", spec.githubDir, GITHUB_MOUNT);
   a.push("--dir", "/opt/qubes-sim/bin");
   const guest = fs.existsSync(GUEST_BIN) ? fs.readdirSync(GUEST_BIN) : [];
   for (const e of guest) a.push("--ro-bind", path.join(GUEST_BIN, e), `/opt/qubes-sim/bin/${e}`);

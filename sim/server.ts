@@ -107,7 +107,23 @@ export class SimDaemon {
       network: this.hasNetwork(vm),
       toolsBin: this.toolsBin,
       githubDir: this.githubDir,
+      githubReadOnly: !this.githubWriter(vm.name),
     };
+  }
+
+  /**
+   * Who may push to the stand-in GitHub: every VM with network, unless `<state>/github/.writers`
+   * lists VM names (one per line), modelling that only those hold credentials; the others see it
+   * read-only.
+   */
+  private githubWriter(name: string): boolean {
+    let text: string;
+    try {
+      text = fs.readFileSync(path.join(this.githubDir, ".writers"), "utf8");
+    } catch {
+      return true;
+    }
+    return text.split("\n").map((l) => l.trim()).includes(name);
   }
 
   /** Start a VM (and its netvm chain) if halted, as qrexec does for a call's target. */
