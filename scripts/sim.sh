@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts or stops the qubes-sim daemon that the `local` stack targets (socket and state from
-# scripts/env.sh). `start` is a no-op when it already answers.
+# scripts/env.sh). `start` is a no-op when it already answers. The daemon creates the stand-in
+# GitHub (<state>/github/build-logs.git, bound at /srv/qubes-sim-github in VMs with network).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sock=${QUBES_SIM_SOCKET:?source scripts/env.sh}
@@ -16,7 +17,12 @@ case "${1:-start}" in
     for _ in $(seq 1 100); do answers && { echo "qubes-sim running on $sock (log: $(dirname "$sock")/qubes-sim.log)"; exit 0; }; sleep 0.1; done
     echo "qubes-sim did not start; see $(dirname "$sock")/qubes-sim.log" >&2; exit 1 ;;
   stop)
-    [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+    # The daemon halts the VMs' boot sandboxes (rc.local daemons) and its qrexec sockets on SIGTERM.
+    if [ -f "$pidfile" ]; then
+      pid=$(cat "$pidfile")
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    fi
     rm -f "$pidfile" ;;
   *) echo "usage: sim.sh start|stop" >&2; exit 2 ;;
 esac

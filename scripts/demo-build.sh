@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Scenario 1 on the running local site (after `make up`): installs the stand-in builder
+# (test/e2e/builder) into build-fedora, makes sure sys-net's webhook receiver runs (its rc.local
+# block; added here, and the sim restarted, when the site has not placed it yet), sends a signed
+# push webhook for a component (default core-admin) and waits for the build's result.
+# Watch it from another terminal with:  bin/qubes-sim journal --follow
+# Usage: scripts/demo-build.sh [component]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/env.sh
+comp=${1:-core-admin}
+state=$QUBES_SIM_STATE
+[ -f "$state/vms/sys-net/rw/usrlocal/lib/qubes-build-infra/webhooks.js" ] || { echo "the local site is not deployed: run make up" >&2; exit 1; }
+put() { # put <vm> <host file> <path in vm> <octal mode>
+  node_modules/.bin/ts-node --transpile-only -e "
+    import { createAdminClient } from './admin/client';
+    import * as fs from 'fs';
+    createAdminClient({ transport: 'sim', socket: process.env.QUBES_SIM_SOCKET! })
+      .writeFile('$1', '$3', fs.readFileSync('$2'), { mode: 0o$4 })
+      .catch((e: Error) => { console.error(e.message); process.exit(1); });"
+}
+put build-fedora test/e2e/builder/build /home/user/builder-r4.2/build 755
+put build-fedora test/e2e/builder/upload /home/user/builder-r4.2/upload 755
+# The upload host of the local stack (Pulumi.local.yaml: 127.0.0.1:2222): a stand-in that answers OK.
+if ! (exec 3<>/dev/tcp/127.0.0.1/2222) 2>/dev/null; then
+  nohup node -e '
+    require("net").createServer((c) => { let n = 0; c.on("data", (d) => { n += d.length; }); c.on("end", () => c.end(`OK ${n} bytes\n`)); c.on("error", () => {}); })
+      .listen(2222, "127.0.0.1");' >/dev/null 2>&1 &
+  echo "stand-in upload host on 127.0.0.1:2222 (pid $!)"
+fi
+rc=$state/vms/sys-net/rw/config/rc.local
+if ! grep -q "webhooks.js" "$rc" 2>/dev/null; then
+  echo "adding the webhook receiver's block to sys-net's /rw/config/rc.local and restarting qubes-sim (sys-net boots again)"
+  tmp=$(mktemp)
+  { cat "$rc" 2>/dev/null || echo '#!/bin/sh'
+    cat <<'BLOCK'
+# BEGIN qubes-build-infra webhooks
+mkdir -p /home/user/.local/state/qubes-build-infra
+runuser -u user -- env HOME=/home/user sh -c 'exec node /usr/local/lib/qubes-build-infra/webhooks.js >>/home/user/.local/state/qubes-build-infra/webhooks.log 2>&1' &
+# END qubes-build-infra webhooks
+BLOCK
+  } > "$tmp"
+  put sys-net "$tmp" /rw/config/rc.local 755
+  rm -f "$tmp"
+  bash scripts/sim.sh stop; sleep 1; bash scripts/sim.sh start
+fi
+for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/8099) 2>/dev/null && break; sleep 0.2; done
+res=$state/vms/build-fedora/rw/home/user/builder-r4.2/artifacts/$comp/result
+rm -f "$res"
+bin/qubes-sim trigger-build "$comp"
+for _ in $(seq 1 600); do [ -f "$res" ] && break; sleep 0.2; done
+[ -f "$res" ] || { echo "no result after 120 s; see bin/qubes-sim journal" >&2; exit 1; }
+echo "build of $comp: $(cat "$res")"
+bin/qubes-sim journal --tail 8
