@@ -28,20 +28,11 @@ if ! (exec 3<>/dev/tcp/127.0.0.1/2222) 2>/dev/null; then
       .listen(2222, "127.0.0.1");' >/dev/null 2>&1 &
   echo "stand-in upload host on 127.0.0.1:2222 (pid $!)"
 fi
-rc=$state/vms/sys-net/rw/config/rc.local
-if ! grep -q "webhooks.js" "$rc" 2>/dev/null; then
-  echo "adding the webhook receiver's block to sys-net's /rw/config/rc.local and restarting qubes-sim (sys-net boots again)"
-  tmp=$(mktemp)
-  { cat "$rc" 2>/dev/null || echo '#!/bin/sh'
-    cat <<'BLOCK'
-# BEGIN qubes-build-infra webhooks
-mkdir -p /home/user/.local/state/qubes-build-infra
-runuser -u user -- env HOME=/home/user sh -c 'exec node /usr/local/lib/qubes-build-infra/webhooks.js >>/home/user/.local/state/qubes-build-infra/webhooks.log 2>&1' &
-# END qubes-build-infra webhooks
-BLOCK
-  } > "$tmp"
-  put sys-net "$tmp" /rw/config/rc.local 755
-  rm -f "$tmp"
+# The site places the receiver's start in sys-net's rc.local; a sys-net that booted before the
+# site was deployed has not run it yet: restart qubes-sim so that sys-net boots again.
+if ! (exec 3<>/dev/tcp/127.0.0.1/8099) 2>/dev/null; then
+  grep -q "webhooks.js" "$state/vms/sys-net/rw/config/rc.local" 2>/dev/null || { echo "sys-net has no webhook receiver block in rc.local: run make up" >&2; exit 1; }
+  echo "restarting qubes-sim so that sys-net boots with the webhook receiver"
   bash scripts/sim.sh stop; sleep 1; bash scripts/sim.sh start
 fi
 for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/8099) 2>/dev/null && break; sleep 0.2; done

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 sock=${QUBES_SIM_SOCKET:?source scripts/env.sh}
 state=${QUBES_SIM_STATE:?}
 pidfile=$(dirname "$sock")/qubes-sim.pid
-answers() { [ -S "$sock" ] && bin/qubes-sim ls --socket "$sock" >/dev/null 2>&1; }
+answers() { [ -S "$sock" ] && socat -u OPEN:/dev/null "UNIX-CONNECT:$sock" 2>/dev/null; }
 case "${1:-start}" in
   start)
     if answers; then exit 0; fi

@@ -33,8 +33,22 @@ export const PATHS = {
   trustedKeys: "/usr/local/etc/qubes-build-infra/trusted-keys-for-commands.asc",
 } as const;
 
-/** Port the webhook receiver listens on inside the net VM (nginx proxies to it). */
-export const WEBHOOKS_PORT = 8099;
+/**
+ * The net VM's boot (rc.local) starts the webhook receiver as `user` and, on Qubes, puts the
+ * generated nginx site in place. nginx and the firewall opening for it are the Qubes side's; in
+ * qubes-sim (read-only /etc) those lines do nothing.
+ */
+export function webhooksBoot(): string {
+  return [
+    "mkdir -p /home/user/.local/state/qubes-build-infra",
+    "chown user /home/user/.local/state/qubes-build-infra 2>/dev/null || true",
+    "runuser -u user -- env HOME=/home/user sh -c 'exec node /usr/local/lib/qubes-build-infra/webhooks.js >>/home/user/.local/state/qubes-build-infra/webhooks.log 2>&1' &",
+    "if ln -sf /rw/config/qubes-build-infra/webhooks-nginx.conf /etc/nginx/conf.d/qubes-build-infra-webhooks.conf 2>/dev/null; then",
+    "  systemctl --no-block restart nginx 2>/dev/null || true",
+    "fi",
+    "",
+  ].join("\n");
+}
 
 /** Inputs of the whole site. */
 export interface SiteArgs {
@@ -78,6 +92,13 @@ class InVm {
   file(filePath: string, content: pulumi.Input<string>, mode = 0o644, owner = "root"): ManagedFile {
     return new ManagedFile(`${this.name}:${filePath}`, {
       admin: this.admin, vm: this.name, path: filePath, content, mode, owner, kind: "file",
+    }, this.opts());
+  }
+
+  /** A managed block of a file shared with others (e.g. /rw/config/rc.local). */
+  block(filePath: string, blockId: string, content: string, mode: number): ManagedFile {
+    return new ManagedFile(`${this.name}:${filePath}#${blockId}`, {
+      admin: this.admin, vm: this.name, path: filePath, content, mode, owner: "root", kind: "block", blockId,
     }, this.opts());
   }
 
@@ -164,6 +185,7 @@ export class BuildEnvironment extends pulumi.ComponentResource {
       trustedKeysFile: PATHS.trustedKeys,
       maintainers: cfg.commands.maintainers,
       buildersList: PATHS.buildersList,
+      ...(cfg.commands.notify ? { notify: cfg.commands.notify } : {}),
       actions: {
         "Upload-component": ["{dir}/upload", "{component}", "{commit}", "{repo}", "{dists}"],
         Upload: ["{dir}/upload", "{component}", "{commit}", "{repo}", "{dists}"],
@@ -254,13 +276,14 @@ export class Site extends pulumi.ComponentResource {
     net.file(`${PATHS.lib}/webhooks.js`, program(servicesDir, "webhooks"), 0o755);
     net.file(`${PATHS.secrets}/webhooks`, pulumi.secret(args.webhookSecret), 0o600, "user");
     net.config("webhooks", {
-      listen: { host: "127.0.0.1", port: WEBHOOKS_PORT },
+      listen: { host: "127.0.0.1", port: cfg.webhooks.receiverPort },
       maxBodyBytes: cfg.webhooks.maxBodyBytes,
       buildVmsFile: PATHS.buildVmsList,
     });
+    net.block("/rw/config/rc.local", "webhooks", webhooksBoot(), 0o755);
     net.file(PATHS.buildVmsList, `${Object.keys(cfg.envs).map(buildVm).join("\n")}\n`, 0o644, "user");
     net.file("/rw/config/qubes-build-infra/webhooks-nginx.conf", renderNginxConfig({
-      listen: cfg.webhooks.listenPort, upstreamSocketOrPort: WEBHOOKS_PORT, maxBodyBytes: cfg.webhooks.maxBodyBytes,
+      listen: cfg.webhooks.listenPort, upstreamSocketOrPort: cfg.webhooks.receiverPort, maxBodyBytes: cfg.webhooks.maxBodyBytes,
       ...(cfg.webhooks.allowCidrs.length ? { allowCidrs: cfg.webhooks.allowCidrs } : {}),
     }));
 

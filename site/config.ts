@@ -144,12 +144,16 @@ export const siteConfigSchema = z.strictObject({
       /** Armored public keys allowed to sign GitHub commands (the only trust set: W7). */
       trustedKeys: z.string().default(""),
       maintainers: z.record(fingerprint, maintainer).default({}),
+      /** Command told about every refused command (a JSON line on stdin), e.g. a GitHub commenter. */
+      notify: z.array(z.string().min(1)).min(1).optional(),
     })
     .prefault({}),
   webhooks: z
     .strictObject({
       /** Port nginx listens on in the net VM. */
       listenPort: z.number().int().min(1).max(65535).default(80),
+      /** Loopback port of the receiver behind nginx, inside the net VM. */
+      receiverPort: z.number().int().min(1024).max(65535).default(8099),
       maxBodyBytes: z.number().int().min(1024).default(1024 * 1024),
       /** Source ranges allowed to reach the receiver (empty: any; HMAC is checked either way). */
       allowCidrs: z.array(z.string()).default([]),

@@ -47,7 +47,8 @@ export async function diff(_id: string, oldsRaw: unknown, newsRaw: unknown): Pro
   const n = parseProps(fileInputs, newsRaw, KIND);
   const replaces = (["vm", "path", "kind", "blockId"] as const).filter((k) => o[k] !== n[k]);
   if (replaces.length > 0) return { changes: true, replaces, deleteBeforeReplace: true };
-  return { changes: o.sha256 !== digest(n) || o.mode !== n.mode || o.owner !== n.owner };
+  // A state from before outputs recorded the content is updated once, so that it records it.
+  return { changes: o.content === undefined || o.sha256 !== digest(n) || o.mode !== n.mode || o.owner !== n.owner };
 }
 
 async function apply(p: FileInputs): Promise<FileOutputs> {
