@@ -20,17 +20,11 @@ jest.setTimeout(600_000);
 
 const NS = "qubes-build-infra";
 const SECRET = "e2e-webhook-secret-0123456789abcdef";
-const WEBHOOKS_PORT = 8099;
 const BUILDER = "/home/user/builder-r4.2";
 const localConfig = (parse(fs.readFileSync(path.join(projectRoot, "Pulumi.local.yaml"), "utf8")) as { config: Record<string, unknown> }).config;
 
-/** The rc.local block the site should place in sys-net (see the report / README). */
-export const RC_LOCAL = `# BEGIN qubes-build-infra webhooks
-mkdir -p /home/user/.local/state/qubes-build-infra
-runuser -u user -- env HOME=/home/user sh -c 'exec node /usr/local/lib/qubes-build-infra/webhooks.js >>/home/user/.local/state/qubes-build-infra/webhooks.log 2>&1' &
-# END qubes-build-infra webhooks
-`;
 
+let webhooksPort = 0;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function waitFor<T>(fn: () => T | undefined | null | false, timeoutMs: number, what: string): Promise<T> {
   const end = Date.now() + timeoutMs;
@@ -97,7 +91,11 @@ describe("the build flow in qubes-sim", () => {
   }
 
   beforeAll(async () => {
-    if (!(await portFree(WEBHOOKS_PORT))) throw new Error(`port ${WEBHOOKS_PORT} is in use (the local site's webhook receiver?): stop it (bash scripts/sim.sh stop) first`);
+    // The receiver's loopback port: a free one, so that a running local site does not clash.
+    const probe = net.createServer();
+    await new Promise<void>((r) => probe.listen(0, "127.0.0.1", () => r()));
+    webhooksPort = (probe.address() as net.AddressInfo).port;
+    await new Promise<void>((r) => probe.close(() => r()));
     // The upload host: reads "<name> <size> <sigsize>\n<data><sig>", answers OK.
     upload = net.createServer((c) => {
       const chunks: Buffer[] = [];
@@ -141,17 +139,19 @@ describe("the build flow in qubes-sim", () => {
     all[`${NS}:protectKeys`] = { value: "false" };
     all[`${NS}:signingWindowSeconds`] = { value: "60" };
     all[`${NS}:commands`] = { value: JSON.stringify({ trustedKeys, maintainers: { [commandKey]: { components: "_all_", releases: "_all_" } } }) };
+    all[`${NS}:webhooks`] = { value: JSON.stringify({ receiverPort: webhooksPort }) };
     all[`${NS}:webhookSecret`] = { value: SECRET, secret: true };
     await stack.setAllConfig(all);
     await deploy();
 
-    // sys-net's boot starts the webhook receiver (the rc.local block the site should own); the
-    // sim is restarted so that running VMs boot again, as after a reboot of the machine.
-    await sim.client.writeFile("sys-net", "/rw/config/rc.local", `#!/bin/sh\n${RC_LOCAL}`, { mode: 0o755 });
+    // sys-net's boot starts the webhook receiver (the site's rc.local block); the sim is
+    // restarted so that running VMs boot again, as after a reboot of the machine.
     await installBuilder();
     await sim.stop();
     sim = await startSim({ dir });
-    await waitFor(async () => !(await portFree(WEBHOOKS_PORT)), 30_000, "the webhook receiver");
+    for (const end = Date.now() + 30_000; await portFree(webhooksPort); await sleep(200)) {
+      if (Date.now() > end) throw new Error("timed out waiting for the webhook receiver");
+    }
     await sleep(500);
   });
 

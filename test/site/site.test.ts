@@ -86,7 +86,7 @@ describe("the site through the Pulumi engine against qubes-sim", () => {
     expect((await sim.client.propertyGet("build-fedora", "netvm")).value).toBe("sys-whonix");
     expect((await sim.client.propertyGet("build-debian", "default_dispvm")).value).toBe("builder-dvm");
     const policy = await sim.client.policyGet("20-qubes-build-infra");
-    expect(policy.content).toContain("qubesbuilder.LogReceived  +build-fedora");
+    expect(policy.content).toMatch(/^qubesbuilder\.LogReceived\s+\+build-fedora\s+logs\s+@adminvm\s+allow target=keys-fedora$/m);
     const cfg = await sim.client.readFile("keys-fedora", "/usr/local/etc/qubes-build-infra/gpg-gate.json");
     expect(JSON.parse(String(cfg)).clients).toEqual(["build-fedora"]);
     const head = execFileSync("git", ["--git-dir", path.join(sim.stateDir, "github", "build-logs.git"), "log", "-1", "--format=%G? %s", "main"]).toString();
@@ -106,12 +106,17 @@ describe("the site through the Pulumi engine against qubes-sim", () => {
     expect(calls).toEqual({ "admin.vm.volume.Resize": 1 });
 
     await setSite({ [`${NS}:envs`]: { ...envs, fedora: { ...envs.fedora, volumeSize: "30GiB" }, arch: { logs: "logs", builders: [{ dir: "/home/user/builder-arch", release: "4.3" }] } } });
-    const ops = await planned(stack);
-    expect(ops.create.length).toBeGreaterThan(10);
-    for (const name of ops.create) expect(name).toMatch(/-arch(:|$)|^arch$/);
-    expect((ops.update ?? []).sort()).toEqual(["policy", "sys-net:/home/user/.config/qubes-builder-github/build-vms.list"]);
-    expect(ops.delete).toBeUndefined();
-    await setSite({ [`${NS}:envs`]: { ...envs, fedora: { ...envs.fedora, volumeSize: "30GiB" } } });
+    try {
+      const ops = await planned(stack);
+      expect(ops.create.length).toBeGreaterThan(10);
+      for (const name of ops.create) expect(name).toMatch(/-arch(:|$)|^arch$/);
+      // Besides its own resources: its policy lines, the net VM's list of build VMs, and the
+      // shared logs VM, which now also serves arch (its qbi-env-arch tag).
+      expect((ops.update ?? []).sort()).toEqual(["logs", "policy", "sys-net:/home/user/.config/qubes-builder-github/build-vms.list"]);
+      expect(ops.delete).toBeUndefined();
+    } finally {
+      await setSite({ [`${NS}:envs`]: { ...envs, fedora: { ...envs.fedora, volumeSize: "30GiB" } } });
+    }
   });
 
   it("finds drift made with plain Admin calls and repairs it", async () => {
