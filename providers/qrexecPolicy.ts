@@ -9,25 +9,12 @@
  * `ruleDiff` summarises the rule-level change in the preview and records it in the outputs.
  */
 import * as pulumi from "@pulumi/pulumi";
-import type { Action, RuleParams } from "../qrexec";
+import type { Rule } from "../qrexec";
 import type { AdminConnection } from "./connection";
 import { diskProvider } from "./dynamic";
 
 /** A qrexec rule as written by the site (the qrexec module's `Rule` without file and line). */
-export interface PolicyRule {
-  /** Service name or `*`. */
-  service: string;
-  /** `*`, or `+` followed by the argument. */
-  argument: string;
-  /** Source token (qube name, `@tag:...`, `@anyvm`, ...). */
-  source: string;
-  /** Target token. */
-  target: string;
-  /** `allow`, `deny` or `ask`. */
-  action: Action;
-  /** Action parameters (`target=`, `user=`, ...). */
-  params: RuleParams;
-}
+export type PolicyRule = Omit<Rule, "file" | "line">;
 
 /** Inputs of a `QrexecPolicy`. */
 export interface QrexecPolicyArgs {

@@ -15,6 +15,7 @@ import {
   fingerprint,
   homeDir,
   isVmName,
+  pidAlive,
   loadConfig,
   log,
   qrexecCall,
@@ -277,14 +278,6 @@ function resolveLogFile(repoDir: string, m: PendingMarker): string | null {
   return null;
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 /** One publication pass (under the lock): commit every closed pending log, push, acknowledge. */
 async function publishPending(cfg: BuildLogConfig, pendingDir: string, journal: string): Promise<Publication[]> {

@@ -7,17 +7,11 @@
  * are limited to the env's own `disp-created-by-build-E` disposables, the ssh proxy rules are in
  * the current format (W18), and `qubes.Gpg` is fenced on both sides (W35).
  */
+import type { Rule } from "../qrexec";
 import type { EnvConfig, SiteConfig } from "./config";
 
-/** One qrexec policy rule, in the shape of the qrexec module's `Rule` (without file/line). */
-export interface PlannedRule {
-  service: string;
-  argument: string;
-  source: string;
-  target: string;
-  action: "allow" | "deny" | "ask";
-  params: { target?: string; user?: string; default_target?: string; notify?: boolean; autostart?: boolean };
-}
+/** One qrexec policy rule: the qrexec module's `Rule` without file and line. */
+export type PlannedRule = Omit<Rule, "file" | "line">;
 
 /** The role a VM plays in the site; recorded as the tag `qbi-role-<role>`. */
 export type Role = "build" | "keys" | "win-keys" | "logs" | "builder-dvm" | "windows-dvm";

@@ -173,7 +173,8 @@ export function appendJsonLine(file: string, record: Record<string, unknown>): v
   }
 }
 
-function pidAlive(pid: number): boolean {
+/** True while a process with that pid exists (EPERM: it exists, owned by someone else). */
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
