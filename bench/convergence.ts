@@ -11,7 +11,7 @@
  * Targets for 20 environments: no-op `up` within 2x the floor; at most one read call per VM and
  * per policy file; the one-env change touches only that env's resources.
  */
-import { ChildProcess, spawn, spawnSync } from "child_process";
+import { ChildProcess, spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { LocalWorkspace, Stack } from "@pulumi/pulumi/automation";
@@ -338,9 +338,8 @@ async function measureSize(
   const stackName = `bench-${process.pid}-${n}`;
   stackFiles.push(path.join(projectRoot, `Pulumi.${stackName}.yaml`));
   try {
-    const logsRepo = path.join(dir, "logs.git");
-    fs.mkdirSync(logsRepo);
-    spawnSync("git", ["init", "-q", "--bare", "-b", "main", logsRepo], { stdio: "ignore" });
+    // The stand-in GitHub's logs repository, created by qubes-sim, as the VMs see it.
+    const logsRepo = "/srv/qubes-sim-github/build-logs.git";
     const volumes: Record<string, number> = {};
     const cfg = siteConfig(n, sim.socket, logsRepo, volumes);
     const plan = planSite(parseSiteConfig(cfg));
