@@ -8,6 +8,7 @@ import type { AdminClient } from "../../admin/client";
 import { parseStats } from "../../bench/convergence";
 import { renderPolicy } from "../../qrexec";
 import { openStack, projectRoot, tempDir } from "../helpers/pulumi";
+import { startSim } from "../helpers/sim";
 
 jest.setTimeout(240_000);
 
@@ -17,15 +18,11 @@ interface Sim {
   client: AdminClient;
   stop(): Promise<void>;
 }
-// qubes-sim's test helper (test/helpers/sim.ts); the suite is skipped while it is not there.
-const simHelper = path.join(projectRoot, "test", "helpers", "sim.ts");
-const haveSim = fs.existsSync(simHelper);
-const d = haveSim ? describe : describe.skip;
 
 type Counts = Record<string, number>;
 const MUTATING = /\.(Set|Reset|Create|Remove|Resize|Replace|Start|Shutdown|Kill)\b|\.Create\./;
 
-d("the providers through the Pulumi engine against qubes-sim", () => {
+describe("the providers through the Pulumi engine against qubes-sim", () => {
   let sim: Sim;
   let stack: Stack;
   const backend = tempDir("providers-backend");
@@ -45,7 +42,6 @@ d("the providers through the Pulumi engine against qubes-sim", () => {
   const propOf = async (prop: string) => (await sim.client.propertyGet(VM, prop)).value;
 
   beforeAll(async () => {
-    const { startSim } = require(simHelper) as { startSim: () => Promise<Sim> };
     sim = await startSim();
     fs.cpSync(path.join(projectRoot, "test", "providers", "fixture"), program, { recursive: true });
     // The providers load their implementation relative to the program's directory.
