@@ -191,7 +191,7 @@ function siteConfig(n: number, socket: string, logsRepo: string, volumeGiB: Reco
   for (let i = 1; i <= n; i++) {
     const e = envName(i);
     envs[e] = {
-      logs: i % 2 === 0 ? "logs-b" : "logs",
+      logs: "logs",
       builderv2: i % 3 === 0,
       volumeSize: `${volumeGiB[e] ?? 20}GiB`,
       builders: [{ dir: i % 3 === 0 ? "/home/user/artifacts" : "/home/user/builder-r4.2", release: "4.2" }],

@@ -190,6 +190,9 @@ export function parseSiteConfig(raw: unknown): SiteConfig {
   }
   const logs = new Set(Object.values(cfg.envs).map((e) => e.logs));
   for (const l of logs) if (names.has(l)) problems.push(`qubes-build-infra:envs: logs VM ${l} is also ${names.get(l)}`);
+  if (logs.size > 1 && !cfg.logs.keyFingerprint) {
+    problems.push(`qubes-build-infra:logs.keyFingerprint: the site has ${logs.size} logs VMs (${[...logs].join(", ")}) sharing one logs repository, so they must share one logs key: import it into each and name it here (a key generated per VM would not verify the others' commits)`);
+  }
   for (const fixed of [cfg.netvm, cfg.buildNetvm, cfg.logsNetvm]) {
     if (names.has(fixed) || logs.has(fixed)) problems.push(`qubes-build-infra: ${fixed} is a network VM and cannot be a site VM`);
   }

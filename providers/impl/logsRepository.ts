@@ -51,19 +51,26 @@ mkdir -p "$dir"
 git -C "$dir" init -q -b "$branch"
 git -C "$dir" remote add origin "$remote"
 configure
-if git -C "$dir" ls-remote --exit-code origin "refs/heads/$branch" >/dev/null 2>&1; then
+adopt() {
   git -C "$dir" fetch -q origin "$branch"
   if ! signer_ok FETCH_HEAD; then
     echo "the head of $remote $branch is not signed by the logs key $key: refusing to check it out" >&2
     rm -rf "$dir"; exit 4
   fi
-  git -C "$dir" checkout -q -b "$branch" FETCH_HEAD
+  git -C "$dir" checkout -q -B "$branch" FETCH_HEAD
   git -C "$dir" branch -q --set-upstream-to="origin/$branch" 2>/dev/null || true
+}
+if git -C "$dir" ls-remote --exit-code origin "refs/heads/$branch" >/dev/null 2>&1; then
+  adopt
 else
   printf 'Build logs of a Qubes OS build site, each commit signed by %s.\\n' "$key" > "$dir/README.md"
   git -C "$dir" add README.md
   git -C "$dir" commit -q -m "Start of the build logs"
-  git -C "$dir" push -q origin "$branch"
+  # Another logs VM of the site may have started the same remote meanwhile: then adopt its head.
+  if ! git -C "$dir" push -q origin "$branch" 2>/dev/null; then
+    git -C "$dir" ls-remote --exit-code origin "refs/heads/$branch" >/dev/null 2>&1 || { echo "cannot push to $remote" >&2; exit 5; }
+    adopt
+  fi
 fi
 git -C "$dir" rev-parse HEAD
 `;

@@ -32,6 +32,7 @@ describe("stack configuration", () => {
     [{ admin: { transport: "carrier-pigeon" } }, /qubes-build-infra:admin.transport/],
     [{ unknownKey: 1 }, /qubes-build-infra:\(root\): Unrecognized key/],
     [{ envs: { ...base.envs, fedora: { ...base.envs.fedora, logs: "build-debian" } } }, /logs VM build-debian is also the build VM of debian/],
+    [{ envs: { ...base.envs, fedora: { ...base.envs.fedora, logs: "logs-b" } } }, /logs.keyFingerprint: the site has 2 logs VMs \(logs-b, logs\)/],
   ])("rejects %j with a message naming the key", (patch, message) => {
     expect(() => parseSiteConfig({ ...base, ...patch })).toThrow(message);
   });
