@@ -169,7 +169,8 @@ async function runOp(stack: Stack, op: Op, socket: string | null): Promise<OpRes
   const touched = new Set<string>();
   const onEvent = (e: { resourcePreEvent?: { metadata: { op: string; urn: string } } }) => {
     const m = e.resourcePreEvent?.metadata;
-    if (m && !["same", "read", "refresh"].includes(m.op)) touched.add(`${m.op} ${m.urn}`);
+    // The engine's default provider (its config is the stack's) is not a resource of the site.
+    if (m && !["same", "read", "refresh"].includes(m.op) && !m.urn.includes("::pulumi:providers:")) touched.add(`${m.op} ${m.urn}`);
   };
   const t0 = now();
   let changes: Record<string, number> = {};
