@@ -114,8 +114,10 @@ func (h *host) About(context.Context, *pulumirpc.AboutRequest) (*pulumirpc.About
 // options holds the runtime options of Pulumi.yaml / PulumiPolicy.yaml that we honour.
 type options struct {
 	typescript bool
-	tsconfig   string
-	nodeargs   []string
+	// transpileOnly skips ts-node's type check (a project type-checks in its own test command).
+	transpileOnly bool
+	tsconfig      string
+	nodeargs      []string
 }
 
 func readOptions(info *pulumirpc.ProgramInfo) options {
@@ -126,6 +128,9 @@ func readOptions(info *pulumirpc.ProgramInfo) options {
 	m := info.GetOptions().AsMap()
 	if v, ok := m["typescript"].(bool); ok {
 		o.typescript = v
+	}
+	if v, ok := m["transpileOnly"].(bool); ok {
+		o.transpileOnly = v
 	}
 	if v, ok := m["tsconfig"].(string); ok {
 		o.tsconfig = v
@@ -152,6 +157,9 @@ func (o options) env(base []string) []string {
 	env = append(env, "PULUMI_NODEJS_TYPESCRIPT="+strconv.FormatBool(o.typescript))
 	if o.tsconfig != "" {
 		env = append(env, "PULUMI_NODEJS_TSCONFIG_PATH="+o.tsconfig)
+	}
+	if o.transpileOnly {
+		env = append(env, "PULUMI_NODEJS_TRANSPILE_ONLY=true")
 	}
 	return env
 }
