@@ -11,7 +11,6 @@
  * Targets for 20 environments: no-op `up` within 2x the floor; at most one read call per VM and
  * per policy file; the one-env change touches only that env's resources.
  */
-import { ChildProcess, spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { LocalWorkspace, Stack } from "@pulumi/pulumi/automation";
@@ -20,6 +19,7 @@ import { buildServices } from "../services/build";
 import { parseSiteConfig } from "../site/config";
 import { planSite } from "../site/plan";
 import { pulumiEnv } from "../test/helpers/pulumi";
+import { startSim } from "../test/helpers/sim";
 import { ratio, roundSummary, secondsSince, sig, summary, Summary, table, now } from "./stats";
 
 export interface ConvergenceOptions {
@@ -34,56 +34,7 @@ const projectRoot = path.resolve(__dirname, "..");
 const NS = "qubes-build-infra";
 
 // ---------------------------------------------------------------------------------------------
-// qubes-sim: start, stop, and read its call counters over the qubesd wire protocol.
-
-interface Sim {
-  socket: string;
-  child: ChildProcess;
-  stop: () => Promise<void>;
-}
-
-async function startSimDaemon(dir: string): Promise<Sim> {
-  const socket = path.join(dir, "qubesd.sock");
-  const state = path.join(dir, "state");
-  fs.mkdirSync(state, { recursive: true });
-  const child = spawn(path.join(projectRoot, "bin", "qubes-sim"), ["serve", "--socket", socket, "--state", state], {
-    cwd: projectRoot,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let err = "";
-  child.stderr?.on("data", (d: Buffer) => {
-    if (err.length < 4000) err += d.toString();
-  });
-  child.stdout?.resume();
-  const closed = new Promise<number | null>((r) => child.on("close", (c) => r(c)));
-  const deadline = Date.now() + 60000;
-  for (;;) {
-    if (fs.existsSync(socket)) {
-      try {
-        await simCall(socket, "admin.vm.List");
-        break;
-      } catch {
-        /* not answering yet */
-      }
-    }
-    if (child.exitCode !== null) throw new Error(`qubes-sim exited (${child.exitCode}): ${err.slice(0, 1000)}`);
-    if (Date.now() > deadline) {
-      child.kill("SIGTERM");
-      throw new Error(`qubes-sim did not come up in 60 s: ${err.slice(0, 1000)}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return {
-    socket,
-    child,
-    stop: async () => {
-      if (child.exitCode === null) child.kill("SIGTERM");
-      const t = setTimeout(() => child.kill("SIGKILL"), 10000);
-      await closed;
-      clearTimeout(t);
-    },
-  };
-}
+// qubes-sim (started by the tests' startSim): its call counters over the qubesd wire protocol.
 
 /** One Admin API call to the sim through the project's own client (the real wire protocol). */
 export async function simCall(socket: string, method: string, dest = "dom0", arg = "", payload = ""): Promise<string> {
@@ -335,7 +286,8 @@ async function measureSize(
 ): Promise<Record<string, unknown>> {
   const dir = path.join(root, `site-${n}`);
   fs.mkdirSync(dir, { recursive: true });
-  const sim = await startSimDaemon(path.join(dir, "sim"));
+  fs.mkdirSync(path.join(dir, "sim"), { recursive: true });
+  const sim = await startSim({ dir: path.join(dir, "sim") });
   const stackName = `bench-${process.pid}-${n}`;
   stackFiles.push(path.join(projectRoot, `Pulumi.${stackName}.yaml`));
   try {
