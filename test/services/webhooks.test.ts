@@ -291,7 +291,7 @@ async function freePort(): Promise<number> {
 }
 
 const nginxBin = "/usr/sbin/nginx";
-(fs.existsSync(nginxBin) ? test : test.skip)("through Debian's nginx with the generated config (Unix socket upstream)", async () => {
+test("through Debian's nginx with the generated config (Unix socket upstream)", async () => {
   const dir = tempDir("nginx");
   const sock = path.join(dir, "webhooks.sock");
   const rx = await startReceiver({ dir, config: { listen: { socket: sock } } });
