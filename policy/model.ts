@@ -151,8 +151,9 @@ export function kindOf(type: string, props: unknown): Kind | undefined {
   if (has("klass") && has("tags")) return "QubesVm";
   if (has("rules")) return "QrexecPolicy";
   if (has("hosts")) return "SshProxyConfig";
-  if (has("service") && has("content")) return "RpcService";
-  if (has("path") && has("content")) return "ManagedFile";
+  const hasContent = has("content") || has("contentFile");
+  if (has("service") && hasContent) return "RpcService";
+  if (has("path") && hasContent) return "ManagedFile";
   return undefined;
 }
 

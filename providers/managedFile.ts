@@ -21,7 +21,11 @@ export interface ManagedFileArgs {
   /** Absolute path in the VM. Changing it replaces the resource. */
   path: pulumi.Input<string>;
   /** The file's content (kind `file`) or the block's (kind `block`); may be a Pulumi secret. */
-  content: pulumi.Input<string>;
+  content?: pulumi.Input<string>;
+  /** Kind `file` only, instead of `content`: a project file by reference (see `projectFile`). */
+  contentFile?: pulumi.Input<string>;
+  /** sha256 of `contentFile`'s text as the program read it; the provider refuses any other text. */
+  contentSha256?: pulumi.Input<string>;
   /** File mode (default 0o644); for a block, the mode of the whole file. */
   mode?: pulumi.Input<number>;
   /** Owner (`root` by default, or `user`). */

@@ -1,6 +1,7 @@
 /**
  * `RpcService`: a qrexec service program installed in a VM at
  * `/usr/local/etc/qubes-rpc/<service>` (atomic write, owner root, mode 0755 by default).
+ * The program is inline text or a project file by reference (`projectFile`, providers/projectFile.ts).
  * The outputs record the sha256 of what was installed; refresh compares the file's hash, so a
  * program changed in the VM shows as drift and the next `up` puts it back.
  */
@@ -16,8 +17,12 @@ export interface RpcServiceArgs {
   vm: pulumi.Input<string>;
   /** Service name, optionally with a specific argument: `qubesbuilder.BuildLog`, `local.ConnectSSH+github.com`. */
   service: pulumi.Input<string>;
-  /** The program text (the site reads it from `dist/services/<file>.js`). */
-  content: pulumi.Input<string>;
+  /** The program text inline; or, for a large program, `contentFile` + `contentSha256` instead. */
+  content?: pulumi.Input<string>;
+  /** The program as a project file (see `projectFile`): only its hash goes through the engine. */
+  contentFile?: pulumi.Input<string>;
+  /** sha256 of `contentFile`'s text as the program read it; the provider refuses any other text. */
+  contentSha256?: pulumi.Input<string>;
   /** File mode (default 0o755). */
   mode?: pulumi.Input<number>;
 }

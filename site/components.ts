@@ -4,13 +4,13 @@
  * services). Everything comes from the pure plan (site/plan.ts) and the bundled services
  * (dist/services/*.js); this file only wires resources and their dependencies.
  */
-import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { renderNginxConfig } from "../services/nginx";
 import type { AdminConnection } from "../providers/connection";
 import { LogsRepository } from "../providers/logsRepository";
 import { ManagedFile } from "../providers/managedFile";
+import { projectFile, ProjectFileRef } from "../providers/projectFile";
 import { QrexecPolicy } from "../providers/qrexecPolicy";
 import { QubesVm } from "../providers/qubesVm";
 import { RpcService } from "../providers/rpcService";
@@ -61,11 +61,12 @@ export interface SiteArgs {
 
 const json = (v: unknown): string => `${JSON.stringify(v, null, 2)}\n`;
 
-/** Reads one bundled service program; a missing bundle is a setup error, said plainly. */
-function program(servicesDir: string, name: string): string {
-  const file = path.join(servicesDir, `${name}.js`);
-  if (!fs.existsSync(file)) throw new Error(`${file} is missing: run scripts/setup.sh (it bundles services/)`);
-  return fs.readFileSync(file, "utf8");
+/**
+ * One bundled service program, by reference (its hash goes through the engine, not its ~0.8 MB of
+ * text); a missing bundle is a setup error, said plainly.
+ */
+function program(servicesDir: string, name: string): ProjectFileRef {
+  return projectFile(path.join(servicesDir, `${name}.js`));
 }
 
 /** Helpers bound to one VM, so that each component declares its files in a line each. */
@@ -85,13 +86,14 @@ class InVm {
 
   service(service: string, programName: string): RpcService {
     return new RpcService(`${this.name}:${service}`, {
-      admin: this.admin, vm: this.name, service, content: program(this.servicesDir, programName), mode: 0o755,
+      admin: this.admin, vm: this.name, service, ...program(this.servicesDir, programName), mode: 0o755,
     }, this.opts());
   }
 
-  file(filePath: string, content: pulumi.Input<string>, mode = 0o644, owner = "root"): ManagedFile {
+  file(filePath: string, content: pulumi.Input<string> | ProjectFileRef, mode = 0o644, owner = "root"): ManagedFile {
+    const text = typeof content === "object" && "contentFile" in content ? content : { content };
     return new ManagedFile(`${this.name}:${filePath}`, {
-      admin: this.admin, vm: this.name, path: filePath, content, mode, owner, kind: "file",
+      admin: this.admin, vm: this.name, path: filePath, ...text, mode, owner, kind: "file",
     }, this.opts());
   }
 

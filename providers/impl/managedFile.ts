@@ -4,14 +4,15 @@ import { adminConnection, adminFor } from "./admin";
 import { blockMarkers, normalizeInner } from "./blocks";
 import { checkWith, DiffResult, hasUnknown, parseProps, sha256, step } from "./common";
 import { dropBlock, readBlock, readText, writeBlock, writeWhole } from "./files";
+import { contentFields, loadContent, oneContent, wantedSha256 } from "./source";
 
 const KIND = "ManagedFile";
 
-export const fileInputs = z.object({
+const fileBase = z.object({
   admin: adminConnection,
   vm: z.string().min(1),
   path: z.string().regex(/^\/[^\0]*[^/]$/, "an absolute file path"),
-  content: z.string(),
+  ...contentFields,
   mode: z.number().int().min(0).max(0o7777).default(0o644),
   owner: z.string().regex(/^[a-z_][a-z0-9_-]*$/, "a user name").default("root"),
   kind: z.enum(["file", "block"]).default("file"),
@@ -24,18 +25,23 @@ export const fileInputs = z.object({
     }
   }, "letters, digits and ._:@/- only"),
 });
+export const fileInputs = fileBase.superRefine((p, ctx) => {
+  oneContent(p, ctx);
+  if (p.kind === "block" && p.contentFile !== undefined) ctx.addIssue({ code: "custom", path: ["contentFile"], message: "a block takes inline content only" });
+});
 type FileInputs = z.infer<typeof fileInputs>;
 
 /**
- * Outputs hold the content as applied (the engine keeps a secret input's output secret, so the
- * policy pack can see that the webhook secret is one) and its hash, which refresh compares.
+ * Outputs hold inline content as applied (the engine keeps a secret input's output secret, so the
+ * policy pack can see that the webhook secret is one), a referenced file's reference, and the
+ * hash, which refresh compares.
  */
-const fileOutputs = fileInputs.omit({ content: true }).safeExtend({ content: z.string().optional(), sha256: z.string() });
+const fileOutputs = fileBase.safeExtend({ sha256: z.string() });
 type FileOutputs = z.infer<typeof fileOutputs>;
 
 const who = (p: { vm: string; path: string; kind: string; blockId: string }) => (p.kind === "block" ? `${KIND} (block ${p.blockId})` : KIND);
 /** The hash of what is managed: the whole file, or the block's inner text as written. */
-const digest = (p: FileInputs) => sha256(p.kind === "block" ? normalizeInner(p.content) : p.content);
+const digest = (p: FileInputs) => (p.kind === "block" ? sha256(normalizeInner(p.content ?? "")) : wantedSha256(p));
 
 export async function check(_olds: unknown, news: unknown) {
   return checkWith(fileInputs, news);
@@ -47,15 +53,21 @@ export async function diff(_id: string, oldsRaw: unknown, newsRaw: unknown): Pro
   const n = parseProps(fileInputs, newsRaw, KIND);
   const replaces = (["vm", "path", "kind", "blockId"] as const).filter((k) => o[k] !== n[k]);
   if (replaces.length > 0) return { changes: true, replaces, deleteBeforeReplace: true };
-  // A state from before outputs recorded the content is updated once, so that it records it.
-  return { changes: o.content === undefined || o.sha256 !== digest(n) || o.mode !== n.mode || o.owner !== n.owner };
+  // Outputs that do not record the content the way the inputs give it (inline text recorded, a
+  // reference not holding the text) are brought in line once, by an update.
+  const unrecorded = (n.content !== undefined) !== (o.content !== undefined);
+  return { changes: unrecorded || o.sha256 !== digest(n) || o.mode !== n.mode || o.owner !== n.owner };
 }
 
 async function apply(p: FileInputs): Promise<FileOutputs> {
   const admin = adminFor(p.admin);
-  if (p.kind === "block") await writeBlock(admin, who(p), p, p.blockId, p.content);
-  else await writeWhole(admin, who(p), p, p.content);
-  return { ...p, sha256: digest(p) };
+  if (p.kind === "block") {
+    await writeBlock(admin, who(p), p, p.blockId, p.content ?? "");
+    return { ...p, sha256: digest(p) };
+  }
+  const text = loadContent(`${who(p)} ${p.vm}:${p.path}`, p);
+  await writeWhole(admin, who(p), p, text);
+  return { ...p, sha256: sha256(text) };
 }
 
 export async function create(inputs: unknown) {

@@ -3,24 +3,22 @@ import { z } from "zod";
 import { adminConnection, adminFor } from "./admin";
 import { checkWith, DiffResult, hasUnknown, parseProps, sha256, step } from "./common";
 import { readText, writeWhole } from "./files";
+import { contentFields, loadContent, oneContent, wantedSha256 } from "./source";
 
 const KIND = "RpcService";
 export const RPC_DIR = "/usr/local/etc/qubes-rpc";
 
-export const rpcInputs = z.object({
+const rpcBase = z.object({
   admin: adminConnection,
   vm: z.string().min(1),
   service: z.string().regex(/^[A-Za-z0-9._-]+(\+[A-Za-z0-9._-]*)?$/, "a qrexec service name, optionally with +argument (letters, digits, '.', '_', '-')"),
-  content: z.string(),
+  ...contentFields,
   mode: z.number().int().min(0).max(0o7777).default(0o755),
 });
+export const rpcInputs = rpcBase.superRefine(oneContent);
 type RpcInputs = z.infer<typeof rpcInputs>;
 
-const rpcOutputs = rpcInputs.omit({ content: true }).safeExtend({
-  content: z.string().optional(),
-  path: z.string(),
-  sha256: z.string(),
-});
+const rpcOutputs = rpcBase.safeExtend({ path: z.string(), sha256: z.string() });
 
 const pathOf = (service: string) => `${RPC_DIR}/${service}`;
 const spec = (p: RpcInputs) => ({ vm: p.vm, path: pathOf(p.service), mode: p.mode, owner: "root" });
@@ -35,14 +33,16 @@ export async function diff(_id: string, oldsRaw: unknown, newsRaw: unknown): Pro
   const n = parseProps(rpcInputs, newsRaw, KIND);
   const replaces = (["vm", "service"] as const).filter((k) => o[k] !== n[k]);
   if (replaces.length > 0) return { changes: true, replaces, deleteBeforeReplace: true };
-  return { changes: o.sha256 !== sha256(n.content) || o.mode !== n.mode };
+  return { changes: o.sha256 !== wantedSha256(n) || o.mode !== n.mode };
 }
 
 async function install(p: RpcInputs) {
-  await writeWhole(adminFor(p.admin), `${KIND} ${p.service} in`, spec(p), p.content);
-  // The program text is not kept in the outputs (it is in the inputs); its hash is.
-  const { content, ...rest } = p;
-  return { ...rest, path: pathOf(p.service), sha256: sha256(content) };
+  const who = `${KIND} ${p.service} in`;
+  const text = loadContent(`${who} ${p.vm}`, p);
+  await writeWhole(adminFor(p.admin), who, spec(p), text);
+  // The program text is not kept in the outputs (inline, it is in the inputs); its hash is.
+  const { content: _content, ...rest } = p;
+  return { ...rest, path: pathOf(p.service), sha256: sha256(text) };
 }
 
 export async function create(inputs: unknown) {
@@ -59,6 +59,8 @@ export async function read(id: string, raw: unknown) {
   const text = await readText(adminFor(o.admin), `${KIND} ${o.service} in`, { vm: o.vm, path: pathOf(o.service) });
   if (text === null) return { id: "", props: {} };
   const { content: _ignored, ...rest } = o;
+  // Inputs are reported only for inline content: a referenced program stays a reference.
+  if (o.contentFile !== undefined) return { id, props: { ...rest, sha256: sha256(text) } };
   const real = { admin: o.admin, vm: o.vm, service: o.service, mode: o.mode, content: text };
   return { id, props: { ...rest, sha256: sha256(text) }, inputs: real };
 }

@@ -1,11 +1,16 @@
 // The provider implementations over an in-memory QubesAdmin: create/update/read/delete behaviour
 // and error wording. (test/providers/engine.test.ts runs them for real through Pulumi and qubes-sim.)
 import { setAdminForTests } from "../../providers/impl/admin";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
 import * as file from "../../providers/impl/managedFile";
 import * as policy from "../../providers/impl/qrexecPolicy";
 import * as vm from "../../providers/impl/qubesVm";
 import * as proxy from "../../providers/impl/sshProxyConfig";
 import * as req from "../../providers/impl/templateRequirement";
+import * as rpc from "../../providers/impl/rpcService";
+import { projectFile } from "../../providers/projectFile";
 import { FakeAdmin } from "./fakeAdmin";
 
 const admin = { transport: "sim" as const, socket: "/tmp/none.sock" };
@@ -125,6 +130,64 @@ describe("ManagedFile", () => {
     expect(await file.diff(c.id, same.props, { ...c.outs, content: "start-webhooks" })).toEqual({ changes: false });
     await file.delete(c.id, c.outs);
     expect(fake.text("sys-net", "/rw/config/rc.local")).toBe("#!/bin/sh\necho mine\n");
+  });
+});
+
+describe("content by reference (contentFile + contentSha256)", () => {
+  let dir: string;
+  let prog: string;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "qbi-ref-"));
+    prog = path.join(dir, "build-log.js");
+    fs.writeFileSync(prog, "#!/usr/bin/env node\nconsole.log('v1');\n");
+  });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it("installs the referenced text and keeps only the reference and its hash", async () => {
+    const ref = projectFile(prog);
+    expect(ref).toEqual({ contentFile: prog, contentSha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    fake.addVm("logs", "AppVM", "fedora-43-xfce");
+    const checked = await rpc.check({}, { admin, vm: "logs", service: "qubesbuilder.BuildLog", ...ref });
+    expect(checked.failures).toBeUndefined();
+    const c = await rpc.create(checked.inputs);
+    expect(fake.text("logs", "/usr/local/etc/qubes-rpc/qubesbuilder.BuildLog")).toBe("#!/usr/bin/env node\nconsole.log('v1');\n");
+    expect(c.outs).toMatchObject({ contentFile: prog, sha256: ref.contentSha256 });
+    expect(JSON.stringify(c.outs)).not.toContain("console.log");
+    expect(await rpc.diff(c.id, c.outs, checked.inputs)).toEqual({ changes: false });
+    // A new build of the program is a change, seen from the hash alone.
+    fs.writeFileSync(prog, "console.log('v2');\n");
+    expect(await rpc.diff(c.id, c.outs, { ...checked.inputs, ...projectFile(prog) })).toEqual({ changes: true });
+  });
+
+  it("writes nothing when the file changed after the program hashed it", async () => {
+    const ref = projectFile(prog);
+    fs.writeFileSync(prog, "tampered\n");
+    const inputs = (await file.check({}, { admin, vm: "sys-net", path: "/usr/local/lib/webhooks.js", ...ref, mode: 0o755 })).inputs;
+    await expect(file.create(inputs)).rejects.toThrow(`ManagedFile sys-net:/usr/local/lib/webhooks.js: contentFile ${prog} changed since the program read it`);
+    expect(fake.vms.get("sys-net")?.files.has("/usr/local/lib/webhooks.js")).toBe(false);
+    fs.rmSync(prog);
+    await expect(file.create(inputs)).rejects.toThrow(/contentFile .* cannot be read \(ENOENT\); nothing was written/);
+  });
+
+  it("refuses both ways at once, half a reference, neither, and a referenced block", async () => {
+    const ref = projectFile(prog);
+    const base = { admin, vm: "sys-net", path: "/x" };
+    const reasons = async (extra: Record<string, unknown>) => (await file.check({}, { ...base, ...extra })).failures?.map((f) => f.reason);
+    expect(await reasons({ content: "a", ...ref })).toEqual(["contentFile: give either content or contentFile, not both"]);
+    expect(await reasons({ contentFile: ref.contentFile })).toEqual(["contentSha256: contentFile and contentSha256 go together"]);
+    expect(await reasons({})).toEqual(["content: content (or contentFile with contentSha256) is required"]);
+    expect(await reasons({ ...ref, kind: "block" })).toEqual(["contentFile: a block takes inline content only"]);
+    expect(await reasons({ contentFile: "x", contentSha256: "nothex" })).toEqual(["contentSha256: a sha256 in hex"]);
+  });
+
+  it("brings outputs that still hold the text in line once (states from before references)", async () => {
+    const text = fs.readFileSync(prog, "utf8");
+    const inline = await file.create((await file.check({}, { admin, vm: "sys-net", path: "/p.js", content: text })).inputs);
+    const byRef = (await file.check({}, { admin, vm: "sys-net", path: "/p.js", ...projectFile(prog) })).inputs;
+    expect(await file.diff(inline.id, inline.outs, byRef)).toEqual({ changes: true });
+    const u = await file.update(inline.id, inline.outs, byRef);
+    expect(u.outs.content).toBeUndefined();
+    expect(await file.diff(inline.id, u.outs, byRef)).toEqual({ changes: false });
   });
 });
 

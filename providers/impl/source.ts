@@ -1,0 +1,56 @@
+// The text a file resource writes: given inline (`content`) or by reference to a project file
+// (`contentFile` + `contentSha256`, see providers/projectFile.ts).
+import * as fs from "fs";
+import * as path from "path";
+import { z } from "zod";
+import { sha256 } from "./common";
+
+/** The content fields shared by RpcService and ManagedFile inputs (exactly one way is given). */
+export const contentFields = {
+  content: z.string().optional(),
+  contentFile: z.string().min(1).optional(),
+  contentSha256: z.string().regex(/^[0-9a-f]{64}$/, "a sha256 in hex").optional(),
+};
+
+interface ContentInputs {
+  content?: string;
+  contentFile?: string;
+  contentSha256?: string;
+}
+
+/** zod refinement: `content`, or both `contentFile` and `contentSha256`, never both ways. */
+export function oneContent(p: ContentInputs, ctx: z.RefinementCtx): void {
+  const byFile = p.contentFile !== undefined || p.contentSha256 !== undefined;
+  if (p.content !== undefined && byFile) {
+    ctx.addIssue({ code: "custom", path: ["contentFile"], message: "give either content or contentFile, not both" });
+  } else if (byFile && (p.contentFile === undefined || p.contentSha256 === undefined)) {
+    ctx.addIssue({ code: "custom", path: [p.contentFile === undefined ? "contentFile" : "contentSha256"], message: "contentFile and contentSha256 go together" });
+  } else if (!byFile && p.content === undefined) {
+    ctx.addIssue({ code: "custom", path: ["content"], message: "content (or contentFile with contentSha256) is required" });
+  }
+}
+
+/** The sha256 the content should have, without reading anything. */
+export function wantedSha256(p: ContentInputs): string {
+  return p.contentSha256 ?? sha256(p.content ?? "");
+}
+
+/**
+ * The text to write. A referenced file is read from the project (the dynamic provider's working
+ * directory) and must still hash to what the program saw: otherwise nothing is written.
+ */
+export function loadContent(who: string, p: ContentInputs): string {
+  if (p.contentFile === undefined) return p.content ?? "";
+  const abs = path.resolve(process.cwd(), p.contentFile);
+  let text: Buffer;
+  try {
+    text = fs.readFileSync(abs);
+  } catch (e) {
+    throw new Error(`${who}: contentFile ${abs} cannot be read (${(e as NodeJS.ErrnoException).code ?? String(e)}); nothing was written`);
+  }
+  const got = sha256(text);
+  if (got !== p.contentSha256) {
+    throw new Error(`${who}: contentFile ${abs} changed since the program read it (sha256 ${got}, expected ${p.contentSha256}); nothing was written: run the update again`);
+  }
+  return text.toString("utf8");
+}
