@@ -122,8 +122,17 @@ function probeServices(site: Site, extra: readonly string[] = []): string[] {
   return [...new Set([...servicesInPolicy(site.policy).keys(), PROBE_SERVICE, ...extra])];
 }
 
+// Verdicts per site: several checks (and the loops over keys VMs within one) ask the same
+// question; each is evaluated once.
+const verdicts = new WeakMap<Site, Map<string, Verdict>>();
+
 function ask(site: Site, service: string, argument: string, source: string, target: string): Verdict {
-  return evaluate(site.policy, { service, argument, source, target }, site.system);
+  let memo = verdicts.get(site);
+  if (!memo) verdicts.set(site, (memo = new Map()));
+  const key = `${service}\0${argument}\0${source}\0${target}`;
+  let v = memo.get(key);
+  if (!v) memo.set(key, (v = evaluate(site.policy, { service, argument, source, target }, site.system)));
+  return v;
 }
 
 const keysVms = (site: Site): Vm[] => site.vms.filter((v) => v.role === "keys");

@@ -66,8 +66,13 @@ const json = (v: unknown): string => `${JSON.stringify(v, null, 2)}\n`;
  * text); a missing bundle is a setup error, said plainly.
  */
 function program(servicesDir: string, name: string): ProjectFileRef {
-  return projectFile(path.join(servicesDir, `${name}.js`));
+  // Hashed once per run: every environment installs the same few programs.
+  const file = path.join(servicesDir, `${name}.js`);
+  let ref = programs.get(file);
+  if (!ref) programs.set(file, (ref = projectFile(file)));
+  return ref;
 }
+const programs = new Map<string, ProjectFileRef>();
 
 /** Helpers bound to one VM, so that each component declares its files in a line each. */
 class InVm {
