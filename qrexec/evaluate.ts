@@ -2,32 +2,115 @@
 import { argumentProblem, classifyToken as classifyUncached, isDom0, serviceProblem, TokenContext, TokenResult } from "./tokens";
 import { DomainInfo, PolicySet, Request, Rule, SystemInfo, Verdict } from "./types";
 
-const tokenCache = new Map<string, TokenResult>();
+// Caches. Evaluation is pure, and the policy pack calls it hundreds of thousands of times with the
+// same rules array and the same system object, so per-rule and per-system work is done once:
+// - rule arrays (`readonly Rule[]`, a PolicySet's `rules`) and the Rule objects in them are treated
+//   as immutable once evaluated: the per-array index below (pre-classified tokens, per-service
+//   candidate lists) is keyed by the array object and never invalidated. Build a new array to
+//   change a policy (the parser and loadPolicySet always do).
+// - SystemInfo objects are likewise treated as immutable once passed in (keyed by the object).
+// Both are WeakMaps, so they go away with their keys.
 
-/** Memoized classifyToken: rule tokens repeat across evaluations. */
+const TOKEN_CACHE_MAX = 50000;
+const tokenCache: Record<TokenContext, Map<string, TokenResult>> = {
+  source: new Map(),
+  target: new Map(),
+  redirect: new Map(),
+  request: new Map(),
+};
+
+/** Memoized classifyToken (per context, then text): tokens repeat across evaluations. */
 function classifyToken(text: string, context: TokenContext): TokenResult {
-  const key = context + "\0" + text;
-  let r = tokenCache.get(key);
+  const memo = tokenCache[context];
+  let r = memo.get(text);
   if (r === undefined) {
-    if (tokenCache.size > 50000) tokenCache.clear();
+    if (memo.size >= TOKEN_CACHE_MAX) memo.clear();
     r = classifyUncached(text, context);
-    tokenCache.set(key, r);
+    memo.set(text, r);
   }
   return r;
 }
 
-const uuidIndexCache = new WeakMap<SystemInfo, Map<string, string>>();
+/** A rule with its source and target tokens classified once. */
+interface CompiledRule {
+  readonly rule: Rule;
+  readonly source: TokenResult;
+  readonly target: TokenResult;
+}
+
+/** Per rules array: its compiled rules and, per requested service, the rules that can match it. */
+interface RuleIndex {
+  /** Every rule, in order. */
+  readonly all: readonly CompiledRule[];
+  /** Rules with service `*`, in order: the candidates for a service no rule names. */
+  readonly wildcard: readonly CompiledRule[];
+  /** Services some rule names exactly. */
+  readonly named: ReadonlySet<string>;
+  /** Lazily built: rules with service S or `*`, in original order (so first match is unchanged). */
+  readonly byService: Map<string, readonly CompiledRule[]>;
+}
+
+const ruleIndexes = new WeakMap<readonly Rule[], RuleIndex>();
+
+function ruleIndex(rules: readonly Rule[]): RuleIndex {
+  let idx = ruleIndexes.get(rules);
+  if (idx === undefined) {
+    const all = rules.map((rule) => ({ rule, source: classifyToken(rule.source, "source"), target: classifyToken(rule.target, "target") }));
+    idx = {
+      all,
+      wildcard: all.filter((c) => c.rule.service === "*"),
+      named: new Set(all.map((c) => c.rule.service).filter((s) => s !== "*")),
+      byService: new Map(),
+    };
+    ruleIndexes.set(rules, idx);
+  }
+  return idx;
+}
+
+/** The rules whose service is `service` or `*`, in policy order. */
+function candidates(idx: RuleIndex, service: string): readonly CompiledRule[] {
+  if (!idx.named.has(service)) return idx.wildcard;
+  let list = idx.byService.get(service);
+  if (list === undefined) {
+    list = idx.all.filter((c) => c.rule.service === "*" || c.rule.service === service);
+    idx.byService.set(service, list);
+  }
+  return list;
+}
+
+/** Per system: the uuid index and target expansions for ask dialogs. */
+interface SystemCache {
+  uuidIndex?: Map<string, string>;
+  /** Domains by name (no `uuid:` keys). */
+  named?: [string, DomainInfo][];
+  /** `@dispvm:NAME` for each disposable template. */
+  templates?: string[];
+  /** expandTarget results by target token. */
+  readonly expansions: Map<string, readonly string[]>;
+}
+
+const systemCaches = new WeakMap<SystemInfo, SystemCache>();
+
+function systemCache(system: SystemInfo): SystemCache {
+  let c = systemCaches.get(system);
+  if (c === undefined) {
+    c = { expansions: new Map() };
+    systemCaches.set(system, c);
+  }
+  return c;
+}
 
 /** Name of the domain a name or `uuid:` token denotes in the system, or undefined. */
 export function domainName(system: SystemInfo, token: string): string | undefined {
   const domains = system.domains;
   if (token.startsWith("uuid:")) {
     if (Object.prototype.hasOwnProperty.call(domains, token)) return domains[token].name ?? token;
-    let idx = uuidIndexCache.get(system);
+    const cache = systemCache(system);
+    let idx = cache.uuidIndex;
     if (idx === undefined) {
       idx = new Map();
       for (const [name, d] of Object.entries(domains)) if (typeof d?.uuid === "string") idx.set(d.uuid, name);
-      uuidIndexCache.set(system, idx);
+      cache.uuidIndex = idx;
     }
     const byUuid = idx.get(token.slice(5));
     if (byUuid !== undefined) return byUuid;
@@ -45,13 +128,18 @@ function info(system: SystemInfo, name: string | null | undefined): DomainInfo |
 
 function sameDomain(system: SystemInfo, a: string, b: string): boolean {
   if (a === b) return true;
+  // Without a `uuid:` token each side resolves to itself or to nothing, so distinct tokens never agree.
+  if (!a.startsWith("uuid:") && !b.startsWith("uuid:")) return false;
   const x = domainName(system, a);
   return x !== undefined && x === domainName(system, b);
 }
 
 /** Does a rule's source token match the (resolved, existing) source name? */
 export function sourceMatches(token: string, source: string, system: SystemInfo): boolean {
-  const t = classifyToken(token, "source");
+  return sourceTokenMatches(classifyToken(token, "source"), token, source, system);
+}
+
+function sourceTokenMatches(t: TokenResult, token: string, source: string, system: SystemInfo): boolean {
   if (!t.ok) return false;
   const tok = t.token;
   switch (tok.kind) {
@@ -83,7 +171,10 @@ function dispvmTemplateOf(intended: string, source: string, system: SystemInfo):
 
 /** Does a rule's target token match the intended target (after request verification)? */
 export function targetMatches(token: string, intended: string, source: string, system: SystemInfo): boolean {
-  const t = classifyToken(token, "target");
+  return targetTokenMatches(classifyToken(token, "target"), token, intended, source, system);
+}
+
+function targetTokenMatches(t: TokenResult, token: string, intended: string, source: string, system: SystemInfo): boolean {
   if (!t.ok) return false;
   const tok = t.token;
   switch (tok.kind) {
@@ -124,6 +215,11 @@ export function matchesButTarget(rule: Rule, service: string, argument: string, 
   );
 }
 
+/** matchesButTarget for a compiled candidate (its service is already known to match). */
+function candidateMatchesButTarget(c: CompiledRule, argument: string, source: string, system: SystemInfo): boolean {
+  return (c.rule.argument === "*" || c.rule.argument === argument) && sourceTokenMatches(c.source, c.rule.source, source, system);
+}
+
 type Checked = { ok: true; value: string } | { ok: false; reason: string };
 
 /** Verify a requested (or redirect) target as qrexec's IntendedTarget.verify does; unknown names become `@default`. */
@@ -147,12 +243,24 @@ function deny(reason: string, rule?: Rule): Verdict {
   return rule ? { action: "deny", reason, rule, file: rule.file, line: rule.line } : { action: "deny", reason };
 }
 
-function expandTarget(token: string, system: SystemInfo): string[] {
+/** Targets a rule's target (or redirect) token stands for in an ask dialog; cached per system and token. */
+function expandTarget(token: string, system: SystemInfo): readonly string[] {
+  const cache = systemCache(system);
+  let r = cache.expansions.get(token);
+  if (r === undefined) {
+    if (cache.expansions.size >= TOKEN_CACHE_MAX) cache.expansions.clear();
+    r = expandTargetUncached(token, system, cache);
+    cache.expansions.set(token, r);
+  }
+  return r;
+}
+
+function expandTargetUncached(token: string, system: SystemInfo, cache: SystemCache): string[] {
   const t = classifyToken(token, "target");
   if (!t.ok) return [];
   const tok = t.token;
-  const all = Object.entries(system.domains).filter(([n]) => !n.startsWith("uuid:"));
-  const templates = all.filter(([, d]) => d.template_for_dispvms === true).map(([n]) => "@dispvm:" + n);
+  const all = (cache.named ??= Object.entries(system.domains).filter(([n]) => !n.startsWith("uuid:")));
+  const templates = (cache.templates ??= all.filter(([, d]) => d.template_for_dispvms === true).map(([n]) => "@dispvm:" + n));
   switch (tok.kind) {
     case "wildcard":
       return [...all.map(([n]) => n), ...templates, "@dispvm"];
@@ -184,9 +292,11 @@ function expandTarget(token: string, system: SystemInfo): string[] {
 /** Targets an ask dialog offers (qrexec's collect_targets_for_ask), sorted. */
 export function targetsForAsk(rules: readonly Rule[], service: string, argument: string, source: string, system: SystemInfo): string[] {
   const targets = new Set<string>();
-  for (let i = rules.length - 1; i >= 0; i--) {
-    const r = rules[i];
-    if (!matchesButTarget(r, service, argument, source, system)) continue;
+  const list = candidates(ruleIndex(rules), service);
+  for (let i = list.length - 1; i >= 0; i--) {
+    const c = list[i];
+    if (!candidateMatchesButTarget(c, argument, source, system)) continue;
+    const r = c.rule;
     const expansion = expandTarget(r.action !== "deny" && r.params.target !== undefined ? r.params.target : r.target, system);
     for (const x of expansion) {
       if (r.action === "deny") targets.delete(x);
@@ -271,9 +381,13 @@ export function evaluate(policy: PolicySet | readonly Rule[], request: Request, 
     const verified = verifyTarget(request.target, system);
     if (!verified.ok) return deny(`invalid target: ${verified.reason}`);
     const intended = verified.value;
-    const rule = rules.find(
-      (r) => matchesButTarget(r, request.service, argument, source, system) && targetMatches(r.target, intended, source, system),
-    );
+    let rule: Rule | undefined;
+    for (const c of candidates(ruleIndex(rules), request.service)) {
+      if (candidateMatchesButTarget(c, argument, source, system) && targetTokenMatches(c.target, c.rule.target, intended, source, system)) {
+        rule = c.rule;
+        break;
+      }
+    }
     if (rule === undefined) return deny("no matching rule found");
     let v: Verdict;
     if (rule.action === "deny") v = deny(`denied by policy ${rule.file}:${rule.line}`, rule);
