@@ -1,5 +1,6 @@
 import * as fc from "fast-check";
-import { diffRules, DomainInfo, evaluate, parsePolicyFile, renderPolicy, Rule, RuleParams, SystemInfo, MANAGED_HEADER } from "../../qrexec";
+import { diffRules, DomainInfo, evaluate, parsePolicyFile, renderPolicy, Rule, RuleParams, SystemInfo, MANAGED_HEADER, Verdict } from "../../qrexec";
+import type * as EvaluateModule from "../../qrexec/evaluate";
 
 const NAMES = ["a", "b", "c", "dvm"];
 const strip = (r: Rule) => ({ service: r.service, argument: r.argument, source: r.source, target: r.target, action: r.action, params: r.params });
@@ -174,5 +175,89 @@ describe("evaluator agrees with a naive reference", () => {
       }),
       { numRuns: 1000 },
     );
+  });
+});
+
+describe("evaluation caches (per rules array, per system) never change a verdict", () => {
+  const requestArb = fc.record({
+    service: fc.constantFrom("qubes.A", "qubes.B", "qubes.Unnamed"),
+    argument: fc.constantFrom("", "+x", "+y"),
+    source: fc.constantFrom("dom0", ...NAMES, "ghost", "uuid:00000002-0000-4000-8000-000000000000"),
+    target: fc.constantFrom("", "@default", "dom0", "@adminvm", "@dispvm", "@dispvm:dvm", "@dispvm:a", ...NAMES, "ghost", "uuid:00000003-0000-4000-8000-000000000000"),
+  });
+  type Req = { service: string; argument: string; source: string; target: string };
+
+  /** A freshly loaded evaluate module: its caches have seen nothing. */
+  function freshEvaluate(): typeof EvaluateModule.evaluate {
+    let m: typeof EvaluateModule | undefined;
+    jest.isolateModules(() => {
+      m = jest.requireActual<typeof EvaluateModule>("../../qrexec/evaluate");
+    });
+    if (m === undefined) throw new Error("module not loaded");
+    return m.evaluate;
+  }
+
+  /** Allow/deny agree with the naive reference where it applies (it knows neither uuid tokens nor dialogs). */
+  function agreesWithReference(rules: Rule[], req: Req, sys: SystemInfo, got: Verdict): void {
+    if (req.source.startsWith("uuid:") || req.target.startsWith("uuid:")) return;
+    const want = reference(rules, req, sys);
+    if (want.action === "ask") expect(["ask", "deny"]).toContain(got.action);
+    else expect({ action: got.action, target: got.action === "allow" ? got.target : undefined }).toEqual(want);
+  }
+
+  test("one rules array against several systems, interleaved: same as the reference and as an unwarmed module", () => {
+    fc.assert(
+      fc.property(fc.array(ruleArb, { maxLength: 16 }), fc.array(systemArb, { minLength: 2, maxLength: 3 }), fc.array(requestArb, { minLength: 1, maxLength: 12 }), (rules, systems, reqs) => {
+        const got = new Map<SystemInfo, Verdict[]>(systems.map((s) => [s, []]));
+        for (let round = 0; round < 2; round++) {
+          for (const req of reqs) {
+            for (const sys of systems) {
+              const v = evaluate(rules, req, sys);
+              agreesWithReference(rules, req, sys, v);
+              if (round === 1) got.get(sys)?.push(v);
+            }
+          }
+        }
+        // An unwarmed module per system sees only that system and this array.
+        for (const sys of systems) {
+          const cold = freshEvaluate();
+          expect(got.get(sys)).toEqual(reqs.map((req) => cold(rules, req, sys)));
+        }
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  test("a new array is never served an older array's results, even with the same requests and system", () => {
+    fc.assert(
+      fc.property(fc.array(ruleArb, { maxLength: 12 }), fc.array(ruleArb, { maxLength: 12 }), systemArb, fc.array(requestArb, { minLength: 1, maxLength: 8 }), (a, b, sys, reqs) => {
+        for (const req of reqs) evaluate(a, req, sys);
+        const edited = [...a.slice(0, Math.floor(a.length / 2)), ...b];
+        for (const rules of [edited, b]) {
+          const cold = freshEvaluate();
+          for (const req of reqs) {
+            const v = evaluate(rules, req, sys);
+            agreesWithReference(rules, req, sys, v);
+            expect(v).toEqual(cold(rules, req, sys));
+          }
+        }
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  test("regression: a fence rule added in a new array takes effect", () => {
+    const d = (n: number): DomainInfo => ({ type: "AppVM", tags: [], default_dispvm: null, template_for_dispvms: false, power_state: "Running", uuid: `0000000${n}-0000-4000-8000-000000000000` });
+    const sys: SystemInfo = { domains: { dom0: { ...d(0), type: "AdminVM", uuid: "00000000-0000-0000-0000-000000000000" }, a: d(1), b: d(2) } };
+    const rule = (service: string, source: string, target: string, action: "allow" | "deny"): Rule =>
+      ({ service, argument: "*", source, target, action, params: {}, file: "t.policy", line: 1 });
+    const allow = [rule("qubes.A", "a", "b", "allow")];
+    const req = { service: "qubes.A", argument: "", source: "a", target: "b" };
+    expect(evaluate(allow, req, sys).action).toBe("allow");
+    expect(evaluate(allow, { ...req, service: "qubes.B" }, sys).reason).toBe("no matching rule found");
+    const fenced = [rule("*", "@anyvm", "b", "deny"), ...allow];
+    expect(evaluate(fenced, req, sys).reason).toMatch(/denied by policy/);
+    expect(evaluate(fenced, { ...req, service: "qubes.B" }, sys).reason).toMatch(/denied by policy/);
+    expect(evaluate(allow, req, sys).action).toBe("allow");
   });
 });
