@@ -122,17 +122,8 @@ function probeServices(site: Site, extra: readonly string[] = []): string[] {
   return [...new Set([...servicesInPolicy(site.policy).keys(), PROBE_SERVICE, ...extra])];
 }
 
-// Verdicts per site: several checks (and the loops over keys VMs within one) ask the same
-// question; each is evaluated once.
-const verdicts = new WeakMap<Site, Map<string, Verdict>>();
-
 function ask(site: Site, service: string, argument: string, source: string, target: string): Verdict {
-  let memo = verdicts.get(site);
-  if (!memo) verdicts.set(site, (memo = new Map()));
-  const key = `${service}\0${argument}\0${source}\0${target}`;
-  let v = memo.get(key);
-  if (!v) memo.set(key, (v = evaluate(site.policy, { service, argument, source, target }, site.system)));
-  return v;
+  return evaluate(site.policy, { service, argument, source, target }, site.system);
 }
 
 const keysVms = (site: Site): Vm[] => site.vms.filter((v) => v.role === "keys");
@@ -244,14 +235,19 @@ export function checkLogReceived(site: Site): Violation[] {
   if (unusable(site)) return [];
   const targets = requestTargets(site);
   const buildArgs = buildVms(site).map((b) => `+${b.name}`);
-  for (const k of keysVms(site)) {
-    const okArgs = buildVms(site).filter((b) => overlaps(b.envs, k.envs)).map((b) => `+${b.name}`);
-    const logs = site.vms.filter((v) => v.role === "logs" && overlaps(v.envs, k.envs)).map((v) => v.name);
-    for (const s of callers(site)) {
-      for (const a of argsFor(site, LOG_RECEIVED, [...buildArgs, `+${s}`])) {
-        for (const t of targets) {
-          const v = ask(site, LOG_RECEIVED, a, s, t);
-          if (!reaches(v, k.name) || !v.rule) continue;
+  const keys = keysVms(site).map((k) => ({
+    k,
+    okArgs: buildVms(site).filter((b) => overlaps(b.envs, k.envs)).map((b) => `+${b.name}`),
+    logs: site.vms.filter((v) => v.role === "logs" && overlaps(v.envs, k.envs)).map((v) => v.name),
+  }));
+  // Each call is evaluated once; the keys VMs it reaches are then judged one by one.
+  for (const s of callers(site)) {
+    for (const a of argsFor(site, LOG_RECEIVED, [...buildArgs, `+${s}`])) {
+      for (const t of targets) {
+        const v = ask(site, LOG_RECEIVED, a, s, t);
+        if (!v.rule || v.action === "deny") continue;
+        for (const { k, okArgs, logs } of keys) {
+          if (!reaches(v, k.name)) continue;
           const why = !logs.includes(s) ? `from ${s}, which is not the logs VM of ${k.envs.join(", ")} (${logs.join(", ") || "none"})`
             : !isDom0(t) ? `from ${s} requesting ${t} directly instead of @adminvm (no dom0 redirect)`
             : !okArgs.includes(a) ? `from ${s} with argument ${a || "(none)"}, not ${okArgs.join(" or ") || "+build-ENV"}` : undefined;
@@ -260,8 +256,8 @@ export function checkLogReceived(site: Site): Violation[] {
             `allow only \`${LOG_RECEIVED} ${okArgs[0] ?? "+build-ENV"} ${logs[0] ?? "LOGS"} @adminvm allow target=${k.name}\` and deny the rest`, policyUrn(site, v.rule));
         }
       }
-      undecided(site, f, k, LOG_RECEIVED, s, okArgs[0] ?? "");
     }
+    for (const { k, okArgs } of keys) undecided(site, f, k, LOG_RECEIVED, s, okArgs[0] ?? "");
   }
   return f.violations();
 }
