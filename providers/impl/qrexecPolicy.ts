@@ -1,6 +1,7 @@
 // Implementation of QrexecPolicy (see providers/qrexecPolicy.ts).
 import { z } from "zod";
 import type { QubesAdmin } from "../../admin/api";
+import { QUBESD_MAX_REQUEST } from "../../admin/wire";
 import { checkRules, diffRules, parsePolicyFile, renderPolicy, type Rule } from "../../qrexec";
 import { adminConnection, adminFor } from "./admin";
 import { checkWith, CheckResult, describeError, DiffResult, hasUnknown, isNotFound, parseProps, step } from "./common";
@@ -45,7 +46,22 @@ const policyOutputs = policyInputs.safeExtend({
 
 const fileOf = (name: string) => `${name}.policy`;
 const asRules = (name: string, rules: RuleInput[]): Rule[] => rules.map((r, i) => ({ ...r, params: r.params ?? {}, file: fileOf(name), line: i + 1 }));
-const render = (p: PolicyInputs): string => renderPolicy(asRules(p.name, p.rules), p.header === undefined ? {} : { header: p.header });
+/**
+ * The payload admin.policy.Replace may carry: qubesd refuses a request over QUBESD_MAX_REQUEST
+ * bytes, and the request also holds its header and the token line (< 200 bytes together).
+ */
+export const POLICY_MAX_BYTES = QUBESD_MAX_REQUEST - 512;
+
+/**
+ * The file as written: columns aligned for reading; when that would not fit one Admin API
+ * request (a site of ~35 environments), one space between columns (about half the bytes).
+ */
+const render = (p: PolicyInputs): string => {
+  const opts = p.header === undefined ? {} : { header: p.header };
+  const aligned = renderPolicy(asRules(p.name, p.rules), opts);
+  if (Buffer.byteLength(aligned) <= POLICY_MAX_BYTES) return aligned;
+  return renderPolicy(asRules(p.name, p.rules), { ...opts, align: false });
+};
 const strip = (r: Rule): RuleInput => ({ service: r.service, argument: r.argument, source: r.source, target: r.target, action: r.action, params: { ...r.params } });
 
 /** A human-readable, rule-level summary: `+ rule` / `- rule` lines (`""` when the rules are the same). */
@@ -83,6 +99,10 @@ export async function check(olds: unknown, news: unknown): Promise<CheckResult> 
   const errors = checkRules(asRules(p.name, p.rules), fileOf(p.name));
   if (errors.length > 0) {
     return { inputs: base.inputs, failures: errors.map((e) => ({ property: "rules", reason: `rule ${e.line}: ${e.message}` })) };
+  }
+  const size = Buffer.byteLength(render(p));
+  if (size > POLICY_MAX_BYTES) {
+    return { inputs: base.inputs, failures: [{ property: "rules", reason: `${fileOf(p.name)} would be ${size} bytes (${p.rules.length} rules) even without column alignment; qubesd takes at most ${QUBESD_MAX_REQUEST} bytes per Admin API request (admin.policy.Replace), so it cannot be written: split the site into several stacks (fewer environments each)` }] };
   }
   const o = policyInputs.safeParse(olds);
   const ruleDiff = o.success ? summarizeRuleDiff(p.name, o.data.rules, p.rules) : summarizeRuleDiff(p.name, [], p.rules);

@@ -109,6 +109,22 @@ describe("QrexecPolicy", () => {
     expect(fake.policies.size).toBe(0);
   });
 
+  it("writes a policy too big to align in one Admin request without alignment, and refuses one too big even so at check", async () => {
+    // 701 rules: aligned ~80 KB, one space between columns ~52 KB (qubesd takes 64 KiB a request).
+    const many = Array.from({ length: 700 }, (_, i) => ({ ...rule(`qubesbuilder.Service${i}`), source: `build-environment-${i}`, target: `keys-environment-${i}` }));
+    const big = { ...args, rules: [rule("qubesbuilder.AVeryLongServiceNameThatWidensTheFirstColumn"), ...many] };
+    const checked = await policy.check({}, big);
+    expect(checked.failures).toBeUndefined();
+    await policy.create(checked.inputs);
+    const text = fake.policies.get("20-qubes-build-infra")!;
+    expect(Buffer.byteLength(text)).toBeLessThanOrEqual(policy.POLICY_MAX_BYTES);
+    expect(text).toContain("\nqubesbuilder.Service0 * build-environment-0 keys-environment-0 allow\n");
+    const tooBig = { ...args, rules: [...many, ...many.map((r) => ({ ...r, argument: "+other" }))] };
+    const refused = await policy.check({}, tooBig);
+    expect(refused.failures?.[0]).toMatchObject({ property: "rules" });
+    expect(refused.failures?.[0].reason).toMatch(/^20-qubes-build-infra\.policy would be \d+ bytes \(1400 rules\) even without column alignment; qubesd takes at most 65536 bytes per Admin API request/);
+  });
+
   it("rejects rules that do not survive rendering at check", async () => {
     const bad = await policy.check({}, { ...args, rules: [{ ...rule("qubes.Gpg"), source: "bad name!" }] });
     expect(bad.failures?.[0]).toMatchObject({ property: "rules" });

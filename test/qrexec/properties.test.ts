@@ -81,6 +81,20 @@ describe("render/parse round trip", () => {
       { numRuns: 500 },
     );
   });
+
+  test("without alignment: the same rules, one space between columns, never longer", () => {
+    fc.assert(
+      fc.property(fc.array(ruleArb, { maxLength: 30 }), (rules) => {
+        const text = renderPolicy(rules, { align: false });
+        const parsed = parsePolicyFile(text, "r.policy");
+        expect(parsed.errors).toEqual([]);
+        expect(parsed.rules.map(strip)).toEqual(rules.map(strip));
+        expect(text).not.toMatch(/\S {2,}\S/);
+        expect(text.length).toBeLessThanOrEqual(renderPolicy(rules).length);
+      }),
+      { numRuns: 300 },
+    );
+  });
 });
 
 /** A deliberately naive re-statement of qrexec's decision, for allow/deny outcomes. */
