@@ -7,7 +7,7 @@ import { rawSiteConfig } from "./site/stackConfig";
 
 // The SDK takes a full stack trace for every resource and several of its promises. Formatting
 // them through source maps (source-map-support, which the SDK's runner installs, or Node's own)
-// cost ~1.5 s of a 20-environment no-op `up` (bench/README.md); raw V8 traces cost nothing.
+// cost ~1 s of a 20-environment no-op `up` (measured A/B); raw V8 traces cost almost nothing.
 // QBI_SOURCE_MAPS=1 brings TypeScript positions back when debugging a crash of this program.
 delete (Error as { prepareStackTrace?: unknown }).prepareStackTrace;
 process.setSourceMapsEnabled(process.env.QBI_SOURCE_MAPS === "1");
