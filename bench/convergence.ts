@@ -20,7 +20,7 @@ import { createAdminClient } from "../admin/client";
 import { buildServices } from "../services/build";
 import { parseSiteConfig } from "../site/config";
 import { planSite } from "../site/plan";
-import { pulumiEnv } from "../test/helpers/pulumi";
+import { openStack as openStackIn } from "../test/helpers/pulumi";
 import { startSim } from "../test/helpers/sim";
 import { ratio, roundSummary, secondsSince, sig, summary, Summary, table, now } from "./stats";
 
@@ -100,11 +100,11 @@ const reads = (c: Counts): number => Object.entries(c).reduce((a, [k, v]) => a +
 // ---------------------------------------------------------------------------------------------
 // Stacks.
 
+
+/** The stack `stackName` of the program in `workDir`, with its own backend directory. */
 async function openStack(workDir: string, stackName: string, backend: string): Promise<Stack> {
   fs.mkdirSync(backend, { recursive: true });
-  const envVars = pulumiEnv(backend);
-  process.env.PATH = envVars.PATH;
-  return LocalWorkspace.createOrSelectStack({ stackName, workDir }, { envVars });
+  return openStackIn(workDir, stackName, backend);
 }
 
 interface OpResult {

@@ -11,21 +11,17 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { AdminConnection } from "./connection";
 import { diskProvider } from "./dynamic";
+import type { ContentArgs } from "./projectFile";
 
 /** Inputs of a `ManagedFile`. */
-export interface ManagedFileArgs {
+export interface ManagedFileArgs extends ContentArgs {
   /** How to reach the Qubes Admin API (ignored by diffs). */
   admin: pulumi.Input<AdminConnection>;
   /** The VM holding the file. Changing it replaces the resource. */
   vm: pulumi.Input<string>;
   /** Absolute path in the VM. Changing it replaces the resource. */
   path: pulumi.Input<string>;
-  /** The file's content (kind `file`) or the block's (kind `block`); may be a Pulumi secret. */
-  content?: pulumi.Input<string>;
-  /** Kind `file` only, instead of `content`: a project file by reference (see `projectFile`). */
-  contentFile?: pulumi.Input<string>;
-  /** sha256 of `contentFile`'s text as the program read it; the provider refuses any other text. */
-  contentSha256?: pulumi.Input<string>;
+  // content: the whole file (kind `file`) or the block's text (kind `block`, inline only).
   /** File mode (default 0o644); for a block, the mode of the whole file. */
   mode?: pulumi.Input<number>;
   /** Owner (`root` by default, or `user`). */

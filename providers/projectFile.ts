@@ -5,9 +5,10 @@
  * costs the same whatever their size. The provider reads the file when it writes it and refuses
  * to write if the text is no longer the one previewed.
  */
-import { createHash } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
+import type * as pulumi from "@pulumi/pulumi";
+import { sha256 } from "./impl/common";
 
 /** The `contentFile`/`contentSha256` inputs of `RpcService` and `ManagedFile`. */
 export interface ProjectFileRef {
@@ -15,6 +16,16 @@ export interface ProjectFileRef {
   contentFile: string;
   /** sha256 (hex) of the file's text when the program read it. */
   contentSha256: string;
+}
+
+/** The text of a file resource: inline `content`, or a project file by reference (`projectFile`). */
+export interface ContentArgs {
+  /** The text inline (may be a Pulumi secret). */
+  content?: pulumi.Input<string>;
+  /** Instead of `content`: a project file (see `projectFile`); only its hash goes through the engine. */
+  contentFile?: pulumi.Input<string>;
+  /** sha256 of `contentFile`'s text as the program read it; the provider refuses any other text. */
+  contentSha256?: pulumi.Input<string>;
 }
 
 /**
@@ -32,6 +43,6 @@ export function projectFile(file: string): ProjectFileRef {
   const rel = path.relative(process.cwd(), abs);
   return {
     contentFile: rel.startsWith("..") || path.isAbsolute(rel) ? abs : rel,
-    contentSha256: createHash("sha256").update(text).digest("hex"),
+    contentSha256: sha256(text),
   };
 }

@@ -8,21 +8,16 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { AdminConnection } from "./connection";
 import { diskProvider } from "./dynamic";
+import type { ContentArgs } from "./projectFile";
 
 /** Inputs of an `RpcService`. */
-export interface RpcServiceArgs {
+export interface RpcServiceArgs extends ContentArgs {
   /** How to reach the Qubes Admin API (ignored by diffs). */
   admin: pulumi.Input<AdminConnection>;
   /** The VM the service runs in. Changing it replaces the resource. */
   vm: pulumi.Input<string>;
   /** Service name, optionally with a specific argument: `qubesbuilder.BuildLog`, `local.ConnectSSH+github.com`. */
   service: pulumi.Input<string>;
-  /** The program text inline; or, for a large program, `contentFile` + `contentSha256` instead. */
-  content?: pulumi.Input<string>;
-  /** The program as a project file (see `projectFile`): only its hash goes through the engine. */
-  contentFile?: pulumi.Input<string>;
-  /** sha256 of `contentFile`'s text as the program read it; the provider refuses any other text. */
-  contentSha256?: pulumi.Input<string>;
   /** File mode (default 0o755). */
   mode?: pulumi.Input<number>;
 }
