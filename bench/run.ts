@@ -135,7 +135,7 @@ async function main(): Promise<void> {
           // Whatever the other cases left of the 15 minutes, at most 9 minutes.
           // BENCH_CONVERGENCE_BUDGET (seconds) lets a longer run reach the larger sites.
           const override = Number(process.env.BENCH_CONVERGENCE_BUDGET ?? "");
-          const budgetSeconds = override > 0 ? override : quick ? 90 : Math.max(120, Math.min(540, 840 - secondsSince(t0)));
+          const budgetSeconds = override > 0 ? override : quick ? 150 : Math.max(120, Math.min(540, 840 - secondsSince(t0)));
           const r = await benchConvergence({ quick, workRoot, log, budgetSeconds });
           tables.push(String(r.table));
           for (const s of (r.skipped ?? []) as string[]) tables.push(s);
