@@ -265,6 +265,20 @@ export class Publisher {
     this.journal({ event: "restored", files: gone.length });
   }
 
+  /** The first sync of a pass, retried like pushes (the remote may be briefly unreachable). */
+  private async syncWithRetries(): Promise<void> {
+    for (let a = 1; ; a++) {
+      try {
+        await this.sync();
+        return;
+      } catch (e) {
+        log(this.service, `sync attempt ${a}/${this.cfg.pushAttempts} failed: ${(e as Error).message.slice(0, 300)}`);
+        if (a >= this.cfg.pushAttempts || /not signed by the logs key/.test((e as Error).message)) throw e;
+        await sleep(this.cfg.pushBackoffMs * 2 ** (a - 1));
+      }
+    }
+  }
+
   /** Pushes HEAD, syncing again between attempts (another logs VM may have pushed). */
   private async push(attempts = this.cfg.pushAttempts): Promise<void> {
     let last = "";
@@ -495,7 +509,7 @@ export class Publisher {
     const { cfg, st } = this;
     this.restoreTlog();
     await this.git.run(["checkout", "-q", "--", "."]);
-    await this.sync();
+    await this.syncWithRetries();
     const published = await this.publishLogs(this.dueLogs());
 
     const requests: DigestRequest[] = [];
