@@ -18,7 +18,10 @@ const site = new Site("site", {
   config,
   webhookSecret: new pulumi.Config(namespace).requireSecret("webhookSecret"),
   servicesDir: path.join(__dirname, "dist", "services"),
+  toolsDir: path.join(__dirname, ".tools", "bin"),
 });
 
 export const policyFile = site.policyFile;
 export const signingKeys = site.signingKeys;
+/** The transparency log verifier key of each logs VM: what `verify-log --verifier` takes. */
+export const logVerifiers = site.logVerifiers;

@@ -69,7 +69,7 @@ const variants: Variant[] = [
     /keys-debian: qubes.Gpg is allowed .* by rule 20-qubes-build-infra.policy:2 .*qbi-probe-outsider requesting @default/],
   ["LogReceived with any argument", "log-received-only-via-dom0-redirect",
     () => withPlan((p) => { ruleOf(p, (r) => r.service === "qubesbuilder.LogReceived" && r.argument === "+build-fedora").argument = "*"; }),
-    /keys-fedora: qubesbuilder.LogReceived reaches it by rule 20-qubes-build-infra.policy:3 .*with argument \+build-debian, not \+build-fedora/],
+    /keys-fedora: qubesbuilder.LogReceived reaches it by rule 20-qubes-build-infra.policy:4 .*with argument \+build-debian, not \+build-fedora/],
   ["LogReceived called on keys-fedora directly", "log-received-only-via-dom0-redirect",
     () => withPlan((p) => { ruleOf(p, (r) => r.service === "qubesbuilder.LogReceived" && r.argument === "+build-fedora").target = "keys-fedora"; }),
     /keys-fedora: qubesbuilder.LogReceived reaches it .*requesting keys-fedora directly instead of @adminvm/],
