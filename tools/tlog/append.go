@@ -22,8 +22,12 @@ const (
 	maxEntrySize     = tessera.DefaultEntrySizeLimit
 	maxEntriesPerRun = 10000
 
-	// A batch is flushed when it holds all of this run's entries, or after batchMaxAge.
-	batchMaxAge = 5 * time.Millisecond
+	// append hands all its entries to Tessera as one batch, flushed the moment the last one is
+	// added: one sequencing step, so a killed append leaves all of its entries or none. The age
+	// limit is never what flushes it; it only has to outlast adding 10,000 entries.
+	appendBatchMaxAge = time.Second
+	// bench-append flushes its last, partial batch after this.
+	benchBatchMaxAge = 5 * time.Millisecond
 	// The smallest interval Tessera's POSIX driver accepts; a checkpoint older than this is
 	// replaced as soon as the tree grows, so a single append is published at once.
 	checkpointInterval = 100 * time.Millisecond
@@ -61,7 +65,7 @@ func cmdAppend(args []string, stdin io.Reader) (any, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), appendTimeout)
 	defer cancel()
-	return appendEntries(ctx, *dir, key, entries, uint(max(len(entries), 1)))
+	return appendEntries(ctx, *dir, key, entries, uint(max(len(entries), 1)), appendBatchMaxAge)
 }
 
 // readEntries reads newline-terminated entries from r: no empty line, none longer than
@@ -90,14 +94,14 @@ func readEntries(r io.Reader) ([][]byte, error) {
 }
 
 // openAppender opens (or creates) the POSIX log in dir with Tessera.
-func openAppender(ctx context.Context, dir string, signer note.Signer, batch uint) (*tessera.Appender, func(context.Context) error, tessera.LogReader, error) {
+func openAppender(ctx context.Context, dir string, signer note.Signer, batch uint, batchAge time.Duration) (*tessera.Appender, func(context.Context) error, tessera.LogReader, error) {
 	driver, err := posix.New(ctx, posix.Config{Path: dir})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("opening log %s: %w", dir, err)
 	}
 	opts := tessera.NewAppendOptions().
 		WithCheckpointSigner(signer).
-		WithBatching(batch, batchMaxAge).
+		WithBatching(batch, batchAge).
 		WithCheckpointInterval(checkpointInterval).
 		WithGarbageCollectionInterval(gcInterval)
 	a, shutdown, reader, err := tessera.NewAppender(ctx, driver, opts)
@@ -110,10 +114,10 @@ func openAppender(ctx context.Context, dir string, signer note.Signer, batch uin
 // appendEntries appends entries in order, waits until a published checkpoint covers them and
 // everything integrated before (a previous run may have been killed before publishing), and
 // shuts Tessera down.
-func appendEntries(ctx context.Context, dir string, key *noteKey, entries [][]byte, batch uint) (*appendResult, error) {
+func appendEntries(ctx context.Context, dir string, key *noteKey, entries [][]byte, batch uint, batchAge time.Duration) (*appendResult, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	appender, shutdown, reader, err := openAppender(ctx, dir, key.signer, batch)
+	appender, shutdown, reader, err := openAppender(ctx, dir, key.signer, batch, batchAge)
 	if err != nil {
 		return nil, err
 	}

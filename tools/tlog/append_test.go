@@ -16,6 +16,7 @@ import (
 )
 
 func TestKeygenAndPubkey(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "log.key")
 	out := mustOK(t, nil, nil, "keygen", "--origin", "qubes.example/log", "--private-out", keyFile)
@@ -61,6 +62,7 @@ func TestKeygenAndPubkey(t *testing.T) {
 // TestAppendProveInterop checks append's checkpoints and prove's proofs with the reference code
 // of the field (x/mod note, formats/log, merkle/proof) and an RFC 6962 root written from the RFC.
 func TestAppendProveInterop(t *testing.T) {
+	t.Parallel()
 	l := newLog(t, "qubes.example/interop")
 	v, err := note.NewVerifier(l.verifier)
 	if err != nil {
@@ -142,6 +144,7 @@ func TestAppendProveInterop(t *testing.T) {
 
 // TestAppendRefusesBadInput: input is checked whole before anything is appended.
 func TestAppendRefusesBadInput(t *testing.T) {
+	t.Parallel()
 	l := newLog(t, "qubes.example/input")
 	before := l.append(t, "a", "b")
 	tooMany := bytes.Repeat([]byte("e\n"), maxEntriesPerRun+1)

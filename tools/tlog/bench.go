@@ -35,7 +35,7 @@ func cmdBenchAppend(args []string, _ io.Reader) (any, error) {
 	}
 	entries := benchEntries(int(*n))
 	start := time.Now()
-	if _, err := appendEntries(context.Background(), *dir, key, entries, *batch); err != nil {
+	if _, err := appendEntries(context.Background(), *dir, key, entries, *batch, benchBatchMaxAge); err != nil {
 		return nil, err
 	}
 	s := time.Since(start).Seconds()

@@ -57,6 +57,7 @@ func grownLog(t *testing.T) (*testLog, []string, []string) {
 }
 
 func TestVerify(t *testing.T) {
+	t.Parallel()
 	l, all, history := grownLog(t)
 	out := filepath.Join(t.TempDir(), "entries.jsonl")
 	args := []string{"--entries-out", out}
@@ -107,6 +108,7 @@ func toBytes(s []string) [][]byte {
 }
 
 func TestVerifyRefusals(t *testing.T) {
+	t.Parallel()
 	t.Run("tampered entry bundle", func(t *testing.T) {
 		l, _, _ := grownLog(t)
 		flipByte(t, filepath.Join(l.dir, "tile/entries/000"), 10) // inside the first entry's data

@@ -88,6 +88,7 @@ func editRequest(t *testing.T, req []byte, field string, value any) []byte {
 }
 
 func TestWitnessAcceptsAndCosigns(t *testing.T) {
+	t.Parallel()
 	l := newLog(t, "qubes.example/w")
 	l.append(t, entriesN("e", 5)...)
 	w := newWitness(t, l)
@@ -132,6 +133,7 @@ func TestWitnessAcceptsAndCosigns(t *testing.T) {
 }
 
 func TestWitnessRefusesBadCheckpoints(t *testing.T) {
+	t.Parallel()
 	l := newLog(t, "qubes.example/w")
 	l.append(t, entriesN("e", 4)...)
 	w := newWitness(t, l)
@@ -180,6 +182,7 @@ func TestWitnessRefusesBadCheckpoints(t *testing.T) {
 }
 
 func TestWitnessRefusesMalformedInput(t *testing.T) {
+	t.Parallel()
 	l := newLog(t, "qubes.example/w")
 	l.append(t, entriesN("e", 4)...)
 	w := newWitness(t, l)
@@ -215,6 +218,7 @@ func TestWitnessRefusesMalformedInput(t *testing.T) {
 }
 
 func TestWitnessInclusion(t *testing.T) {
+	t.Parallel()
 	l := newLog(t, "qubes.example/w")
 	l.append(t, entriesN("e", 6)...)
 	w := newWitness(t, l)
@@ -229,6 +233,7 @@ func TestWitnessInclusion(t *testing.T) {
 }
 
 func TestWitnessWrongFromAndRetry(t *testing.T) {
+	t.Parallel()
 	l := newLog(t, "qubes.example/w")
 	l.append(t, entriesN("e", 5)...)
 	w := newWitness(t, l)
@@ -244,6 +249,7 @@ func TestWitnessWrongFromAndRetry(t *testing.T) {
 }
 
 func TestWitnessRewind(t *testing.T) {
+	t.Parallel()
 	l := newLog(t, "qubes.example/w")
 	l.append(t, entriesN("e", 5)...)
 	old := witnessRequest(t, l.prove(t, 0, 1), 1)
@@ -267,6 +273,7 @@ func forkedLogs(t *testing.T) (a, b *testLog) {
 }
 
 func TestWitnessFork(t *testing.T) {
+	t.Parallel()
 	a, b := forkedLogs(t)
 	w := newWitness(t, a)
 	w.accept(t, witnessRequest(t, a.prove(t, 0, 6), 6))
@@ -284,6 +291,7 @@ func TestWitnessFork(t *testing.T) {
 }
 
 func TestWitnessInconsistent(t *testing.T) {
+	t.Parallel()
 	a, b := forkedLogs(t)
 	w := newWitness(t, a)
 	w.accept(t, witnessRequest(t, a.prove(t, 0, 6), 6))
@@ -295,6 +303,7 @@ func TestWitnessInconsistent(t *testing.T) {
 }
 
 func TestWitnessStateCorrupt(t *testing.T) {
+	t.Parallel()
 	l := newLog(t, "qubes.example/w")
 	l.append(t, "e")
 	w := newWitness(t, l)
