@@ -5,9 +5,11 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/transparency-dev/formats/log"
 	fnote "github.com/transparency-dev/formats/note"
@@ -310,5 +312,46 @@ func TestWitnessStateCorrupt(t *testing.T) {
 	if err := os.WriteFile(w.state, []byte("garbage\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	mustFail(t, 3, "state-corrupt", witnessRequest(t, l.prove(t, 0, 0), 0), "witness", "--state", w.state, "--verifier", w.verifier)
+	req := witnessRequest(t, l.prove(t, 0, 0), 0)
+	mustFail(t, 3, "state-corrupt", req, "witness", "--state", w.state, "--verifier", w.verifier)
+	// A well-formed checkpoint that this log's key did not sign is no valid state either.
+	other := newLog(t, l.origin)
+	r := other.append(t, "e")
+	if err := os.WriteFile(w.state, []byte(r.Checkpoint), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustFail(t, 3, "state-corrupt", req, "witness", "--state", w.state, "--verifier", w.verifier)
+}
+
+// TestWitnessSerialised: a witness decision waits for the one under way (the state lock), so two
+// requests are never both checked against the same stored checkpoint.
+func TestWitnessSerialised(t *testing.T) {
+	t.Parallel()
+	l := newLog(t, "qubes.example/w")
+	l.append(t, "e")
+	w := newWitness(t, l)
+	unlock, err := lockFile(w.state + ".lock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "witness", "--state", w.state, "--verifier", w.verifier)
+	cmd.Stdin = bytes.NewReader(witnessRequest(t, l.prove(t, 0, 0), 0))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		unlock()
+		t.Fatalf("witness finished while another held the state lock: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	unlock()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(w.state); err != nil {
+		t.Fatal("not accepted after the lock was released")
+	}
 }
