@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/transparency-dev/formats/log"
 	"github.com/transparency-dev/tessera"
+	"github.com/transparency-dev/tessera/api/layout"
 	"github.com/transparency-dev/tessera/storage/posix"
 	"golang.org/x/mod/sumdb/note"
 )
@@ -63,9 +65,36 @@ func cmdAppend(args []string, stdin io.Reader) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkOwnLog(*dir, key); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), appendTimeout)
 	defer cancel()
 	return appendEntries(ctx, *dir, key, entries, uint(max(len(entries), 1)), appendBatchMaxAge)
+}
+
+// checkOwnLog refuses to extend an existing log whose published checkpoint this key did not
+// sign: the next checkpoint would silently change the log's identity.
+func checkOwnLog(dir string, key *noteKey) error {
+	raw, err := os.ReadFile(filepath.Join(dir, layout.CheckpointPath))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading the published checkpoint: %w", err)
+	}
+	v, err := note.NewVerifier(key.verifier)
+	if err != nil {
+		return err
+	}
+	if _, err := openCheckpoint(raw, v, "wrong-key"); err != nil {
+		var f *failure
+		if errors.As(err, &f) {
+			return refuse("wrong-key", "%s/checkpoint is not this key's: %s", dir, f.msg)
+		}
+		return err
+	}
+	return nil
 }
 
 // readEntries reads newline-terminated entries from r: no empty line, none longer than

@@ -170,6 +170,12 @@ func TestAppendRefusesBadInput(t *testing.T) {
 	if len(r.Indices) != maxEntriesPerRun || r.Indices[maxEntriesPerRun-1] != before.Size+maxEntriesPerRun {
 		t.Fatalf("indices %d..%d", r.Indices[0], r.Indices[len(r.Indices)-1])
 	}
+	// Another key never extends this log.
+	otherKey, _ := newKey(t, l.origin)
+	mustFail(t, 1, "wrong-key", lines("x"), "append", "--dir", l.dir, "--private", otherKey)
+	if after := l.append(t); after.Size != r.Indices[maxEntriesPerRun-1]+1 {
+		t.Fatalf("size %d after a refused append", after.Size)
+	}
 	mustFail(t, 2, "usage", nil, "append", "--dir", l.dir)
 	mustFail(t, 2, "bad-key", nil, "append", "--dir", l.dir, "--private", l.dir+"/checkpoint")
 }
