@@ -15,6 +15,7 @@ import (
 //	go test -run '^$' -bench Verify -benchtime 5x
 func BenchmarkVerify(b *testing.B) {
 	const n = 100_000
+	quietLibraries()
 	dir := filepath.Join(b.TempDir(), "log")
 	key, err := benchKey()
 	if err != nil {

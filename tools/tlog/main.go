@@ -69,10 +69,7 @@ func main() {
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	// Tessera logs through klog and slog; the contract allows stderr only for the one failure line.
-	klog.SetLogger(logr.Discard())
-	slog.SetDefault(slog.New(slog.DiscardHandler))
-
+	quietLibraries()
 	if len(args) == 0 {
 		return report(stdout, stderr, nil, usage("no subcommand (one of keygen, pubkey, append, prove, witness, verify, bench-append)"))
 	}
@@ -82,6 +79,13 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	out, err := cmd(args[1:], stdin)
 	return report(stdout, stderr, out, err)
+}
+
+// quietLibraries silences Tessera, which logs through klog and slog: the contract allows stderr
+// only for the one failure line.
+func quietLibraries() {
+	klog.SetLogger(logr.Discard())
+	slog.SetDefault(slog.New(slog.DiscardHandler))
 }
 
 func report(stdout, stderr io.Writer, out any, err error) int {
