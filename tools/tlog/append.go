@@ -123,7 +123,9 @@ func readEntries(r io.Reader) ([][]byte, error) {
 }
 
 // openAppender opens (or creates) the POSIX log in dir with Tessera.
-func openAppender(ctx context.Context, dir string, signer note.Signer, batch uint, batchAge time.Duration) (*tessera.Appender, func(context.Context) error, tessera.LogReader, error) {
+func openAppender(ctx context.Context, dir string, signer note.Signer, batch uint, batchAge time.Duration) (
+	*tessera.Appender, func(context.Context) error, tessera.LogReader, error,
+) {
 	driver, err := posix.New(ctx, posix.Config{Path: dir})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("opening log %s: %w", dir, err)

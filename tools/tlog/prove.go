@@ -66,7 +66,8 @@ func cmdProve(args []string, _ io.Reader) (any, error) {
 			return nil, err
 		}
 		if uint64(len(bundle.Entries)) <= i%layout.EntryBundleWidth {
-			return nil, &failure{exitIO, "corrupt", fmt.Sprintf("entry bundle %d has %d entries, index %d is missing", i/layout.EntryBundleWidth, len(bundle.Entries), i)}
+			msg := fmt.Sprintf("entry bundle %d has %d entries, index %d is missing", i/layout.EntryBundleWidth, len(bundle.Entries), i)
+			return nil, &failure{exitIO, "corrupt", msg}
 		}
 		entry := bundle.Entries[i%layout.EntryBundleWidth]
 		p, err := pb.InclusionProof(ctx, i)

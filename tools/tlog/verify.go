@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -136,23 +137,13 @@ func readHeads(v note.Verifier, files []string) ([]treeHead, error) {
 		heads = append(heads, treeHead{Size: cp.Size, Root: cp.Hash})
 	}
 	slices.SortFunc(heads, func(a, b treeHead) int {
-		if a.Size != b.Size {
-			return compareUint(a.Size, b.Size)
+		if c := cmp.Compare(a.Size, b.Size); c != 0 {
+			return c
 		}
 		return bytes.Compare(a.Root, b.Root)
 	})
 	// Two different roots for one size stay: the audit compares each with the recomputed root.
 	return slices.CompactFunc(heads, func(a, b treeHead) bool { return a.Size == b.Size && bytes.Equal(a.Root, b.Root) }), nil
-}
-
-func compareUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // audit grows a compact range leaf by leaf, checks the root at every checkpoint size, and keeps
