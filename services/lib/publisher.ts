@@ -424,7 +424,12 @@ export class Publisher {
     this.journal({ event: "tlog-restored", from: this.cfg.tlog.repoSubdir });
   }
 
-  /** Copies the log's files into the repository (tiles, checkpoint, tree state; no locks). */
+  /** What of Tessera's directory is published: tiles, the checkpoint, and the tree state (for a restore). */
+  private static published(rel: string): boolean {
+    return rel === "checkpoint" || rel.startsWith("tile/") || rel === ".state/treeState" || rel === ".state/version";
+  }
+
+  /** Copies the log's files into the repository. */
   private mirrorTlog(): void {
     if (!fs.existsSync(path.join(this.st.tlogDir, "checkpoint"))) return;
     const dest = path.join(this.cfg.repoDir, this.cfg.tlog.repoSubdir);
@@ -433,7 +438,7 @@ export class Publisher {
       for (const e of fs.readdirSync(path.join(this.st.tlogDir, rel), { withFileTypes: true })) {
         const r = path.join(rel, e.name);
         if (e.isDirectory()) walk(r);
-        else if (e.isFile() && !e.name.endsWith(".lock") && !/tmp/i.test(e.name)) {
+        else if (e.isFile() && Publisher.published(r)) {
           wanted.add(r);
           const src = path.join(this.st.tlogDir, r);
           const dst = path.join(dest, r);

@@ -99,7 +99,10 @@ test("a tampered tile or entry bundle is found by recomputing the tree", async (
   for (const sub of ["tile/entries", "tile/0"]) {
     const dir = copy();
     const base = path.join(dir, "tlog", "logs", sub);
-    const file = execFileSync("find", [base, "-type", "f"]).toString().trim().split("\n")[0];
+    // The file the current tree is read from: the widest partial (older partials are unused).
+    const files = execFileSync("find", [base, "-type", "f"]).toString().trim().split("\n");
+    const width = (f: string) => (/\.p\/([0-9]+)$/.exec(f) ? Number(/\.p\/([0-9]+)$/.exec(f)![1]) : 1000);
+    const file = files.sort((x, y) => width(y) - width(x))[0];
     const b = fs.readFileSync(file);
     b[b.length - 1] ^= 1;
     fs.writeFileSync(file, b);

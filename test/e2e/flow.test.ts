@@ -51,6 +51,7 @@ describe("the build flow in qubes-sim", () => {
   let sim: StartedSim;
   let stack: Stack;
   let fingerprints: Record<string, string> = {};
+  let verifiers: Record<string, string> = {};
   let upload: net.Server;
   const uploads: Buffer[] = [];
   let commandKey = "";
@@ -67,6 +68,7 @@ describe("the build flow in qubes-sim", () => {
     const r = await stack.up({ policyPacks: [path.join(projectRoot, "policy")], refresh });
     expect(r.summary.result).toBe("succeeded");
     fingerprints = Object.fromEntries(Object.entries(r.outputs.signingKeys?.value ?? {}).map(([k, v]) => [k, String(v)]));
+    verifiers = Object.fromEntries(Object.entries(r.outputs.logVerifiers?.value ?? {}).map(([k, v]) => [k, String(v)]));
   }
 
   async function installBuilder(): Promise<void> {
@@ -138,6 +140,9 @@ describe("the build flow in qubes-sim", () => {
     all[`${NS}:admin`] = { value: JSON.stringify({ transport: "sim", socket: sim.socket }) };
     all[`${NS}:protectKeys`] = { value: "false" };
     all[`${NS}:signingWindowSeconds`] = { value: "60" };
+    // The builderv2 environment also signs Windows tools (win-keys-debian, gated like qubes.Gpg).
+    const envs = localConfig[`${NS}:envs`] as Record<string, Record<string, unknown>>;
+    all[`${NS}:envs`] = { value: JSON.stringify({ ...envs, debian: { ...envs.debian, windows: true } }) };
     all[`${NS}:commands`] = { value: JSON.stringify({ trustedKeys, maintainers: { [commandKey]: { components: "_all_", releases: "_all_" } } }) };
     all[`${NS}:webhooks`] = { value: JSON.stringify({ receiverPort: webhooksPort }) };
     all[`${NS}:webhookSecret`] = { value: SECRET, secret: true };
@@ -168,7 +173,7 @@ describe("the build flow in qubes-sim", () => {
     expect(r.stderr.toString()).toMatch(/refused/);
   });
 
-  it("1) signed push → TriggerBuild → build → log pushed and acknowledged → signed by keys-fedora → uploaded", async () => {
+  it("1) signed push → TriggerBuild → build → log pushed → digest logged → signed by keys-fedora → uploaded", async () => {
     const before = uploads.length;
     expect(await buildOnce()).toBe("ok");
     const rel = fs.readFileSync(path.join(artifacts(), "log-path"), "utf8").trim();
@@ -177,9 +182,10 @@ describe("the build flow in qubes-sim", () => {
     const log = git("show", `main:${rel}`);
     expect(log).toMatch(/build-fedora: building core-admin in build-fedora/);
     expect(git("cat-file", "commit", "main")).toMatch(/^gpgsig /m);
-    // LogReceived opened build-fedora's window in keys-fedora.
+    // keys-fedora accepted the logged request for exactly the artifact's bytes.
+    const art0 = fs.readFileSync(path.join(artifacts(), "core-admin-1.0-1.noarch.rpm"));
     const acks = fs.readFileSync(vmFile("keys-fedora", "/home/user/.local/state/qubes-build-infra/signing/acks.jsonl"), "utf8");
-    expect(acks).toContain(rel);
+    expect(acks).toContain(`"sha256":"${crypto.createHash("sha256").update(art0).digest("hex")}"`);
     // The artifact verifies with keys-fedora's public key, exported from the keys VM.
     const pub = await sim.client.run("keys-fedora", `gpg --armor --export ${fingerprints.fedora}`);
     hostGpg(["--import"], pub.stdout.toString());
@@ -190,7 +196,7 @@ describe("the build flow in qubes-sim", () => {
     expect(uploads[uploads.length - 1].toString()).toContain("artifact of core-admin");
     // Every hop went through the broker, allowed by the site's rules.
     const allowed = journal().filter((e) => e.verdict === "allow").map((e) => `${e.source}>${e.service}>${e.resolvedTarget}`);
-    for (const hop of ["sys-net>qubesbuilder.TriggerBuild+core-admin>build-fedora", "build-fedora>qubesbuilder.BuildLog>logs",
+    for (const hop of ["sys-net>qubesbuilder.TriggerBuild+core-admin>build-fedora", "build-fedora>qubesbuilder.BuildLog>logs", "build-fedora>qubesbuilder.LogDigest>logs",
       "logs>qubesbuilder.LogReceived+build-fedora>keys-fedora", "build-fedora>qubes.Gpg>keys-fedora", "build-fedora>local.ConnectSSH+yum.qubes-os.org>sys-net"]) {
       expect(allowed).toContain(hop);
     }
@@ -295,6 +301,107 @@ describe("the build flow in qubes-sim", () => {
     expect(await buildOnce()).toMatch(/^fail sign /);
     // Drift is found by reading dom0 back: `pulumi up --refresh` (a plain `up` trusts the state).
     await deploy(true);
+    expect(await buildOnce()).toBe("ok");
+  });
+
+  /** The logs as an outsider audits them: a clone of the stand-in GitHub, the stack's verifier keys. */
+  async function auditLogs(): Promise<string> {
+    const clone = path.join(tempDir("e2e-audit"), "logs");
+    execFileSync("git", ["clone", "-q", path.join(state(), "github", "build-logs.git"), clone]);
+    const out = execFileSync(path.join(projectRoot, "bin", "qubes-build-infra"), ["verify-log", clone, ...Object.values(verifiers).flatMap((v) => ["--verifier", v])], {
+      env: process.env, stdio: ["ignore", "pipe", "pipe"],
+    }).toString();
+    fs.rmSync(path.dirname(clone), { recursive: true, force: true });
+    return out;
+  }
+
+  it("9) builderv2 order: build-debian signs inside its open log session; the prefix is public first; verify-log passes", async () => {
+    const script = [
+      "set -e; cd /tmp; printf 'package of debian\\n' > pkg.deb",
+      "{ echo 'prep: ok'; echo 'build: ok'; qubes-gpg-client-wrapper --detach-sign --armor -o pkg.deb.asc pkg.deb >&2; echo 'sign: ok'; echo 'publish: ok'; }"
+        + " | qrexec-client-vm -- dom0 qubesbuilder.BuildLog > log-path",
+      "cat log-path; cat pkg.deb.asc",
+    ].join("\n");
+    const r = await sim.client.run("build-debian", script);
+    expect(r.stderr.toString()).toBe("");
+    expect(r.exitCode).toBe(0);
+    const [rel] = r.stdout.toString().split("\n");
+    expect(rel).toMatch(/^build-debian\/.*\/log_/);
+    const log = git("show", `main:${rel}`);
+    expect(log).toMatch(/build-debian: prep: ok\n.*build-debian: build: ok\n.*build-debian: sign: ok\n/s);
+    const pub = await sim.client.run("keys-debian", `gpg --armor --export ${fingerprints.debian}`);
+    hostGpg(["--import"], pub.stdout.toString());
+    const dir = tempDir("e2e-v2");
+    fs.writeFileSync(path.join(dir, "pkg.deb"), "package of debian\n");
+    fs.writeFileSync(path.join(dir, "pkg.deb.asc"), r.stdout.toString().slice(r.stdout.toString().indexOf("-----BEGIN")));
+    expect(execFileSync("gpg", ["--homedir", gnupg, "--status-fd", "1", "--verify", path.join(dir, "pkg.deb.asc"), path.join(dir, "pkg.deb")]).toString()).toContain(`VALIDSIG ${fingerprints.debian}`);
+    expect(await auditLogs()).toMatch(/: OK\n$/);
+  });
+
+  it("10) bytes that were never logged are refused by the keys VM, even right after a published build", async () => {
+    const r = await sim.client.run("build-fedora", "printf -- '--detach-sign --armor\\nunlogged bytes\\n' | qrexec-client-vm -- keys-fedora qubes.Gpg");
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr.toString()).toMatch(/no logged signature request of build-fedora for these bytes/);
+  });
+
+  it("11) a rewound logs branch is detected and the lost history is published again; the next build still signs", async () => {
+    const before = git("rev-parse", "main").trim();
+    const root = git("rev-list", "--max-parents=0", "main").trim();
+    git("update-ref", "refs/heads/main", root);
+    expect(await buildOnce()).toBe("ok");
+    git("merge-base", "--is-ancestor", before, "main");
+    const journal = fs.readFileSync(vmFile("logs", "/home/user/.local/state/qubes-build-infra/build-log/published.jsonl"), "utf8");
+    expect(journal).toContain('"event":"remote-rewound"');
+    expect(await auditLogs()).toMatch(/: OK\n$/);
+  });
+
+  it("12) Windows signing goes through the same gate: logged first, existing keys only", async () => {
+    const src = tempDir("e2e-pe");
+    fs.writeFileSync(path.join(src, "go.mod"), "module hello\n\ngo 1.22\n");
+    fs.writeFileSync(path.join(src, "main.go"), "package main\n\nfunc main() {}\n");
+    execFileSync("go", ["build", "-trimpath", "-ldflags", "-s -w", "-o", "hello.exe", "."], { cwd: src, env: { ...process.env, GOOS: "windows", GOARCH: "amd64", CGO_ENABLED: "0" } });
+    await sim.client.writeFile("build-debian", "/home/user/hello.exe", fs.readFileSync(path.join(src, "hello.exe")), { mode: 0o644 });
+    const call = (op: string, arg = "Qubes__Windows__Tools", input = "/home/user/hello.exe") =>
+      sim.client.run("build-debian", `qrexec-client-vm -- win-keys-debian qubesbuilder.WinSign.${op}+${arg} < ${input} > /tmp/out; rc=$?; wc -c < /tmp/out; exit $rc`);
+    expect((await call("QueryKey", undefined, "/dev/null")).exitCode).toBe(0);
+    // Inside a log session the request is logged (by win-keys-debian, for build-debian), then signed.
+    const r = await sim.client.run("build-debian", "{ echo 'windows build'; qrexec-client-vm -- win-keys-debian qubesbuilder.WinSign.Sign+Qubes__Windows__Tools"
+      + " < /home/user/hello.exe > /tmp/signed.exe; echo \"sign exit $?\"; } | qrexec-client-vm -- dom0 qubesbuilder.BuildLog >/dev/null; cat /tmp/signed.exe");
+    expect(r.exitCode).toBe(0);
+    const signed = path.join(src, "signed.exe");
+    fs.writeFileSync(signed, r.stdout);
+    const cert = await sim.client.run("build-debian", "qrexec-client-vm -- win-keys-debian qubesbuilder.WinSign.GetCert+Qubes__Windows__Tools </dev/null");
+    fs.writeFileSync(path.join(src, "cert.pem"), cert.stdout);
+    expect(execFileSync("osslsigncode", ["verify", "-in", signed, "-CAfile", path.join(src, "cert.pem")]).toString()).toMatch(/Signature verification: ok/);
+    // Keys are the site's: CreateKey and DeleteKey are not reachable, nor another key name.
+    for (const [op, arg] of [["CreateKey", "Qubes__Windows__Tools"], ["DeleteKey", "Qubes__Windows__Tools"], ["Sign", "Other__Key"]]) {
+      const x = await call(op, arg, "/dev/null");
+      expect([op, arg, x.exitCode]).toEqual([op, arg, 126]);
+    }
+    expect(await auditLogs()).toMatch(/: OK\n/);
+  });
+
+  it("13) a forked checkpoint shown to a keys VM raises its alarm: it refuses to sign and says why, until an operator clears it", async () => {
+    // A compromised logs VM makes a second log under its own key and hands an entry of it over.
+    const script = [
+      "set -e; k=/home/user/.config/qubes-build-infra/tlog.key; t=/usr/local/lib/qubes-build-infra/qbi-tlog; d=$(mktemp -d)",
+      "printf '{\"forged\":1}\\n{\"forged\":2}\\n{\"forged\":3}\\n{\"forged\":4}\\n{\"forged\":5}\\n{\"forged\":6}\\n{\"forged\":7}\\n{\"forged\":8}\\n' > $d/in",
+      "for i in 1 2 3 4 5 6 7 8 9 10; do cat $d/in; done | $t append --dir $d/fork --private $k >/dev/null",
+      "$t prove --dir $d/fork --index 3 --from $1",
+    ].join("\n");
+    const held = Number(fs.readFileSync(vmFile("keys-fedora", "/home/user/.local/state/qubes-build-infra/signing/witness/checkpoint"), "utf8").split("\n")[1]);
+    const p = await sim.client.run("logs", `sh -c '${script.replace(/'/g, "'\\''")}' sh ${held}`, { user: "user" });
+    expect(p.exitCode).toBe(0);
+    const proof = JSON.parse(p.stdout.toString());
+    const bundle = { checkpoint: proof.checkpoint, index: 3, entry: proof.entries["3"], inclusion: proof.inclusion["3"], from: held, consistency: proof.consistency };
+    await sim.client.writeFile("logs", "/home/user/fork.json", JSON.stringify(bundle), { mode: 0o644 });
+    const r = await sim.client.run("logs", "qrexec-client-vm -- dom0 qubesbuilder.LogReceived+build-fedora < /home/user/fork.json");
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr.toString()).toMatch(/inconsistent|fork/);
+    expect(await buildOnce()).toMatch(/^fail sign /);
+    expect(fs.readFileSync(path.join(artifacts(), "sign-stderr"), "utf8")).toMatch(/transparency log was seen to|alarm/);
+    // The operator looks, then clears the alarm (README: "When things go wrong"); signing works again.
+    await sim.client.run("keys-fedora", "rm /home/user/.local/state/qubes-build-infra/signing/witness/checkpoint.alarm");
     expect(await buildOnce()).toBe("ok");
   });
 });
