@@ -237,6 +237,7 @@ export class Publisher {
     if ((await git.run(["rev-parse", "--verify", "-q", branchRef])).code !== 0) await git.must(["update-ref", branchRef, upstream]);
     await git.must(["symbolic-ref", "HEAD", branchRef]);
     await git.must(["reset", "-q"]);
+    await git.run(["checkout", "-q", "--", "."]);
     const local = await git.head();
     const last = readJson(this.lastPublishedFile, LastPublished);
     if (last && !(await git.isAncestor(last.commit, upstream).catch(() => false))) {
@@ -265,44 +266,68 @@ export class Publisher {
     this.journal({ event: "restored", files: gone.length });
   }
 
-  /** The first sync of a pass, retried like pushes (the remote may be briefly unreachable). */
-  private async syncWithRetries(): Promise<void> {
-    for (let a = 1; ; a++) {
-      try {
-        await this.sync();
-        return;
-      } catch (e) {
-        log(this.service, `sync attempt ${a}/${this.cfg.pushAttempts} failed: ${(e as Error).message.slice(0, 300)}`);
-        if (a >= this.cfg.pushAttempts || /not signed by the logs key/.test((e as Error).message)) throw e;
-        await sleep(this.cfg.pushBackoffMs * 2 ** (a - 1));
-      }
+  /** On the branch (a working copy whose branch is missing is set up from the remote first). */
+  private async ensureBranch(): Promise<void> {
+    const r = await this.git.run(["symbolic-ref", "-q", "HEAD"]);
+    if (r.code !== 0 || r.stdout.trim() !== `refs/heads/${this.cfg.branch}` || (await this.git.run(["rev-parse", "-q", "--verify", "HEAD"])).code !== 0) {
+      await this.sync();
     }
   }
 
-  /** Pushes HEAD, syncing again between attempts (another logs VM may have pushed). */
+  /**
+   * Pushes HEAD. Our history only ever grows on verified heads, so it is pushed as it is: a remote
+   * that was rewound to one of our commits takes it as a fast-forward (and so gets back what was
+   * lost: journalled from the push's report); a remote that moved on is fetched, verified and
+   * merged (`sync`) before the next attempt.
+   */
   private async push(attempts = this.cfg.pushAttempts): Promise<void> {
     let last = "";
     for (let a = 1; a <= attempts; a++) {
       if (a > 1) {
         await sleep(this.cfg.pushBackoffMs * 2 ** (a - 2));
-        await this.sync();
+        try {
+          await this.sync();
+        } catch (e) {
+          // A remote head not signed by the logs key will not become signed by retrying.
+          if (/not signed by the logs key/.test((e as Error).message)) throw e;
+          last = (e as Error).message.slice(0, 300);
+          log(this.service, `push attempt ${a}/${attempts} failed: ${last}`);
+          continue;
+        }
       }
-      const r = await this.git.run(["push", "-q", this.cfg.remote, `HEAD:refs/heads/${this.cfg.branch}`]);
+      const r = await this.git.run(["push", "--porcelain", this.cfg.remote, `HEAD:refs/heads/${this.cfg.branch}`]);
       if (r.code === 0) {
+        await this.noteRewind(r.stdout);
         writeFileAtomic(this.lastPublishedFile, JSON.stringify({ commit: await this.git.head(), time: new Date().toISOString() }));
         return;
       }
-      last = r.stderr.trim().slice(0, 300);
+      last = (r.stderr.trim() || r.stdout.trim()).slice(0, 300);
       log(this.service, `push attempt ${a}/${attempts} failed: ${last}`);
     }
     throw new Error(`git push failed: ${last}`);
   }
 
+  /** From a successful push's report: was the remote somewhere else than where we left it? */
+  private async noteRewind(porcelain: string): Promise<void> {
+    const last = readJson(this.lastPublishedFile, LastPublished);
+    if (!last) return;
+    const line = porcelain.split("\n").find((l) => l.includes(`:refs/heads/${this.cfg.branch}\t`)) ?? "";
+    const summary = line.split("\t")[2] ?? "";
+    const old = /^([0-9a-f]{4,64})\.\./.exec(summary)?.[1];
+    if (summary === "[up to date]" || (old && last.commit.startsWith(old))) return;
+    if (old && (await this.git.run(["merge-base", "--is-ancestor", old, last.commit])).code !== 0) return; // another logs VM moved it on
+    this.journal({ event: "remote-rewound", remote: old ?? summary, lastPublished: last.commit });
+    log(this.service, `the remote ${this.cfg.branch} was at ${old ?? summary}, behind the last published commit ${last.commit.slice(0, 12)}: `
+      + "it had been rewound or deleted; the missing history is published again");
+  }
+
+  /** Stages `paths` and commits them (signed); false when nothing changed. */
   private async commitPath(paths: string[], message: string): Promise<boolean> {
     await this.git.must(["add", "-A", "-f", "--", ...paths]);
-    if ((await this.git.run(["diff", "--cached", "--quiet"])).code === 0) return false;
-    await this.git.must(["commit", "-q", `-S${this.cfg.signingKey}`, "-m", message]);
-    return true;
+    const r = await this.git.run(["commit", "-q", `-S${this.cfg.signingKey}`, "-m", message]);
+    if (r.code === 0) return true;
+    if (/nothing (added )?to commit|no changes added/.test(r.stdout + r.stderr)) return false;
+    throw new Error(`git commit failed: ${(r.stderr || r.stdout).trim().slice(0, 300)}`);
   }
 
   /** Which of `<rel>` / `<rel>.xz` holds a closed log (and removes an empty placeholder). */
@@ -366,12 +391,11 @@ export class Publisher {
       return [...pushed, ...made.map((d) => this.markPushed(d))];
     } catch (e) {
       await this.git.must(["reset", "-q", "--mixed", base]);
-      if (todo.length === 1) {
-        this.deferLog(todo[0], (e as Error).message);
-        return pushed;
-      }
+      // One log alone: the remote may simply be unreachable; it stays pending for the next pass.
+      if (todo.length === 1) throw e;
     }
     // One at a time, so that one log the remote refuses does not hold the others back.
+    const failed: { d: Due; why: string }[] = [];
     for (const d of todo) {
       const before = await this.git.head();
       await this.commitPath([d.rel], `Add ${d.rel}`);
@@ -380,9 +404,12 @@ export class Publisher {
         pushed.push(this.markPushed({ ...d, commit: (await this.git.must(["log", "-1", "--format=%H", "HEAD", "--", d.rel])).trim() }));
       } catch (e) {
         await this.git.must(["reset", "-q", "--mixed", before]);
-        this.deferLog(d, (e as Error).message);
+        failed.push({ d, why: (e as Error).message });
       }
     }
+    // Refused while others went through: that log is the problem; it is retried alone later.
+    if (failed.length > 0 && failed.length < todo.length) for (const f of failed) this.deferLog(f.d, f.why);
+    if (failed.length === todo.length) throw new Error(failed[0].why);
     return pushed;
   }
 
@@ -399,11 +426,9 @@ export class Publisher {
     log(this.service, `${d.rel}: not published (${reason.slice(0, 200)}); retried alone after ${this.cfg.retryAfterSeconds}s`);
   }
 
-  /** True when HEAD has commits the remote (as last fetched) does not. */
+  /** True when HEAD is not what this VM pushed last (new commits, or an earlier failed push). */
   private async unpushed(): Promise<boolean> {
-    const up = (await this.git.must(["rev-parse", UPSTREAM_REF(this.cfg.branch)])).trim();
-    const head = await this.git.head();
-    return head !== up && !(await this.git.isAncestor(head, up));
+    return readJson(this.lastPublishedFile, LastPublished)?.commit !== (await this.git.head());
   }
 
   /** The log's size as its last checkpoint says (0 for a new log). */
@@ -513,8 +538,7 @@ export class Publisher {
   async pass(): Promise<void> {
     const { cfg, st } = this;
     this.restoreTlog();
-    await this.git.run(["checkout", "-q", "--", "."]);
-    await this.syncWithRetries();
+    await this.ensureBranch();
     const published = await this.publishLogs(this.dueLogs());
 
     const requests: DigestRequest[] = [];

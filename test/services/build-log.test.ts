@@ -133,8 +133,10 @@ test("stores, sanitises, commits (signed), pushes, then logs it in the transpare
 test("an interrupted stream is still committed and pushed (nothing lost)", async () => {
   const site = newSite();
   const child = start(path.join(dist, "build-log.js"), { env: site.env });
+  const started = new Promise((r) => child.stdout?.once("data", r));
   const done = collect(child);
   child.stdin?.write("compiling...\nhalf a li");
+  await started;
   await new Promise((r) => setTimeout(r, 300));
   child.kill("SIGTERM");
   const r = await done;
