@@ -133,7 +133,7 @@ export function netvmRules(v: NetVm, clients: { vif: string; from: string[] }[],
   r.push("  chain antispoof {", "    type filter hook prerouting priority raw; policy accept;");
   for (const c of clients) r.push(`    iifname "${c.vif}" ip saddr != ${set(c.from)} drop`);
   r.push('    iifname "vif*" meta nfproto ipv6 drop', "  }");
-  r.push("  chain dnat {", "    type nat hook prerouting priority dstnat; policy accept;");
+  r.push("  chain front {", "    type nat hook prerouting priority dstnat; policy accept;");
   if (front) {
     const from = front.allow.length ? ` ip saddr ${set(front.allow)}` : "";
     r.push(`    iifname "eth0"${from} tcp dport ${front.port} dnat ip to 127.0.0.1:${front.target}`);
@@ -200,7 +200,8 @@ function sh(cmd: string, args: string[], input?: string): void {
     execFileSync(cmd, args, { input, stdio: ["pipe", "ignore", "pipe"] });
   } catch (e) {
     const err = e as { stderr?: Buffer; message: string };
-    throw new Error(`${cmd} ${args.join(" ")}: ${err.stderr?.toString().trim() || err.message}`);
+    const what = [cmd, ...args].join(" ").split("\n")[0].slice(0, 120);
+    throw new Error(`${what}: ${err.stderr?.toString().trim() || err.message}`);
   }
 }
 

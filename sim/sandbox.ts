@@ -106,7 +106,7 @@ export function bwrapArgs(sb: VmSandbox): string[] {
   const rw = path.join(sb.vmDir, "rw");
   a.push("--bind", rw, "/rw", "--bind", path.join(rw, "home"), "/home", "--bind", path.join(rw, "usrlocal"), "/usr/local");
   a.push("--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp", "--perms", "0755", "--tmpfs", "/run");
-  a.push("--dir", "/run/qubes-sim", "--bind", sb.runDir, "/run/qubes-sim");
+  a.push("--dir", "/run/qubes-sim", "--bind", sb.runDir, "/run/qubes-sim", "--dir", "/srv");
   for (const b of sb.binds) a.push(b.rw ? "--bind" : "--ro-bind", b.src, b.dst);
   a.push("--dir", "/opt/qubes-sim/bin");
   const guest = fs.existsSync(GUEST_BIN) ? fs.readdirSync(GUEST_BIN) : [];

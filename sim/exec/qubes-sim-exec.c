@@ -99,8 +99,11 @@ static void load_seccomp(void) {
   }
   rc |= seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), syscall_nr("clone3"), 0);
   /* Raw and packet sockets (forging traffic, sniffing the VM's link). */
-  rc |= seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), syscall_nr("socket"), 1, SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf, SOCK_RAW));
-  rc |= seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), syscall_nr("socket"), 1, SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf, SOCK_PACKET));
+  static const int INET[] = {AF_INET, AF_INET6};
+  for (int k = 0; k < 2; k++) {
+    rc |= seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), syscall_nr("socket"), 2, SCMP_A0(SCMP_CMP_EQ, INET[k]), SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf, SOCK_RAW));
+    rc |= seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), syscall_nr("socket"), 2, SCMP_A0(SCMP_CMP_EQ, INET[k]), SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf, SOCK_PACKET));
+  }
   rc |= seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), syscall_nr("socket"), 1, SCMP_A0(SCMP_CMP_EQ, AF_PACKET));
   /* Typing into a terminal the VM does not own. */
   rc |= seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), syscall_nr("ioctl"), 1, SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffUL, TIOCSTI));
