@@ -69,8 +69,13 @@ export interface SandboxResult {
 
 const MAX_OUTPUT = 64 * 1024 * 1024;
 
-/** The VM's own /etc/passwd, /etc/group, /etc/hosts and /etc/hostname (the host's, with `user`). */
-export function writeVmEtc(sb: VmSandbox, hosts: Record<string, string>): void {
+/**
+ * The VM's own /etc/passwd, /etc/group (the host's, with `user`), /etc/hosts, /etc/hostname and
+ * /etc/gitconfig. The stand-in GitHub's repositories belong to nobody in the VM; git's ownership
+ * check guards a user against repositories of other local users, which the server side of a
+ * remote is not: they are listed as safe (`gitRepos`, paths in the VM).
+ */
+export function writeVmEtc(sb: VmSandbox, hosts: Record<string, string>, gitRepos: string[] = []): void {
   fs.mkdirSync(sb.etcDir, { recursive: true });
   const keep = (file: string, id: number) =>
     fs
@@ -85,6 +90,8 @@ export function writeVmEtc(sb: VmSandbox, hosts: Record<string, string>): void {
   write("passwd", `${keep("/etc/passwd", USER_UID)}\nuser:x:${USER_UID}:${USER_UID}:user:/home/user:/bin/bash\n`);
   write("group", `${keep("/etc/group", USER_UID)}\nuser:x:${USER_UID}:\n`);
   write("hostname", `${sb.vm}\n`);
+  const hostGit = fs.existsSync("/etc/gitconfig") ? fs.readFileSync("/etc/gitconfig", "utf8") : "";
+  write("gitconfig", `${hostGit}${hostGit && !hostGit.endsWith("\n") ? "\n" : ""}[safe]\n${gitRepos.map((r) => `\tdirectory = ${r}\n`).join("")}`);
   write("hosts", ["127.0.0.1\tlocalhost", `127.0.1.1\t${sb.vm}`, ...Object.entries(hosts).map(([n, a]) => `${a}\t${n}`), ""].join("\n"));
 }
 
@@ -92,7 +99,7 @@ export function writeVmEtc(sb: VmSandbox, hosts: Record<string, string>): void {
 export function bwrapArgs(sb: VmSandbox): string[] {
   const a: string[] = ["--info-fd", "3", "--die-with-parent", "--unshare-pid", "--unshare-uts", "--unshare-ipc", "--unshare-cgroup-try", "--hostname", sb.vm];
   a.push("--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc");
-  for (const f of ["passwd", "group", "hosts", "hostname"]) a.push("--ro-bind", path.join(sb.etcDir, f), `/etc/${f}`);
+  for (const f of ["passwd", "group", "hosts", "hostname", "gitconfig"]) a.push("--ro-bind", path.join(sb.etcDir, f), `/etc/${f}`);
   for (const d of ["/bin", "/sbin", "/lib", "/lib64", "/lib32"]) {
     let st: fs.Stats;
     try {

@@ -276,7 +276,8 @@ export class SimDaemon {
   private boot(name: string): void {
     const sb = this.sandbox(name);
     const u = this.network!.uplink;
-    writeVmEtc(sb, { [HOST_NAMES.internet]: u.internet, [HOST_NAMES.github]: u.github });
+    const repos = fs.existsSync(this.githubDir) ? fs.readdirSync(this.githubDir).filter((r) => r.endsWith(".git")).map((r) => `${GITHUB_MOUNT}/${r}`) : [];
+    writeVmEtc(sb, { [HOST_NAMES.internet]: u.internet, [HOST_NAMES.github]: u.github }, repos);
     const logFile = path.join(sb.vmDir, "console.log");
     const out = fs.openSync(logFile, "a", 0o644);
     const script = "echo qubes-sim: booted; if [ -f /rw/config/rc.local ]; then echo \"rc.local: starting $(date -u +%FT%TZ)\"; /bin/sh /rw/config/rc.local; echo \"rc.local: exit $?\"; fi; exec sleep infinity";
@@ -520,7 +521,8 @@ export class SimDaemon {
       }),
       "admin.vm.Remove": rw((r) => {
         this.noArg(r);
-        const vm = this.qube(r);
+        this.noPayload(r);
+        const vm = this.vm(r);
         m.removeVm(s(), vm);
         fs.rmSync(this.dir.vmDir(vm.name), { recursive: true, force: true });
         fs.rmSync(this.dir.runDir(vm.name), { recursive: true, force: true });
@@ -605,18 +607,20 @@ export class SimDaemon {
       "admin.vm.tag.List": ro((r) => list([...this.vm(r).tags].sort())),
       "admin.vm.tag.Get": ro((r) => {
         this.wantArg(r);
+        m.validateTag(r.arg);
         return this.vm(r).tags.includes(r.arg) ? "1" : "0";
       }),
       "admin.vm.tag.Set": rw((r) => {
         this.wantArg(r);
         this.noPayload(r);
-        if (!/^[A-Za-z0-9_-]+$/.test(r.arg)) throw protocolError(`invalid tag name '${r.arg}'`);
+        m.validateTag(r.arg);
         const vm = this.vm(r);
         if (!vm.tags.includes(r.arg)) vm.tags.push(r.arg);
         return "";
       }),
       "admin.vm.tag.Remove": rw((r) => {
         this.wantArg(r);
+        m.validateTag(r.arg);
         const vm = this.vm(r);
         if (!vm.tags.includes(r.arg)) throw new SimError("QubesTagNotFoundError", `Tag not set for domain ${vm.name}: ${r.arg}`);
         vm.tags = vm.tags.filter((t) => t !== r.arg);
@@ -626,6 +630,13 @@ export class SimDaemon {
       "admin.vm.volume.Info": ro((r) => {
         this.wantArg(r);
         return m.volumeInfo(this.vm(r), r.arg, s());
+      }),
+      "admin.vm.volume.ListSnapshots": ro((r) => {
+        this.wantArg(r);
+        this.noPayload(r);
+        m.findVolume(this.vm(r), r.arg);
+        // The sim keeps no revisions of a volume.
+        return "";
       }),
       "admin.vm.volume.Resize": rw((r) => {
         this.wantArg(r);
