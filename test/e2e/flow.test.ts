@@ -103,7 +103,10 @@ describe("the build flow in qubes-sim", () => {
     });
     expect(r.status).toBe(202);
     const f = path.join(artifacts(), "result");
-    return (await waitFor(() => fs.existsSync(f) && fs.readFileSync(f, "utf8").trim(), 120_000, "the build's result")) as string;
+    const result = (await waitFor(() => fs.existsSync(f) && fs.readFileSync(f, "utf8").trim(), 120_000, "the build's result")) as string;
+    // A failed result carries what BuildLog said, so that the failure explains itself.
+    const stderr = path.join(artifacts(), "log-stderr");
+    return result === "ok" || !fs.existsSync(stderr) ? result : `${result}: ${fs.readFileSync(stderr, "utf8").trim()}`;
   }
 
   beforeAll(async () => {
@@ -303,7 +306,7 @@ describe("the build flow in qubes-sim", () => {
     const edited = text.split("\n").filter((l) => !/^qubes\.Gpg\s+\*\s+build-fedora\s+keys-fedora\s+allow/.test(l)).join("\n");
     expect(edited).not.toBe(text);
     await sim.client.policyReplace("20-qubes-build-infra", edited, "any");
-    expect(await buildOnce()).toMatch(/^fail sign /);
+    expect(await buildOnce()).toMatch(/^fail sign/);
     // Drift is found by reading dom0 back: `pulumi up --refresh` (a plain `up` trusts the state).
     await deploy(true);
     expect(await buildOnce()).toBe("ok");
