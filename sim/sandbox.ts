@@ -73,7 +73,8 @@ const MAX_OUTPUT = 64 * 1024 * 1024;
  * The VM's own /etc/passwd, /etc/group (the host's, with `user`), /etc/hosts, /etc/hostname and
  * /etc/gitconfig. The stand-in GitHub's repositories belong to nobody in the VM; git's ownership
  * check guards a user against repositories of other local users, which the server side of a
- * remote is not: they are listed as safe (`gitRepos`, paths in the VM).
+ * remote is not: they are listed as safe (`gitRepos`, paths in the VM). A repository a VM may
+ * push to is also owned by that VM's user (receive-pack of a file:// push ignores this file).
  */
 export function writeVmEtc(sb: VmSandbox, hosts: Record<string, string>, gitRepos: string[] = []): void {
   fs.mkdirSync(sb.etcDir, { recursive: true });
@@ -219,4 +220,13 @@ export function ownVmStorage(vmDir: string, idBase: number): void {
     fs.lchownSync(p, id, id);
   };
   walk(rw, idBase);
+}
+
+/** Give a whole tree to one host id (children first, the top last). */
+export function chownTree(top: string, id: number): void {
+  const walk = (p: string) => {
+    if (fs.lstatSync(p).isDirectory()) for (const e of fs.readdirSync(p)) walk(path.join(p, e));
+    fs.lchownSync(p, id, id);
+  };
+  walk(top);
 }

@@ -17,7 +17,7 @@ import { SimError, protocolError } from "./model";
 import { PolicyDir } from "./policy";
 import { QrexecBroker } from "./broker";
 import { HOST_NAMES, NET_CARD_VM, NetVm, SimNetwork, TOR_GATEWAY_TAG, webFrontOf, WebFront } from "./network";
-import { GITHUB_MOUNT, ownVmStorage, runInVm, spawnBoot, VmSandbox, VmUser, writeVmEtc } from "./sandbox";
+import { chownTree, GITHUB_MOUNT, ownVmStorage, runInVm, spawnBoot, USER_UID, VmSandbox, VmUser, writeVmEtc } from "./sandbox";
 import { atomicWrite, State, StateDir, Vm } from "./state";
 
 /** Largest request for sim.vm.Run (file contents travel in it). */
@@ -158,6 +158,11 @@ export class SimDaemon {
     return p.data;
   }
 
+  /** The stand-in GitHub's repositories, as paths in a VM. */
+  private githubRepos(): string[] {
+    return fs.existsSync(this.githubDir) ? fs.readdirSync(this.githubDir).filter((r) => r.endsWith(".git")).sort().map((r) => `${GITHUB_MOUNT}/${r}`) : [];
+  }
+
   /** Repositories of the stand-in GitHub a VM may push to. */
   githubWritable(vm: Vm): string[] {
     let access: GithubAccess;
@@ -190,7 +195,14 @@ export class SimDaemon {
     const binds: VmSandbox["binds"] = [];
     if (this.hasNetwork(vm) && fs.existsSync(this.githubDir)) {
       binds.push({ src: this.githubDir, dst: GITHUB_MOUNT, rw: false });
-      for (const repo of this.githubWritable(vm)) binds.push({ src: path.join(this.githubDir, repo), dst: `${GITHUB_MOUNT}/${repo}`, rw: true });
+      for (const repo of this.githubWritable(vm)) {
+        const src = path.join(this.githubDir, repo);
+        binds.push({ src, dst: `${GITHUB_MOUNT}/${repo}`, rw: true });
+        // git refuses a repository its user does not own (a file:// push runs receive-pack in it,
+        // and programs may ignore /etc/gitconfig's safe.directory): the writer's user owns it.
+        const uid = idBase + USER_UID;
+        if (fs.statSync(src).uid !== uid) chownTree(src, uid);
+      }
     }
     return {
       vm: vm.name,
@@ -276,8 +288,7 @@ export class SimDaemon {
   private boot(name: string): void {
     const sb = this.sandbox(name);
     const u = this.network!.uplink;
-    const repos = fs.existsSync(this.githubDir) ? fs.readdirSync(this.githubDir).filter((r) => r.endsWith(".git")).map((r) => `${GITHUB_MOUNT}/${r}`) : [];
-    writeVmEtc(sb, { [HOST_NAMES.internet]: u.internet, [HOST_NAMES.github]: u.github }, repos);
+    writeVmEtc(sb, { [HOST_NAMES.internet]: u.internet, [HOST_NAMES.github]: u.github }, this.githubRepos());
     const logFile = path.join(sb.vmDir, "console.log");
     const out = fs.openSync(logFile, "a", 0o644);
     const script = "echo qubes-sim: booted; if [ -f /rw/config/rc.local ]; then echo \"rc.local: starting $(date -u +%FT%TZ)\"; /bin/sh /rw/config/rc.local; echo \"rc.local: exit $?\"; fi; exec sleep infinity";
