@@ -11,7 +11,8 @@ mkdir -p "$tools/bin" "$tools/pulumi-home" .pulumi-state
 log() { printf '[setup] %s\n' "$*" >&2; }
 
 # 1. Debian packages: sandboxing, the real daemons and tools the services and tests use.
-debs=(bubblewrap nginx-light graphviz socat xz-utils gnupg git openssh-client ca-certificates)
+debs=(bubblewrap nginx-light graphviz socat xz-utils gnupg git openssh-client ca-certificates
+      gcc libc6-dev libseccomp-dev nftables iproute2 util-linux)
 missing=()
 for p in "${debs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -70,7 +71,17 @@ fi
 # The dynamic-provider host script ships in the @pulumi/pulumi npm package.
 install -m 0755 node_modules/@pulumi/pulumi/pulumi-resource-pulumi-nodejs "$tools/bin/pulumi-resource-pulumi-nodejs"
 
-# 5. In-VM services, bundled one file each.
+# 5. qubes-sim's privileged helper (user namespace, capabilities, seccomp filter of its VMs).
+helper=$tools/libexec/qubes-sim-exec
+if [ ! -x "$helper" ] || [ sim/exec/qubes-sim-exec.c -nt "$helper" ]; then
+  log "building qubes-sim-exec"
+  mkdir -p "$tools/libexec"
+  gcc -O2 -Wall -Wextra -Werror -o "$helper.tmp" sim/exec/qubes-sim-exec.c -lseccomp
+  "$helper.tmp" check >/dev/null
+  mv -f "$helper.tmp" "$helper"
+fi
+
+# 6. In-VM services, bundled one file each.
 if [ -f services/build.ts ]; then
   node_modules/.bin/ts-node --transpile-only services/build.ts dist/services >/dev/null
 fi

@@ -1,8 +1,9 @@
 /**
  * The whole build flow, end to end, in qubes-sim with the deployed qrexec policy enforced by the
  * sim's broker: the `local` site is deployed with the real `pulumi up` (Automation API, own
- * backend, own sim), then GitHub (signed webhooks), the builder (test/e2e/builder/build), the
- * upload host (a TCP endpoint on 127.0.0.1) and attackers are played against it.
+ * backend, own sim), then GitHub (signed webhooks to sys-net's uplink), the builder
+ * (test/e2e/builder/build), the upload host (a TCP endpoint of the sim's stand-in internet,
+ * uploads.qubes-sim.test) and attackers are played against it.
  */
 import { execFileSync } from "child_process";
 import * as crypto from "crypto";
@@ -35,12 +36,27 @@ async function waitFor<T>(fn: () => T | undefined | null | false, timeoutMs: num
     await sleep(200);
   }
 }
-const portFree = (port: number) =>
+const answers = (url: string) =>
   new Promise<boolean>((r) => {
-    const s = net.createServer();
-    s.once("error", () => r(false));
-    s.listen(port, "127.0.0.1", () => s.close(() => r(true)));
+    const u = new URL(url);
+    const c = net.connect({ host: u.hostname, port: Number(u.port || 80), timeout: 1000 });
+    c.on("connect", () => {
+      c.destroy();
+      r(true);
+    });
+    c.on("error", () => r(false));
+    c.on("timeout", () => {
+      c.destroy();
+      r(false);
+    });
   });
+/** `<state>/network.json` of the running sim. */
+interface NetInfo {
+  internet: string;
+  github: string;
+  sysNet: string;
+  torExit: string;
+}
 
 describe("the build flow in qubes-sim", () => {
   const dir = tempDir("e2e");
@@ -61,8 +77,10 @@ describe("the build flow in qubes-sim", () => {
   const vmFile = (vm: string, p: string) => path.join(state(), "vms", vm, "rw", p.startsWith("/home/") ? p.replace(/^\/home/, "home") : p.replace(/^\/usr\/local/, "usrlocal"));
   const journal = (): JournalEntry[] => readJournal(path.join(state(), "qrexec-journal.jsonl"));
   const hostGpg = (args: string[], input?: string) => execFileSync("gpg", ["--homedir", gnupg, "--batch", "--yes", ...args], { input, stdio: ["pipe", "pipe", "pipe"] }).toString();
-  const git = (...args: string[]) => execFileSync("git", ["-C", path.join(state(), "github", "build-logs.git"), ...args]).toString();
+  // The repository belongs to the logs VM's user (a host id of the sim's range), not to us.
+  const git = (...args: string[]) => execFileSync("git", ["-c", "safe.directory=*", "-C", path.join(state(), "github", "build-logs.git"), ...args]).toString();
   const artifacts = () => vmFile("build-fedora", `${BUILDER}/artifacts/core-admin`);
+  const netInfo = (): NetInfo => JSON.parse(fs.readFileSync(path.join(state(), "network.json"), "utf8")) as NetInfo;
 
   async function deploy(refresh = false): Promise<void> {
     const r = await stack.up({ policyPacks: [path.join(projectRoot, "policy")], refresh });
@@ -73,32 +91,32 @@ describe("the build flow in qubes-sim", () => {
 
   async function installBuilder(): Promise<void> {
     for (const f of ["build", "upload"]) {
-      await sim.client.writeFile("build-fedora", `${BUILDER}/${f}`, fs.readFileSync(path.join(__dirname, "builder", f)), { mode: 0o755 });
+      await sim.client.writeFile("build-fedora", `${BUILDER}/${f}`, fs.readFileSync(path.join(__dirname, "builder", f)), { mode: 0o755, owner: "user" });
     }
   }
 
   /** Scenario 1's trigger: a signed push of core-admin; resolves with the builder's result line. */
   async function buildOnce(): Promise<string> {
     fs.rmSync(artifacts(), { recursive: true, force: true });
-    const { port } = receiverOf(state());
     const r = await sendWebhook({
-      url: `http://127.0.0.1:${port}/api/services/trigger_build`,
+      url: `${receiverOf(state()).url}/api/services/trigger_build`,
       event: "push",
       secret: SECRET,
       payload: { ref: "refs/heads/main", repository: { full_name: "QubesOS/qubes-core-admin", name: "qubes-core-admin" } },
     });
     expect(r.status).toBe(202);
     const f = path.join(artifacts(), "result");
-    return (await waitFor(() => fs.existsSync(f) && fs.readFileSync(f, "utf8").trim(), 120_000, "the build's result")) as string;
+    const result = (await waitFor(() => fs.existsSync(f) && fs.readFileSync(f, "utf8").trim(), 120_000, "the build's result")) as string;
+    // A failed result carries what BuildLog said, so that the failure explains itself.
+    const stderr = path.join(artifacts(), "log-stderr");
+    return result === "ok" || !fs.existsSync(stderr) ? result : `${result}: ${fs.readFileSync(stderr, "utf8").trim()}`;
   }
 
   beforeAll(async () => {
-    // The receiver's loopback port: a free one, so that a running local site does not clash.
-    const probe = net.createServer();
-    await new Promise<void>((r) => probe.listen(0, "127.0.0.1", () => r()));
-    webhooksPort = (probe.address() as net.AddressInfo).port;
-    await new Promise<void>((r) => probe.close(() => r()));
-    // The upload host: reads "<name> <size> <sigsize>\n<data><sig>", answers OK.
+    // The receiver's loopback port inside sys-net (any: sys-net has its own network namespace).
+    webhooksPort = 18000 + (process.pid % 1000);
+    // The upload host of the stand-in internet (uploads.qubes-sim.test, the sim's `internet`
+    // address on the host; listening on every address follows the sim across restarts): reads "<name> <size> <sigsize>\n<data><sig>", answers OK.
     upload = net.createServer((c) => {
       const chunks: Buffer[] = [];
       c.on("data", (d: Buffer) => {
@@ -114,7 +132,7 @@ describe("the build flow in qubes-sim", () => {
       });
       c.on("error", () => undefined);
     });
-    await new Promise<void>((r) => upload.listen(0, "127.0.0.1", () => r()));
+    await new Promise<void>((r) => upload.listen(0, "0.0.0.0", () => r()));
     const uploadPort = (upload.address() as net.AddressInfo).port;
 
     // Keys that sign GitHub commands: one trusted, one not.
@@ -127,8 +145,6 @@ describe("the build flow in qubes-sim", () => {
     const trustedKeys = hostGpg(["--armor", "--export", commandKey]);
 
     sim = await startSim({ dir });
-    // Only the logs VM holds credentials for the stand-in GitHub.
-    fs.writeFileSync(path.join(state(), "github", ".writers"), "logs\n");
     stack = await openStack(projectRoot, stackName, backend);
     const all: Record<string, { value: string; secret?: boolean }> = {};
     for (const [k, v] of Object.entries(localConfig)) {
@@ -136,7 +152,7 @@ describe("the build flow in qubes-sim", () => {
       all[k] = { value: typeof v === "string" ? v : JSON.stringify(v) };
     }
     const hosts = localConfig[`${NS}:uploadHosts`] as Record<string, Record<string, unknown>>;
-    all[`${NS}:uploadHosts`] = { value: JSON.stringify({ "yum.qubes-os.org": { ...hosts["yum.qubes-os.org"], port: uploadPort } }) };
+    all[`${NS}:uploadHosts`] = { value: JSON.stringify({ "yum.qubes-os.org": { ...hosts["yum.qubes-os.org"], address: "uploads.qubes-sim.test", port: uploadPort } }) };
     all[`${NS}:admin`] = { value: JSON.stringify({ transport: "sim", socket: sim.socket }) };
     all[`${NS}:protectKeys`] = { value: "false" };
     all[`${NS}:signingWindowSeconds`] = { value: "60" };
@@ -154,8 +170,8 @@ describe("the build flow in qubes-sim", () => {
     await installBuilder();
     await sim.stop();
     sim = await startSim({ dir });
-    for (const end = Date.now() + 30_000; await portFree(webhooksPort); await sleep(200)) {
-      if (Date.now() > end) throw new Error("timed out waiting for the webhook receiver");
+    for (const end = Date.now() + 30_000; !(await answers(receiverOf(state()).url)); await sleep(200)) {
+      if (Date.now() > end) throw new Error("timed out waiting for the webhook receiver behind sys-net's uplink");
     }
     await sleep(500);
   });
@@ -252,8 +268,7 @@ describe("the build flow in qubes-sim", () => {
   });
 
   it("6) a signed Upload-component comment runs the action once; replayed or untrusted ones are refused with feedback", async () => {
-    const { port } = receiverOf(state());
-    const url = `http://127.0.0.1:${port}/api/services/process_comment`;
+    const url = `${receiverOf(state()).url}/api/services/process_comment`;
     const sha = "0123456789abcdef0123456789abcdef01234567";
     const clearsign = (fpr: string, cmd: string) => hostGpg(["-u", fpr, "--digest-algo", "SHA256", "--clearsign"], `${cmd}\n`);
     const comment = (body: string) => sendWebhook({ url, event: "issue_comment", secret: SECRET, payload: { action: "created", comment: { body } } });
@@ -283,11 +298,11 @@ describe("the build flow in qubes-sim", () => {
   });
 
   it("7) an unsigned webhook gets 401 and nothing is forwarded", async () => {
-    const { port } = receiverOf(state());
+    const { url: front } = receiverOf(state());
     const n = journal().length;
-    const r = await sendWebhook({ url: `http://127.0.0.1:${port}/api/services/trigger_build`, event: "push", secret: null, payload: { repository: { full_name: "QubesOS/qubes-core-admin" } } });
+    const r = await sendWebhook({ url: `${front}/api/services/trigger_build`, event: "push", secret: null, payload: { repository: { full_name: "QubesOS/qubes-core-admin" } } });
     expect(r.status).toBe(401);
-    const bad = await sendWebhook({ url: `http://127.0.0.1:${port}/api/services/trigger_build`, event: "push", secret: "not-the-secret-at-all-0000", payload: { repository: { full_name: "QubesOS/qubes-core-admin" } } });
+    const bad = await sendWebhook({ url: `${front}/api/services/trigger_build`, event: "push", secret: "not-the-secret-at-all-0000", payload: { repository: { full_name: "QubesOS/qubes-core-admin" } } });
     expect(bad.status).toBe(401);
     await sleep(1500);
     expect(journal().slice(n).filter((e) => e.service.startsWith("qubesbuilder.TriggerBuild"))).toEqual([]);
@@ -298,7 +313,7 @@ describe("the build flow in qubes-sim", () => {
     const edited = text.split("\n").filter((l) => !/^qubes\.Gpg\s+\*\s+build-fedora\s+keys-fedora\s+allow/.test(l)).join("\n");
     expect(edited).not.toBe(text);
     await sim.client.policyReplace("20-qubes-build-infra", edited, "any");
-    expect(await buildOnce()).toMatch(/^fail sign /);
+    expect(await buildOnce()).toMatch(/^fail sign/);
     // Drift is found by reading dom0 back: `pulumi up --refresh` (a plain `up` trusts the state).
     await deploy(true);
     expect(await buildOnce()).toBe("ok");
@@ -307,7 +322,7 @@ describe("the build flow in qubes-sim", () => {
   /** The logs as an outsider audits them: a clone of the stand-in GitHub, the stack's verifier keys. */
   async function auditLogs(): Promise<string> {
     const clone = path.join(tempDir("e2e-audit"), "logs");
-    execFileSync("git", ["clone", "-q", path.join(state(), "github", "build-logs.git"), clone]);
+    execFileSync("git", ["-c", "safe.directory=*", "clone", "-q", path.join(state(), "github", "build-logs.git"), clone]);
     const out = execFileSync(path.join(projectRoot, "bin", "qubes-build-infra"), ["verify-log", clone, ...Object.values(verifiers).flatMap((v) => ["--verifier", v])], {
       env: process.env, stdio: ["ignore", "pipe", "pipe"],
     }).toString();
@@ -403,5 +418,50 @@ describe("the build flow in qubes-sim", () => {
     // The operator looks, then clears the alarm (README: "When things go wrong"); signing works again.
     await sim.client.run("keys-fedora", "rm /home/user/.local/state/qubes-build-infra/signing/witness/checkpoint.alarm");
     expect(await buildOnce()).toBe("ok");
+  });
+
+  it("14) network: a build VM reaches the upload host only through ConnectSSH, GitHub only via Tor; keys VMs are offline", async () => {
+    const n = netInfo();
+    const hosts = localConfig[`${NS}:uploadHosts`] as Record<string, unknown>;
+    expect(Object.keys(hosts)).toContain("yum.qubes-os.org");
+    const uploadPort = (upload.address() as net.AddressInfo).port;
+    // A TCP connection from inside a VM: prints `connected` or the error.
+    const tcp = (vm: string, host: string, port: number) =>
+      sim.client.run(vm, `node -e 'const s=require("net").connect({host:"${host}",port:${port},timeout:2000});` +
+        `s.on("connect",()=>{console.log("connected");s.destroy()});s.on("error",(e)=>console.log(e.code));s.on("timeout",()=>{console.log("timeout");s.destroy()})'`);
+    const direct = await tcp("build-fedora", "uploads.qubes-sim.test", uploadPort);
+    expect(direct.stdout.toString().trim()).not.toBe("connected");
+    const receiver = new URL(receiverOf(state()).url);
+    for (const [host, port] of [[receiver.hostname, Number(receiver.port || 80)], ["127.0.0.1", webhooksPort], [n.sysNet, webhooksPort]] as const) {
+      expect([host, port, (await tcp("build-fedora", host, port)).stdout.toString().trim()]).not.toEqual([host, port, "connected"]);
+    }
+    // Through local.ConnectSSH (qrexec to sys-net, which connects) it works.
+    const before = uploads.length;
+    const payload = "probe.txt 5 0\nhello";
+    const via = await sim.client.run("build-fedora", `printf '${payload.replace(/\n/g, "\\n")}' | qrexec-client-vm -- sys-net local.ConnectSSH+yum.qubes-os.org`);
+    expect(via.stdout.toString()).toMatch(/^OK [0-9a-f]{64}/);
+    expect(uploads.length).toBe(before + 1);
+    // The stand-in GitHub's address: build VMs get there through sys-whonix only, seen as the Tor exit;
+    // the logs VM (clearnet, sys-firewall) as sys-net's address.
+    const seen: string[] = [];
+    const gh = net.createServer((c) => {
+      seen.push(String(c.remoteAddress));
+      c.end();
+    });
+    await new Promise<void>((r) => gh.listen(0, n.github, () => r()));
+    const ghPort = (gh.address() as net.AddressInfo).port;
+    try {
+      expect((await tcp("build-fedora", "github.qubes-sim.test", ghPort)).stdout.toString().trim()).toBe("connected");
+      expect((await tcp("logs", "github.qubes-sim.test", ghPort)).stdout.toString().trim()).toBe("connected");
+      await waitFor(() => seen.length >= 2, 5000, "both connections");
+      expect(seen.map((a) => a.replace(/^::ffff:/, ""))).toEqual([n.torExit, n.sysNet]);
+    } finally {
+      gh.close();
+    }
+    // The Tor gateway forwards nothing else: not even the upload host.
+    expect((await tcp("build-fedora", n.internet, uploadPort)).stdout.toString().trim()).not.toBe("connected");
+    // A keys VM has loopback only.
+    const keys = await sim.client.run("keys-fedora", "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '");
+    expect(keys.stdout.toString().trim()).toBe("lo");
   });
 });
