@@ -127,6 +127,10 @@ describe("builderv2 order: signing inside an open log session", () => {
   });
 
   test("bytes that were never logged are refused by the gate, with the reason on stderr and in the journal", async () => {
+    // An unused entry for other bytes of the same build VM is waiting: it must not cover these.
+    const s = await openSession(site, "build-a");
+    expect((await logDigest(site, "build-a", { sha256: sha("the real package\n"), size: 17, key: "default" })).code).toBe(0);
+    await s.close();
     const r = await gate(site, "build-a", "malware\n");
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/no logged signature request of build-a for these bytes/);
