@@ -322,7 +322,8 @@ describe("the build flow in qubes-sim", () => {
   /** The logs as an outsider audits them: a clone of the stand-in GitHub, the stack's verifier keys. */
   async function auditLogs(): Promise<string> {
     const clone = path.join(tempDir("e2e-audit"), "logs");
-    execFileSync("git", ["-c", "safe.directory=*", "clone", "-q", path.join(state(), "github", "build-logs.git"), clone]);
+    // The stand-in GitHub belongs to the logs VM's user: git's ownership check must be told (upload-pack too).
+    execFileSync("git", ["clone", "-q", "--no-local", "--upload-pack=git -c safe.directory=* upload-pack", path.join(state(), "github", "build-logs.git"), clone]);
     const out = execFileSync(path.join(projectRoot, "bin", "qubes-build-infra"), ["verify-log", clone, ...Object.values(verifiers).flatMap((v) => ["--verifier", v])], {
       env: process.env, stdio: ["ignore", "pipe", "pipe"],
     }).toString();
