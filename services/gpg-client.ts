@@ -16,7 +16,7 @@
 import { spawn } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
-import { isVmName } from "./lib/common";
+import { isVmName, reasonIn } from "./lib/common";
 import { hashFile, spool } from "./lib/spool";
 
 const VALUE_OPTS = new Set(["-u", "--local-user", "--status-fd", "--digest-algo"]);
@@ -97,7 +97,7 @@ function domain(): string {
 }
 
 /** Runs qrexec-client-vm, feeding `input` (a string, a file or nothing); stdout to `out`. */
-function qrexec(target: string, service: string, input: { text?: string; file?: string }, out: number | "inherit" | "pipe"): Promise<{ code: number; stdout: string }> {
+function qrexec(target: string, service: string, input: { text?: string; file?: string }, out: number | "pipe"): Promise<{ code: number; stdout: string }> {
   const child = spawn("qrexec-client-vm", ["--", target, service], { stdio: ["pipe", out, "inherit"] });
   let stdout = "";
   child.stdout?.on("data", (d: Buffer) => {
@@ -116,6 +116,34 @@ function qrexec(target: string, service: string, input: { text?: string; file?: 
   });
 }
 
+/**
+ * Calls the keys VM's gate. Its output goes to a private temp file first: a refusal's reason
+ * (the `qbi-reason:` line, since qrexec passes stdout, not stderr) goes to stderr, never into the
+ * output file; the output is delivered only on success.
+ */
+async function gateCall(target: string, input: { text: string; file?: string }, output: string | undefined): Promise<number> {
+  const dir = fs.mkdtempSync(`${os.tmpdir()}/qbi-gpg-out-`);
+  const tmp = `${dir}/out`;
+  try {
+    const fd = fs.openSync(tmp, "w", 0o600);
+    const r = await qrexec(target, "qubes.Gpg", input, fd);
+    fs.closeSync(fd);
+    if (r.code !== 0) {
+      const why = reasonIn(fs.readFileSync(tmp));
+      if (why) process.stderr.write(`qubes-gpg-client: ${why}\n`);
+      return r.code;
+    }
+    if (output && output !== "-") {
+      fs.copyFileSync(tmp, output);
+      fs.chmodSync(output, 0o644);
+    }
+    else for await (const chunk of fs.createReadStream(tmp)) if (!process.stdout.write(chunk)) await new Promise((ok) => process.stdout.once("drain", ok));
+    return 0;
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<number> {
   let parsed: ClientArgs;
   let target: string;
@@ -127,10 +155,9 @@ async function main(): Promise<number> {
     return 1;
   }
   const options = `${parsed.remote.join(" ")}\n`;
-  const out = parsed.output && parsed.output !== "-" ? fs.openSync(parsed.output, "w", 0o644) : "inherit";
   if (!isSigning(parsed.remote)) {
     // No data to log (e.g. --export); the gate refuses anything that is neither.
-    return (await qrexec(target, "qubes.Gpg", { text: options }, out)).code;
+    return gateCall(target, { text: options }, parsed.output);
   }
   let data: { file: string; sha256: string; size: number; remove?: () => void };
   try {
@@ -145,18 +172,18 @@ async function main(): Promise<number> {
     const request = `${JSON.stringify({ sha256: data.sha256, size: data.size, key: requestedKey(parsed.remote) })}\n`;
     const logged = await qrexec("dom0", "qubesbuilder.LogDigest", { text: request }, "pipe");
     if (logged.code !== 0) {
-      process.stderr.write(`qubes-gpg-client: the logs VM did not log the digest (exit ${logged.code}); nothing was signed\n`);
+      const why = reasonIn(logged.stdout) ?? `exit ${logged.code}`;
+      process.stderr.write(`qubes-gpg-client: the logs VM did not log the digest, nothing was signed: ${why}\n`);
       return logged.code;
     }
-    const stdin = { text: options, file: data.file };
-    return (await qrexec(target, "qubes.Gpg", stdin, out)).code;
+    return gateCall(target, { text: options, file: data.file }, parsed.output);
   } finally {
     data.remove?.();
   }
 }
 
 if (require.main === module) {
-  main().then((code) => process.exit(code), (e: unknown) => {
+  main().then((code) => process.stdout.write("", () => process.exit(code)), (e: unknown) => {
     process.stderr.write(`qubes-gpg-client: ${e instanceof Error ? e.message : String(e)}\n`);
     process.exit(1);
   });

@@ -256,4 +256,4 @@ async function main(): Promise<number> {
   }
 }
 
-if (require.main === module) runMain(SERVICE, main);
+if (require.main === module) runMain(SERVICE, main, { reasonOnStdout: true });

@@ -19,7 +19,7 @@ import { randomBytes } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { z } from "zod";
-import { EXIT, Refusal, acquireLock, homeDir, isVmName, loadConfig, log, printable, qrexecEnv, readStdinLimited, runMain, stateDir, writeFileAtomic } from "./lib/common";
+import { EXIT, Refusal, acquireLock, homeDir, isVmName, loadConfig, printable, qrexecEnv, readStdinLimited, runMain, stateDir, writeFileAtomic } from "./lib/common";
 import { DigestRequest, DigestResult, LogsState, LogsVmConfig, Publisher } from "./lib/publisher";
 
 const SERVICE = "qubesbuilder.LogDigest";
@@ -74,8 +74,7 @@ async function main(): Promise<number> {
   } catch (e) {
     if (!fs.existsSync(st.resultFile(id))) {
       fs.rmSync(st.requestFile(id), { force: true });
-      log(SERVICE, `failed: ${(e as Error).message}`);
-      return EXIT.FAILED;
+      throw e;
     }
   } finally {
     release();
@@ -88,12 +87,12 @@ async function main(): Promise<number> {
     fs.rmSync(st.requestFile(id), { force: true });
   }
   if (!res.ok) {
-    log(SERVICE, `${res.code === EXIT.REFUSED ? "refused" : "failed"}: ${res.reason}`);
-    return res.code;
+    if (res.code === EXIT.REFUSED) throw new Refusal(res.reason);
+    throw new Error(res.reason);
   }
   // Quiet on success: the caller's stderr is the builder's log (the journal has the details).
   process.stdout.write(`${JSON.stringify(who.deliver ? { index: res.index, checkpointSize: res.checkpointSize } : res.bundle)}\n`);
   return EXIT.OK;
 }
 
-if (require.main === module) runMain(SERVICE, main);
+if (require.main === module) runMain(SERVICE, main, { reasonOnStdout: true });

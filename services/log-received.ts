@@ -81,4 +81,4 @@ async function main(): Promise<number> {
   return EXIT.OK;
 }
 
-if (require.main === module) runMain(SERVICE, main);
+if (require.main === module) runMain(SERVICE, main, { reasonOnStdout: true });

@@ -284,25 +284,41 @@ export function fillTemplate(argv: string[], values: Record<string, string>): st
 }
 
 /**
- * Runs a service main: maps Refusal → exit 1, ConfigError → exit 2, anything else → exit 3,
- * with one line on stderr.
+ * The first stdout line of a service that refused or failed, for callers that must say why:
+ * qrexec relays a service's stdout to the caller, not its stderr.
  */
-export function runMain(service: string, main: () => Promise<number>): void {
+export const REASON_PREFIX = "qbi-reason: ";
+
+/** Writes the reason line on stdout (then exits once it is flushed). */
+export function reasonOnStdout(service: string, what: string, code: number): void {
+  process.stdout.write(`${REASON_PREFIX}${service}: ${printable(what, 600)}\n`, () => process.exit(code));
+}
+
+/**
+ * Runs a service main: maps Refusal → exit 1, ConfigError → exit 2, anything else → exit 3,
+ * with one line on stderr (and, with `reasonOnStdout`, one `qbi-reason:` line on stdout).
+ */
+export function runMain(service: string, main: () => Promise<number>, opts: { reasonOnStdout?: boolean } = {}): void {
+  const end = (what: string, code: number) => {
+    log(service, what);
+    if (opts.reasonOnStdout) reasonOnStdout(service, what, code);
+    else process.exit(code);
+  };
   main().then(
     (code) => process.exit(code),
     (e: unknown) => {
-      if (e instanceof Refusal) {
-        log(service, `refused: ${e.message}`);
-        process.exit(EXIT.REFUSED);
-      } else if (e instanceof ConfigError) {
-        log(service, `configuration error: ${e.message}`);
-        process.exit(EXIT.CONFIG);
-      } else {
-        log(service, `failed: ${e instanceof Error ? e.message : String(e)}`);
-        process.exit(EXIT.FAILED);
-      }
+      if (e instanceof Refusal) end(`refused: ${e.message}`, EXIT.REFUSED);
+      else if (e instanceof ConfigError) end(`configuration error: ${e.message}`, EXIT.CONFIG);
+      else end(`failed: ${e instanceof Error ? e.message : String(e)}`, EXIT.FAILED);
     },
   );
+}
+
+/** The reason line in a service's stdout, if any. */
+export function reasonIn(stdout: string | Buffer): string | undefined {
+  const text = (typeof stdout === "string" ? stdout : stdout.subarray(0, 4096).toString("latin1"));
+  const line = text.split("\n").find((l) => l.startsWith(REASON_PREFIX));
+  return line?.slice(REASON_PREFIX.length);
 }
 
 /** Resolves a program name on PATH (or checks an absolute path); throws ConfigError if absent. */

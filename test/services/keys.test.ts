@@ -143,7 +143,9 @@ describe("qubes.Gpg gate: options", () => {
     const r = await gate(caller, `${options}\ndata\n`);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(message);
-    expect(r.stdout).toBe("");
+    // No signature: stdout carries only the reason (qrexec relays stdout to the caller, not stderr).
+    expect(r.stdout).toMatch(/^qbi-reason: qubes\.Gpg: refused: [^\n]*\n$/);
+    expect(r.stdout).toMatch(message);
   });
 
   test("refuses an option line that never ends", async () => {

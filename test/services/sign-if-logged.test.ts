@@ -192,6 +192,20 @@ describe("builderv2 order: signing inside an open log session", () => {
 });
 
 describe("v1 order and refusals without a log", () => {
+  test("with real qrexec (stdout relayed, stderr not), the client still says why the logs VM or the keys VM refused", async () => {
+    const site = makeSignSite(dist);
+    const file = path.join(site.root, "pkg");
+    fs.writeFileSync(file, "pkg\n");
+    const quiet = { ...site.envOf("build-a"), QBI_FAKE_NO_STDERR: "1" };
+    const r = await runJs(path.join(dist, "gpg-client.js"), { env: quiet, args: ["--detach-sign", "--armor", "-o", `${file}.asc`, file] });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/the logs VM did not log the digest, nothing was signed: qubesbuilder\.LogDigest: refused: build-a has no open build log/);
+    expect(fs.existsSync(`${file}.asc`)).toBe(false);
+    const g = await runJs(path.join(dist, "gpg-client.js"), { env: quiet, args: ["--detach-sign", "--armor", "-u", "0000000000000000000000000000000000000000", "-o", `${file}.asc`, file] });
+    expect(g.code).not.toBe(0);
+    expect(g.stderr).toMatch(/qubes-gpg-client: .*refused/);
+  });
+
   test("signing right after a published log points at that log; with no log at all the logs VM refuses", async () => {
     const site = makeSignSite(dist);
     const none = await sign(site, "build-b", "pkg\n");

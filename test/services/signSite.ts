@@ -71,7 +71,9 @@ export function makeSignSite(dist: string, opts: { builds?: string[]; windows?: 
   const fake = fakeQrexec(path.join(root, "qrexec"));
   const node = process.execPath;
   const keysState = (vm: string) => path.join(root, vm, "state");
-  const route = (service: string, body: string) => fs.writeFileSync(path.join(fake.routeDir, service), `#!/bin/bash\nset -e\n${body}\n`, { mode: 0o755 });
+  // QBI_FAKE_NO_STDERR=1 plays real qrexec, which relays a service's stdout to the caller, not its stderr.
+  const route = (service: string, body: string) =>
+    fs.writeFileSync(path.join(fake.routeDir, service), `#!/bin/bash\nset -e\nif [ -n "$QBI_FAKE_NO_STDERR" ]; then exec 2>/dev/null; fi\n${body}\n`, { mode: 0o755 });
   for (const b of builds) {
     const k = `keys-${env(b)}`;
     fs.mkdirSync(keysState(k), { recursive: true });
