@@ -218,7 +218,33 @@ export function checkKeysIsolated(site: Site): Violation[] {
       if (v.defaultDispvm === k.name) f.one(`${k.name}: is the default disposable template of ${v.name}`, `set defaultDispvm of ${v.name} to a dispvm template such as builder-dvm`, v.urn);
     }
   }
+  if (!unusable(site)) servicesOnKeysVms(site, f);
   return f.violations();
+}
+
+/** What may reach a keys VM at all: signing and the logs VM's hand-over (judged in detail by their own policies). */
+const KEYS_VM_SERVICES = [GPG, LOG_RECEIVED];
+
+/** Any other service that lands on keys-ENV (by any caller, argument or requested target) is a violation. */
+function servicesOnKeysVms(site: Site, f: Findings): void {
+  const targets = requestTargets(site);
+  const services = probeServices(site).filter((svc) => !KEYS_VM_SERVICES.includes(svc));
+  for (const s of callers(site)) {
+    for (const svc of services) {
+      for (const a of argsFor(site, svc)) {
+        for (const t of targets) {
+          const v = ask(site, svc, a, s, t);
+          if (!v.rule || v.action === "deny") continue;
+          for (const k of keysVms(site)) {
+            if (!reaches(v, k.name)) continue;
+            const what = svc === PROBE_SERVICE ? "any service" : svc;
+            f.add(`${k.name}\0svc\0${at(v.rule)}`, `${k.name}: ${what} is ${v.action === "ask" ? "offered" : "allowed"} on it by ${cite(v.rule)}; only ${KEYS_VM_SERVICES.join(" and ")} may reach a keys VM`,
+              `${s} calling ${svc}${a} requesting ${t}`, `remove the rule or narrow its target; keep \`* * @anyvm ${k.name} deny\` after the allows`, policyUrn(site, v.rule));
+          }
+        }
+      }
+    }
+  }
 }
 
 /** 2. qubes.Gpg reaches keys-ENV from build-ENV only. */

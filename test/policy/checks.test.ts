@@ -108,6 +108,9 @@ describe("the real site plan", () => {
 type Variant = [string, PolicyName, () => ResourceInput[], RegExp | RegExp[]];
 
 const variants: Variant[] = [
+  ["a build VM may open a shell in its keys VM", "keys-vm-isolated",
+    () => withPlan((p) => { p.rules.unshift({ service: "qubes.VMShell", argument: "*", source: "build-fedora", target: "keys-fedora", action: "allow", params: {} }); }),
+    /keys-fedora: qubes\.VMShell is allowed on it by rule 20-qubes-build-infra\.policy:2 .*only qubes\.Gpg and qubesbuilder\.LogReceived may reach a keys VM/],
   ["a keys VM gets a netvm", "keys-vm-isolated",
     () => withPlan((p) => { vmOf(p, "keys-fedora").netvm = "sys-firewall"; }), /keys-fedora: netvm is sys-firewall.*Fix: set netvm: null/],
   ["a keys VM becomes the default dispvm of the build VM", "keys-vm-isolated",
@@ -140,10 +143,11 @@ const variants: Variant[] = [
       /\(build-fedora is the build VM of fedora, which logs does not serve \(debian\)\)/,
       /build-fedora: cannot log the digests it wants signed with its logs VM logs-fedora/,
     ]],
-  ["LogDigest of a build VM redirected to its keys VM", "log-digest-only-from-own-envs",
-    () => withPlan((p) => { ruleOf(p, isLogDigestOf("build-fedora")).params.target = "keys-fedora"; }), [
-      /keys-fedora: qubesbuilder.LogDigest lands on it, and it is not a logs VM, by rule 20-qubes-build-infra.policy:3 /,
-      /`qubesbuilder.LogDigest \* build-fedora @adminvm allow target=keys-fedora`: build-fedora requesting dom0; build-fedora requesting @adminvm;/,
+  // (Redirected to its keys VM instead, it also fails keys-vm-isolated: only signing reaches a keys VM.)
+  ["LogDigest of a build VM redirected to another build VM", "log-digest-only-from-own-envs",
+    () => withPlan((p) => { ruleOf(p, isLogDigestOf("build-fedora")).params.target = "build-debian"; }), [
+      /build-debian: qubesbuilder.LogDigest lands on it, and it is not a logs VM, by rule 20-qubes-build-infra.policy:3 /,
+      /`qubesbuilder.LogDigest \* build-fedora @adminvm allow target=build-debian`: build-fedora requesting dom0; build-fedora requesting @adminvm;/,
     ]],
   ["LogDigest called on the logs VM directly", "log-digest-only-from-own-envs",
     () => withPlan((p) => { p.rules.unshift(rule("qubesbuilder.LogDigest", "*", "build-fedora", "logs", "allow")); }),
