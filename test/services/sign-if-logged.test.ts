@@ -319,6 +319,32 @@ describe("the log cannot be forked, rewound or faked", () => {
   });
 });
 
+describe("a logs VM killed between append and publish", () => {
+  test("loses nothing and signs nothing twice: the entry is published by the next pass, never handed over", async () => {
+    const site = makeSignSite(dist);
+    const s = await openSession(site, "build-a");
+    // qbi-tlog appends for real, then the logs VM dies (SIGKILL of LogDigest) before it can push.
+    const crash = path.join(site.root, "qbi-tlog-then-crash");
+    fs.writeFileSync(crash, `#!/bin/sh\n"${tlogProgram()}" "$@"; rc=$?\n[ "$1" = append ] && [ ! -e "${site.root}/crashed" ] && touch "${site.root}/crashed" && kill -9 $PPID\nexit $rc\n`, { mode: 0o755 });
+    site.writeLogsConfig({ tlog: { program: crash, privateKey: site.tlogKey, repoSubdir: "tlog/logs" } });
+    const r = await sign(site, "build-a", "crash time\n");
+    expect(r.code).not.toBe(0);
+    expect(fs.existsSync(path.join(site.root, "crashed"))).toBe(true);
+    const appended = entries(site).length;
+    const published = () => Number(sh("git", ["--git-dir", site.remote, "show", "main:tlog/logs/checkpoint"]).split("\n")[1]);
+    expect(() => published()).toThrow(); // nothing pushed yet
+    expect((await gate(site, "build-a", "crash time\n")).code).toBe(1);
+    // The next pass (here: the retry of the same signature) publishes what was appended, and signs once.
+    const again = await sign(site, "build-a", "crash time\n");
+    expect(again.stderr).toBe("");
+    expect(again.code).toBe(0);
+    expect(published()).toBe(entries(site).length);
+    expect(entries(site).length).toBeGreaterThan(appended);
+    expect((await gate(site, "build-a", "crash time\n")).code).toBe(1);
+    await s.close();
+  });
+});
+
 describe("concurrency and Windows", () => {
   test("sessions and signatures of several environments at once all go through", async () => {
     const site = makeSignSite(dist, { builds: ["build-a", "build-b", "build-c"] });
