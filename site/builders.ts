@@ -118,15 +118,15 @@ export function renderBuildersList(e: EnvConfig): string {
   return e.builders.map((b) => (e.builderv2 ? `r${b.release}=${BUILDER_PATHS.v2Builder}=${b.dir}/builder.yml` : `r${b.release}=${b.dir}`)).join("\n") + "\n";
 }
 
-/** The upload destinations builderv2 uses (`repository-upload-remote-host`), from the upload hosts. */
-export function uploadTargets(cfg: SiteConfig): Partial<Record<string, string>> {
+/** The upload destinations of a builder of `release` (`repository-upload-remote-host`), from the upload hosts. */
+export function uploadTargets(cfg: SiteConfig, release: string): Partial<Record<string, string>> {
   const out: Record<string, string> = {};
   const by: Record<string, string> = {};
   for (const [host, h] of Object.entries(cfg.uploadHosts)) {
     for (const [kind, dir] of Object.entries(h.repositories)) {
       if (by[kind]) throw new BuilderConfigError(`qubes-build-infra:uploadHosts: ${kind} repositories are uploaded to both ${by[kind]} and ${host}; builderv2 takes one host per kind`);
       by[kind] = host;
-      out[kind] = `${h.user}@${host}:${dir}`;
+      out[kind] = `${h.user}@${host}:${dir.replaceAll("{release}", release)}`;
     }
   }
   return out;
@@ -149,7 +149,7 @@ export function builderYmlDoc(cfg: SiteConfig, b: Builder, signingKey: string): 
     executor: { type: "qubes", options: { dispvm: BUILDER_DVM } },
     "gpg-client": BUILDER_PATHS.gpgClient,
     "sign-key": { rpm: signingKey, deb: signingKey, archlinux: signingKey, iso: signingKey },
-    "repository-upload-remote-host": uploadTargets(cfg),
+    "repository-upload-remote-host": uploadTargets(cfg, b.release),
   };
 }
 
@@ -308,7 +308,7 @@ export function commandActions(version: 1 | 2): Record<string, CommandAction> {
 export function checkBuilders(cfg: SiteConfig, env: string): void {
   const e = cfg.envs[env];
   checkoutsOf(cfg, env);
-  uploadTargets(cfg);
+  uploadTargets(cfg, "0");
   const placeholder = "0".repeat(40);
   if (e.builderv2) {
     for (const b of e.builders) renderBuilderYml(cfg, env, b, placeholder);

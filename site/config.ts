@@ -122,8 +122,12 @@ export const UPLOAD_KINDS = ["rpm", "deb", "archlinux", "windows", "iso"] as con
 const uploadHost = z.strictObject({
   user: z.string().regex(/^[a-z_][a-z0-9_-]*$/, "a Unix user name"),
   hostKeys: z.array(hostKey).min(1, "pin at least one host key"),
-  /** Directories on this host that builderv2 uploads each kind of repository to (rsync targets). */
-  repositories: z.partialRecord(z.enum(UPLOAD_KINDS), z.string().regex(/^\/[A-Za-z0-9._/-]*$/, "an absolute path of letters, digits and ._/-")).default({}),
+  /**
+   * Directories on this host that builderv2 uploads each kind of repository to (rsync targets);
+   * `{release}` is replaced by the builder's release, e.g. `/pub/qubes/repo/yum/r{release}`.
+   */
+  repositories: z.partialRecord(z.enum(UPLOAD_KINDS), z.string()
+    .regex(/^\/([A-Za-z0-9._/-]|\{release\})*$/, "an absolute path of letters, digits and ._/-, with {release} for the builder's release")).default({}),
   /** For tests and odd networks: where ConnectSSH really connects (default: the host, port 22). */
   address: z.string().optional(),
   port: z.number().int().min(1).max(65535).optional(),
