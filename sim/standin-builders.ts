@@ -48,7 +48,11 @@ export function maintainerKeyring(): { home: string; fingerprint: string; public
   gpg(["--import"], fs.readFileSync(MAINTAINER_KEY_FILE, "utf8"));
   const fingerprint = /fpr:::::::::([0-9A-F]{40}):/.exec(gpg(["--with-colons", "--list-secret-keys"]))![1];
   const publicKey = gpg(["--armor", "--export", fingerprint]);
-  return { home, fingerprint, publicKey, done: () => fs.rmSync(home, { recursive: true, force: true }) };
+  const done = () => {
+    execFileSync("gpgconf", ["--homedir", home, "--kill", "all"], { stdio: "ignore" });
+    fs.rmSync(home, { recursive: true, force: true });
+  };
+  return { home, fingerprint, publicKey, done };
 }
 
 /** Copies a stand-in's sources (no Python caches, which running them locally would leave). */

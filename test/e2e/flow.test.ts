@@ -1,175 +1,55 @@
 /**
  * The whole build flow, end to end, in qubes-sim with the deployed qrexec policy enforced by the
- * sim's broker: the `local` site is deployed with the real `pulumi up` (Automation API, own
- * backend, own sim), then GitHub (signed webhooks), the builder (test/e2e/builder/build), the
- * upload host (a TCP endpoint on 127.0.0.1) and attackers are played against it.
+ * sim's broker: the `local` site is deployed with the real `pulumi up` (test/e2e/harness.ts), then
+ * GitHub (signed webhooks), the builder (the verified checkout of the stand-in qubes-builder, whose
+ * scripts/auto-build TriggerBuild starts), the upload host (a TCP endpoint on 127.0.0.1) and
+ * attackers are played against it.
  */
-import { execFileSync } from "child_process";
-import * as crypto from "crypto";
 import * as fs from "fs";
-import * as net from "net";
 import * as path from "path";
-import type { Stack } from "@pulumi/pulumi/automation";
-import { parse } from "yaml";
-import { readJournal, type JournalEntry } from "../../sim/broker";
 import { receiverOf, sendWebhook } from "../../sim/webhook";
-import { openStack, projectRoot, tempDir } from "../helpers/pulumi";
-import { startSim, type StartedSim } from "../helpers/sim";
+import { sleep, startE2eSite, waitFor, type E2eSite } from "./harness";
 
 jest.setTimeout(600_000);
 
-const NS = "qubes-build-infra";
-const SECRET = "e2e-webhook-secret-0123456789abcdef";
 const BUILDER = "/home/user/builder-r4.2";
-const localConfig = (parse(fs.readFileSync(path.join(projectRoot, "Pulumi.local.yaml"), "utf8")) as { config: Record<string, unknown> }).config;
-
-
-let webhooksPort = 0;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function waitFor<T>(fn: () => T | undefined | null | false, timeoutMs: number, what: string): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(200);
-  }
-}
-const portFree = (port: number) =>
-  new Promise<boolean>((r) => {
-    const s = net.createServer();
-    s.once("error", () => r(false));
-    s.listen(port, "127.0.0.1", () => s.close(() => r(true)));
-  });
 
 describe("the build flow in qubes-sim", () => {
-  const dir = tempDir("e2e");
-  const backend = tempDir("e2e-backend");
-  const gnupg = tempDir("e2e-gnupg");
-  const stackName = `e2e${process.pid}`;
-  const stackFile = path.join(projectRoot, `Pulumi.${stackName}.yaml`);
-  let sim: StartedSim;
-  let stack: Stack;
-  let fingerprints: Record<string, string> = {};
-  let upload: net.Server;
-  const uploads: Buffer[] = [];
-  let commandKey = "";
-  let untrustedKey = "";
-
-  const state = () => sim.stateDir;
-  const vmFile = (vm: string, p: string) => path.join(state(), "vms", vm, "rw", p.startsWith("/home/") ? p.replace(/^\/home/, "home") : p.replace(/^\/usr\/local/, "usrlocal"));
-  const journal = (): JournalEntry[] => readJournal(path.join(state(), "qrexec-journal.jsonl"));
-  const hostGpg = (args: string[], input?: string) => execFileSync("gpg", ["--homedir", gnupg, "--batch", "--yes", ...args], { input, stdio: ["pipe", "pipe", "pipe"] }).toString();
-  const git = (...args: string[]) => execFileSync("git", ["-C", path.join(state(), "github", "build-logs.git"), ...args]).toString();
+  let site: E2eSite;
+  const state = () => site.state();
+  const vmFile = (vm: string, p: string) => site.vmFile(vm, p);
+  const journal = () => site.journal();
+  const hostGpg = (args: string[], input?: string) => site.hostGpg(args, input);
+  const git = (...args: string[]) => site.logsGit(...args);
   const artifacts = () => vmFile("build-fedora", `${BUILDER}/artifacts/core-admin`);
-
-  async function deploy(refresh = false): Promise<void> {
-    const r = await stack.up({ policyPacks: [path.join(projectRoot, "policy")], refresh });
-    expect(r.summary.result).toBe("succeeded");
-    fingerprints = Object.fromEntries(Object.entries(r.outputs.signingKeys?.value ?? {}).map(([k, v]) => [k, String(v)]));
-  }
-
-  async function installBuilder(): Promise<void> {
-    for (const f of ["build", "upload"]) {
-      await sim.client.writeFile("build-fedora", `${BUILDER}/${f}`, fs.readFileSync(path.join(__dirname, "builder", f)), { mode: 0o755 });
-    }
-  }
+  const SECRET = () => receiverOf(state()).secret;
 
   /** Scenario 1's trigger: a signed push of core-admin; resolves with the builder's result line. */
   async function buildOnce(): Promise<string> {
     fs.rmSync(artifacts(), { recursive: true, force: true });
-    const { port } = receiverOf(state());
-    const r = await sendWebhook({
-      url: `http://127.0.0.1:${port}/api/services/trigger_build`,
-      event: "push",
-      secret: SECRET,
-      payload: { ref: "refs/heads/main", repository: { full_name: "QubesOS/qubes-core-admin", name: "qubes-core-admin" } },
-    });
+    const r = await site.webhook("trigger_build", "push",
+      { ref: "refs/heads/main", repository: { full_name: "QubesOS/qubes-core-admin", name: "qubes-core-admin" } });
     expect(r.status).toBe(202);
     const f = path.join(artifacts(), "result");
-    return (await waitFor(() => fs.existsSync(f) && fs.readFileSync(f, "utf8").trim(), 120_000, "the build's result")) as string;
+    return (await waitFor(() => fs.existsSync(f) && fs.readFileSync(f, "utf8").trim(), 180_000, "the build's result")) as string;
   }
 
   beforeAll(async () => {
-    // The receiver's loopback port: a free one, so that a running local site does not clash.
-    const probe = net.createServer();
-    await new Promise<void>((r) => probe.listen(0, "127.0.0.1", () => r()));
-    webhooksPort = (probe.address() as net.AddressInfo).port;
-    await new Promise<void>((r) => probe.close(() => r()));
-    // The upload host: reads "<name> <size> <sigsize>\n<data><sig>", answers OK.
-    upload = net.createServer((c) => {
-      const chunks: Buffer[] = [];
-      c.on("data", (d: Buffer) => {
-        chunks.push(d);
-        const all = Buffer.concat(chunks);
-        const nl = all.indexOf(10);
-        if (nl < 0) return;
-        const [, size, sig] = all.subarray(0, nl).toString().split(" ");
-        if (all.length >= nl + 1 + Number(size) + Number(sig)) {
-          uploads.push(all);
-          c.end(`OK ${crypto.createHash("sha256").update(all).digest("hex")}\n`);
-        }
-      });
-      c.on("error", () => undefined);
-    });
-    await new Promise<void>((r) => upload.listen(0, "127.0.0.1", () => r()));
-    const uploadPort = (upload.address() as net.AddressInfo).port;
-
-    // Keys that sign GitHub commands: one trusted, one not.
-    const mk = (uid: string) => {
-      hostGpg(["--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", "never"]);
-      return /fpr:::::::::([0-9A-F]{40}):/.exec(hostGpg(["--with-colons", "--list-secret-keys", uid]))![1];
-    };
-    commandKey = mk("Trusted maintainer <m@example.org>");
-    untrustedKey = mk("Stranger <s@example.org>");
-    const trustedKeys = hostGpg(["--armor", "--export", commandKey]);
-
-    sim = await startSim({ dir });
-    // Only the logs VM holds credentials for the stand-in GitHub.
-    fs.writeFileSync(path.join(state(), "github", ".writers"), "logs\n");
-    stack = await openStack(projectRoot, stackName, backend);
-    const all: Record<string, { value: string; secret?: boolean }> = {};
-    for (const [k, v] of Object.entries(localConfig)) {
-      if (k === `${NS}:webhookSecret`) continue;
-      all[k] = { value: typeof v === "string" ? v : JSON.stringify(v) };
-    }
-    const hosts = localConfig[`${NS}:uploadHosts`] as Record<string, Record<string, unknown>>;
-    all[`${NS}:uploadHosts`] = { value: JSON.stringify({ "yum.qubes-os.org": { ...hosts["yum.qubes-os.org"], port: uploadPort } }) };
-    all[`${NS}:admin`] = { value: JSON.stringify({ transport: "sim", socket: sim.socket }) };
-    all[`${NS}:protectKeys`] = { value: "false" };
-    all[`${NS}:signingWindowSeconds`] = { value: "60" };
-    all[`${NS}:commands`] = { value: JSON.stringify({ trustedKeys, maintainers: { [commandKey]: { components: "_all_", releases: "_all_" } } }) };
-    all[`${NS}:webhooks`] = { value: JSON.stringify({ receiverPort: webhooksPort }) };
-    all[`${NS}:webhookSecret`] = { value: SECRET, secret: true };
-    await stack.setAllConfig(all);
-    await deploy();
-
-    // sys-net's boot starts the webhook receiver (the site's rc.local block); the sim is
-    // restarted so that running VMs boot again, as after a reboot of the machine.
-    await installBuilder();
-    await sim.stop();
-    sim = await startSim({ dir });
-    for (const end = Date.now() + 30_000; await portFree(webhooksPort); await sleep(200)) {
-      if (Date.now() > end) throw new Error("timed out waiting for the webhook receiver");
-    }
-    await sleep(500);
+    site = await startE2eSite("e2e");
   });
-
   afterAll(async () => {
-    await sim?.stop();
-    upload?.close();
-    fs.rmSync(stackFile, { force: true });
-    for (const d of [dir, backend, gnupg]) fs.rmSync(d, { recursive: true, force: true });
+    await site?.stop();
   });
 
   it("2) a build VM that sent no log is refused a signature", async () => {
-    const r = await sim.client.run("build-fedora", "echo data > /tmp/f; qubes-gpg-client-wrapper --detach-sign --armor -o /tmp/f.asc /tmp/f");
+    const r = await site.sim.client.run("build-fedora", "echo data > /tmp/f; qubes-gpg-client-wrapper --detach-sign --armor -o /tmp/f.asc /tmp/f");
     expect(r.exitCode).toBe(1);
     expect(r.stderr.toString()).toMatch(/refused/);
   });
 
   it("1) signed push → TriggerBuild → build → log pushed and acknowledged → signed by keys-fedora → uploaded", async () => {
-    const before = uploads.length;
+    const before = site.uploads.length;
+    const fingerprints = site.signingKeys();
     expect(await buildOnce()).toBe("ok");
     const rel = fs.readFileSync(path.join(artifacts(), "log-path"), "utf8").trim();
     expect(rel).toMatch(/^build-fedora\/\d{4}-\d\d-\d\d\/log_[\d-]+$/);
@@ -181,13 +61,19 @@ describe("the build flow in qubes-sim", () => {
     const acks = fs.readFileSync(vmFile("keys-fedora", "/home/user/.local/state/qubes-build-infra/signing/acks.jsonl"), "utf8");
     expect(acks).toContain(rel);
     // The artifact verifies with keys-fedora's public key, exported from the keys VM.
-    const pub = await sim.client.run("keys-fedora", `gpg --armor --export ${fingerprints.fedora}`);
+    const pub = await site.sim.client.run("keys-fedora", `gpg --armor --export ${fingerprints.fedora}`);
     hostGpg(["--import"], pub.stdout.toString());
-    const art = path.join(artifacts(), "core-admin-1.0-1.noarch.rpm");
-    const v = execFileSync("gpg", ["--homedir", gnupg, "--status-fd", "1", "--verify", `${art}.asc`, art], { stdio: ["ignore", "pipe", "pipe"] }).toString();
+    const art = path.join(artifacts(), "core-admin-1.0-1.fc41.noarch.rpm");
+    const v = hostGpg(["--status-fd", "1", "--verify", `${art}.asc`, art]);
     expect(v).toMatch(new RegExp(`VALIDSIG ${fingerprints.fedora}`));
-    expect(uploads.length).toBe(before + 1);
-    expect(uploads[uploads.length - 1].toString()).toContain("artifact of core-admin");
+    expect(site.uploads.length).toBe(before + 1);
+    expect(site.uploads[site.uploads.length - 1].toString()).toContain("artifact of core-admin");
+    // It ran the checked-out builder's entry point: scripts/auto-build under the builder's lock.
+    const started = fs.readFileSync(vmFile("build-fedora", "/home/user/builder-github-logs/trigger-build.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    expect(started.pop()).toMatchObject({ component: "core-admin", argv: [`${BUILDER}/scripts/auto-build`, "core-admin"], lock: `${BUILDER}/builder.lock` });
+    // The signatures were made in a second logged session, after the build's log was published.
+    const signLog = git("show", `main:${fs.readFileSync(path.join(artifacts(), "sign-log-path"), "utf8").trim()}`);
+    expect(signLog).toMatch(/sign-all update-repo-current-testing[\s\S]*signing core-admin-1.0-1.fc41.noarch.rpm[\s\S]*uploaded: OK/);
     // Every hop went through the broker, allowed by the site's rules.
     const allowed = journal().filter((e) => e.verdict === "allow").map((e) => `${e.source}>${e.service}>${e.resolvedTarget}`);
     for (const hop of ["sys-net>qubesbuilder.TriggerBuild+core-admin>build-fedora", "build-fedora>qubesbuilder.BuildLog>logs",
@@ -197,7 +83,7 @@ describe("the build flow in qubes-sim", () => {
   });
 
   it("3) build-fedora asking keys-debian to sign is denied by policy, the journal names the rule", async () => {
-    const r = await sim.client.run("build-fedora", "echo x | qrexec-client-vm -- keys-debian qubes.Gpg");
+    const r = await site.sim.client.run("build-fedora", "echo x | qrexec-client-vm -- keys-debian qubes.Gpg");
     expect(r.exitCode).toBe(126);
     const e = journal().pop()!;
     expect(e).toMatchObject({ source: "build-fedora", service: "qubes.Gpg", requestedTarget: "keys-debian", verdict: "deny" });
@@ -208,10 +94,10 @@ describe("the build flow in qubes-sim", () => {
   });
 
   it("4) a new AppVM is denied qubes.Gpg, BuildLog, LogReceived and ConnectSSH", async () => {
-    await sim.client.vmCreate("AppVM", "intruder", "red", "fedora-43-xfce");
+    await site.sim.client.vmCreate("AppVM", "intruder", "red", "fedora-43-xfce");
     for (const [target, service] of [["keys-fedora", "qubes.Gpg"], ["@default", "qubes.Gpg"], ["dom0", "qubesbuilder.BuildLog"], ["logs", "qubesbuilder.BuildLog"],
       ["dom0", "qubesbuilder.LogReceived+build-fedora"], ["keys-fedora", "qubesbuilder.LogReceived+build-fedora"], ["sys-net", "local.ConnectSSH+yum.qubes-os.org"]]) {
-      const r = await sim.client.run("intruder", `qrexec-client-vm -- ${target} ${service} </dev/null`);
+      const r = await site.sim.client.run("intruder", `qrexec-client-vm -- ${target} ${service} </dev/null`);
       expect([target, service, r.exitCode]).toEqual([target, service, 126]);
       expect(journal().pop()).toMatchObject({ source: "intruder", verdict: "deny" });
     }
@@ -231,34 +117,36 @@ describe("the build flow in qubes-sim", () => {
       "qrexec-client-vm -- logs qubesbuilder.BuildLog </dev/null",
     ];
     for (const a of attacks) {
-      const r = await sim.client.run("build-fedora", a);
+      const r = await site.sim.client.run("build-fedora", a);
       expect([a, r.exitCode === 0]).toEqual([a, false]);
     }
     // A path as service argument never leaves qrexec ('/' is not allowed in an argument) ...
-    const slash = await sim.client.run("build-fedora", "printf 'evil\\n' | qrexec-client-vm -- dom0 qubesbuilder.BuildLog+../../x");
+    const slash = await site.sim.client.run("build-fedora", "printf 'evil\\n' | qrexec-client-vm -- dom0 qubesbuilder.BuildLog+../../x");
     expect(slash.exitCode).toBe(126);
     // ... and BuildLog itself only ever adds: `..` becomes a new sub-directory of its own.
-    const r = await sim.client.run("build-fedora", "printf 'evil\\n' | qrexec-client-vm -- dom0 qubesbuilder.BuildLog+..");
+    const r = await site.sim.client.run("build-fedora", "printf 'evil\\n' | qrexec-client-vm -- dom0 qubesbuilder.BuildLog+..");
     expect(r.exitCode).toBe(0);
     const after = git("rev-parse", "main").trim();
     expect(git("merge-base", "--is-ancestor", head, after) === "").toBe(true);
     files.forEach((f, i) => expect(git("show", `main:${f}`)).toBe(contents[i]));
   });
 
-  it("6) a signed Upload-component comment runs the action once; replayed or untrusted ones are refused with feedback", async () => {
+  it("6) a signed v1 Upload comment runs builder-github's handler once; replayed or untrusted ones are refused with feedback", async () => {
     const { port } = receiverOf(state());
     const url = `http://127.0.0.1:${port}/api/services/process_comment`;
-    const sha = "0123456789abcdef0123456789abcdef01234567";
-    const clearsign = (fpr: string, cmd: string) => hostGpg(["-u", fpr, "--digest-algo", "SHA256", "--clearsign"], `${cmd}\n`);
-    const comment = (body: string) => sendWebhook({ url, event: "issue_comment", secret: SECRET, payload: { action: "created", comment: { body } } });
+    // The commit the stand-in builder holds for core-admin (scenario 1 built it): the handler checks it.
+    const sha = fs.readFileSync(vmFile("build-fedora", `${BUILDER}/qubes-src/core-admin/.standin-commit`), "utf8").trim();
+    const clearsign = (fpr: string, cmd: string) => site.clearsign(fpr, cmd);
+    const comment = (body: string) => sendWebhook({ url, event: "issue_comment", secret: SECRET(), payload: { action: "created", comment: { body } } });
     const uploadsLog = vmFile("build-fedora", `${BUILDER}/uploads.log`);
     const rejections = () => {
       const f = vmFile("build-fedora", "/home/user/.local/state/qubes-build-infra/process-github-command/commands.jsonl");
       return fs.existsSync(f) ? fs.readFileSync(f, "utf8").trim().split("\n").map((l) => JSON.parse(l) as { outcome: string; reason: string }).filter((x) => x.outcome === "rejected") : [];
     };
-    const signed = clearsign(commandKey, `Upload-component r4.2 core-admin ${sha} current vm-fc41`);
+    const command = `Upload core-admin ${sha} r4.2 current vm-fc41 repo`;
+    const signed = clearsign(site.commandKey, command);
     expect((await comment(`Please upload\n\n${signed}`)).status).toBe(202);
-    const line = await waitFor(() => fs.existsSync(uploadsLog) && fs.readFileSync(uploadsLog, "utf8"), 60_000, "the upload action");
+    const line = await waitFor(() => fs.existsSync(uploadsLog) && fs.readFileSync(uploadsLog, "utf8"), 60_000, "the upload handler");
     expect(line).toBe(`core-admin ${sha} current vm-fc41\n`);
 
     const n = rejections().length;
@@ -266,10 +154,10 @@ describe("the build flow in qubes-sim", () => {
     await waitFor(() => rejections().length > n, 60_000, "the replay's rejection");
     expect(rejections().pop()!.reason).toMatch(/replay|seen|already/i);
 
-    const untrusted = clearsign(untrustedKey, `Upload-component r4.2 core-admin ${sha} current vm-fc41`);
+    const untrusted = clearsign(site.untrustedKey, command);
     expect((await comment(untrusted)).status).toBe(202);
     await waitFor(() => rejections().length > n + 1, 60_000, "the untrusted command's rejection");
-    const unsigned = `-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\nUpload-component r4.2 core-admin ${sha} current vm-fc41\n-----BEGIN PGP SIGNATURE-----\n\nAAAA\n-----END PGP SIGNATURE-----\n`;
+    const unsigned = `-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\n${command}\n-----BEGIN PGP SIGNATURE-----\n\nAAAA\n-----END PGP SIGNATURE-----\n`;
     expect((await comment(unsigned)).status).toBe(202);
     await waitFor(() => rejections().length > n + 2, 60_000, "the unsigned command's rejection");
     await sleep(1000);
@@ -288,13 +176,13 @@ describe("the build flow in qubes-sim", () => {
   });
 
   it("8) drift: a rule deleted by hand breaks scenario 1, `pulumi up --refresh` restores it", async () => {
-    const text = (await sim.client.policyGet("20-qubes-build-infra")).content;
+    const text = (await site.sim.client.policyGet("20-qubes-build-infra")).content;
     const edited = text.split("\n").filter((l) => !/^qubes\.Gpg\s+\*\s+build-fedora\s+keys-fedora\s+allow/.test(l)).join("\n");
     expect(edited).not.toBe(text);
-    await sim.client.policyReplace("20-qubes-build-infra", edited, "any");
+    await site.sim.client.policyReplace("20-qubes-build-infra", edited, "any");
     expect(await buildOnce()).toMatch(/^fail sign /);
     // Drift is found by reading dom0 back: `pulumi up --refresh` (a plain `up` trusts the state).
-    await deploy(true);
+    await site.deploy(true);
     expect(await buildOnce()).toBe("ok");
   });
 });

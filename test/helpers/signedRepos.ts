@@ -31,6 +31,11 @@ export class TestKeyring {
     this.gpg(["--import"], text);
   }
 
+  /** Stops this home's gpg-agent (tests call it before removing the directory). */
+  close(): void {
+    execFileSync("gpgconf", ["--homedir", this.home, "--kill", "all"], { stdio: "ignore" });
+  }
+
   exportPublic(...fprs: string[]): string {
     return this.gpg(["--armor", "--export", ...fprs]);
   }

@@ -51,6 +51,7 @@ beforeAll(() => {
 });
 afterAll(() => {
   setAdminForTests(undefined);
+  keys.close();
   fs.rmSync(root, { recursive: true, force: true });
 });
 

@@ -164,7 +164,7 @@ describe("the site through the Pulumi engine against qubes-sim", () => {
     const github = path.join(sim.stateDir, "github");
     const local = localConfig[`${NS}:envs`] as Record<string, { builders: { config: { repository: Record<string, unknown> } }[] }>;
     // build-fedora's volume grew to 30 GiB above (volumes only grow).
-    const envs = { ...local, fedora: { ...local.fedora, volumeSize: "30GiB" } };
+    const envs: typeof local = { ...local, fedora: { ...local.fedora, volumeSize: "30GiB" } as (typeof local)[string] };
     const withConfigPin = (commit: string, tag: string) => {
       const b = envs.debian.builders[0];
       return { ...envs, debian: { ...envs.debian, builders: [{ ...b, config: { ...b.config, repository: { ...b.config.repository, commit, tag } } }] } };

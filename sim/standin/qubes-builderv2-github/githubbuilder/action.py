@@ -43,10 +43,7 @@ class BuildLog:
 
     def close(self):
         self.log("> done")
-        try:
-            self.proc.stdin.close()
-        except BrokenPipeError:
-            pass
+        # Closes stdin (the end of the log) and waits for BuildLog to publish and print the path.
         out, err = self.proc.communicate()
         path = next((line.strip() for line in out.splitlines() if re.fullmatch(r".*\S+/log_\S+", line.strip())), None)
         if self.proc.returncode != 0 or not path:
@@ -126,26 +123,31 @@ class Action:
         self.args.state_dir.mkdir(parents=True, exist_ok=True)
         state.write_text(f"{result['status']}\n")
 
-    def sign_and_publish(self, session, dist, artifact, repo_dir):
+    def sign_key(self, dist):
         key = self.config.sign_key.get(dist.distribution) or self.config.sign_key.get(dist.type)
-        gpg = self.config.gpg_client
-        if not key or not gpg:
+        if not key or not self.config.gpg_client:
             raise ActionError(f"{dist}: no sign-key or gpg-client configured")
+        return key
+
+    def sign(self, session, dist, artifact, repo_dir):
+        key, gpg = self.sign_key(dist), self.config.gpg_client
         session.log(f"sign: exporting the public key {key}")
         pub = run(session, [gpg, "--armor", "--export", key])
         if b"BEGIN PGP PUBLIC KEY BLOCK" not in pub:
             raise ActionError(f"{gpg} --export {key} returned no key")
         (repo_dir / f"{key}.asc").write_bytes(pub)
-        sig = Path(f"{artifact}.asc")
         if dist.type == "rpm":
             # rpm --addsign calls %__gpg like this; the stand-in armors a second copy for the upload.
             run(session, [gpg, "--no-verbose", "--no-armor", "-u", key, "-sbo", f"{artifact}.sig", str(artifact)])
+        sig = Path(f"{artifact}.asc")
         run(session, [gpg, "--detach-sign", "--armor", "-u", key, "-o", str(sig), str(artifact)])
-        session.log("publish: repository metadata")
+        return sig
+
+    def publish(self, session, dist, artifact, repo_dir):
+        key, gpg = self.sign_key(dist), self.config.gpg_client
         meta = repo_dir / "Release"
         meta.write_text(f"Suite: current-testing\nSHA256:\n {hashlib.sha256(artifact.read_bytes()).hexdigest()} {artifact.name}\n")
         (repo_dir / "InRelease").write_bytes(run(session, [gpg, "--clearsign", "--local-user", key], stdin=meta.read_bytes()))
-        return sig
 
     def build_component(self):
         try:
@@ -170,7 +172,9 @@ class Action:
                             artifact.write_text(f"artifact of {c.name} for {dist} built at {datetime.datetime.now(datetime.timezone.utc).isoformat()}\n")
                             s.log(f"built {artifact.name} sha256 {hashlib.sha256(artifact.read_bytes()).hexdigest()}")
                         elif stage == "sign":
-                            result["signature"] = str(self.sign_and_publish(s, dist, artifact, repo_dir))
+                            result["signature"] = str(self.sign(s, dist, artifact, repo_dir))
+                        elif stage == "publish":
+                            self.publish(s, dist, artifact, repo_dir)
                     result["artifact"] = str(artifact)
                 except ActionError as e:
                     s.log(f"ERROR: {e}")
