@@ -24,12 +24,17 @@ export function writeFileScript(path: string, mode: number, owner: string): stri
   return [
     "set -e",
     `p=${shQuote(path)}; o=${shQuote(owner)}`,
-    'd=$(dirname -- "$p"); mkdir -p -- "$d"',
+    // Directories this write creates belong to the file's owner (a user's file in a new ~/.config/x
+    // must not sit in a root-owned directory the user cannot write to).
+    'd=$(dirname -- "$p"); created=""; x=$d',
+    'while [ ! -e "$x" ]; do created="$x\n$created"; x=$(dirname -- "$x"); done',
+    'mkdir -p -- "$d"',
     't=$(mktemp -p "$d" ".qbi-tmp.XXXXXX")',
     "trap 'rm -f -- \"$t\"' EXIT",
     'cat > "$t"',
     `chmod ${m} -- "$t"`,
     'if id -u "$o" >/dev/null 2>&1; then chown "$o:$(id -gn "$o")" -- "$t"; elif [ -z "$QUBES_SIM_VM" ]; then echo "no such user: $o" >&2; exit 1; fi',
+    'if [ -n "$created" ] && id -u "$o" >/dev/null 2>&1; then printf "%s" "$created" | while IFS= read -r x; do [ -z "$x" ] || chown "$o:$(id -gn "$o")" -- "$x"; done; fi',
     'sync -- "$t" 2>/dev/null || sync',
     'mv -f -- "$t" "$p"',
     "trap - EXIT",

@@ -201,7 +201,8 @@ export class BuildEnvironment extends pulumi.ComponentResource {
     const build = new InVm(this, admin, b, servicesDir, [this.buildVm]);
     build.file("/rw/config/gpg-split-domain", `${k}\n`);
     build.file(PATHS.gpgClient, program(servicesDir, "gpg-client"), 0o755);
-    build.file("/home/user/.rpmmacros", `%__gpg ${PATHS.gpgClient}\n%_gpg_sign_cmd_extra_args --batch\n`, 0o644, "user");
+    // rpm signs through the split-GPG client; the key's passphrase lives in the keys VM, so rpm's check of it is skipped.
+    build.file("/home/user/.rpmmacros", `%__gpg ${PATHS.gpgClient}\n%__gpg_check_password_cmd /bin/true true\n%_gpg_sign_cmd_extra_args --batch\n`, 0o644, "user");
     build.file(PATHS.buildersList, renderBuildersList(e), 0o644, "user");
 
     // The builders: verified checkouts first (nested ones after their parent), then the files that
@@ -227,9 +228,13 @@ export class BuildEnvironment extends pulumi.ComponentResource {
       }
     } else {
       build.file(BUILDER_PATHS.githubConf, pulumi.secret(args.githubApiToken.apply((t) => renderBuilderGithubConf(cfg, t))), 0o600, "user");
-      // builder-github's handlers source their functions from here (the formula's symlink to the last builder).
+      // builder-github's handlers source their functions from here, and template builds in
+      // disposables copy back through qubes-builder's service (the formula's links to the last builder).
       const last = e.builders[e.builders.length - 1].dir;
       build.symlink(BUILDER_PATHS.v1Lib, `${last}/qubes-src/builder-github/lib`, [this.checkouts[`github:${last}`]]);
+      build.symlink(`${PATHS.rpc}/qubesbuilder.CopyTemplateBack`, `${last}/rpc-services/qubesbuilder.CopyTemplateBack`, [this.checkouts[`builder:${last}`]]);
+      // builder-github (v1) keeps its notification state here and does not create it.
+      build.file(`${BUILDER_PATHS.notifyState}/README`, "builder-github's notification state (one file per component, release, dist and repository).\n", 0o644, "user");
     }
     const version = e.builderv2 ? 2 : 1;
     this.uploadKey = new SshKey(`${b}:upload-key`, {

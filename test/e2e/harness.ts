@@ -167,15 +167,21 @@ export async function startE2eSite(name: string): Promise<E2eSite> {
     },
   };
 
-  await setConfig();
-  await site.deploy();
-  // sys-net's boot starts the webhook receiver (the site's rc.local block); the sim is restarted
-  // so that running VMs boot again, as after a reboot of the machine.
-  await sim.stop();
-  sim = await startSim({ dir });
-  for (const end = Date.now() + 30_000; await portFree(webhooksPort); await sleep(200)) {
-    if (Date.now() > end) throw new Error("timed out waiting for the webhook receiver");
+  try {
+    await setConfig();
+    await site.deploy();
+    // sys-net's boot starts the webhook receiver (the site's rc.local block); the sim is restarted
+    // so that running VMs boot again, as after a reboot of the machine.
+    await sim.stop();
+    sim = await startSim({ dir });
+    for (const end = Date.now() + 30_000; await portFree(webhooksPort); await sleep(200)) {
+      if (Date.now() > end) throw new Error("timed out waiting for the webhook receiver");
+    }
+    await sleep(500);
+    return site;
+  } catch (e) {
+    // The caller gets no site to stop: leave nothing running behind.
+    await site.stop();
+    throw e;
   }
-  await sleep(500);
-  return site;
 }
