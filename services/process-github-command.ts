@@ -394,13 +394,15 @@ async function main(): Promise<number> {
       if (t < now - cfg.timestampPastSeconds * 1000 || t > now + cfg.timestampFutureSeconds * 1000) throw new Refusal(`timestamp ${c.timestamp} outside the accepted window`);
     }
     authorize(cfg, v.signer, c);
+    // Every build VM receives every comment: a command for builders this VM does not have (another
+    // release, or the other builder version's command) is journaled and left to the VMs that do.
     const action = cfg.actions[c.name];
-    if (!action) throw new Refusal(`command ${c.name} is not enabled here`);
     const list = cfg.buildersList ?? path.join(home, ".config/qubes-builder-github/builders.list");
     const builders = readBuildersList(list).filter((b) => b.release === c.release);
-    if (builders.length === 0) {
-      appendJsonLine(journal, { outcome: "not-for-this-vm", signer: v.signer, command: framed.command, reason: `no builder for release ${c.release}` });
-      log(SERVICE, `no builder for release ${c.release}; ignored`);
+    if (builders.length === 0 || !action) {
+      const reason = builders.length === 0 ? `no builder for release ${c.release}` : `no builder here takes ${c.name} (no action for it)`;
+      appendJsonLine(journal, { outcome: "not-for-this-vm", signer: v.signer, command: framed.command, reason });
+      log(SERVICE, `${reason}; ignored`);
       return EXIT.OK;
     }
     startAction(cfg, action, c, framed.command, v.signer, builders, { state, logDir, journal, now });

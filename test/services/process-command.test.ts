@@ -172,14 +172,19 @@ test.each(cases)("refuses and notifies: %s", async (name, make, message) => {
   expect(vm.actions()).toEqual([]);
 });
 
-test("a command not enabled in actions is refused", async () => {
+test("a command without an action here is left to the VMs that have one (journaled, not refused, not notified)", async () => {
   const vm = newBuildVm();
   const cfg = JSON.parse(fs.readFileSync(vm.config, "utf8"));
   delete cfg.actions["Build-iso"];
   writeJson(vm.config, cfg);
   const r = await vm.run(clearsign("admin", `Build-iso r4.2 4.2.5 ${ts()}`));
-  expect(r.code).toBe(1);
-  expect(r.stderr).toMatch(/not enabled/);
+  expect(r.code).toBe(0);
+  expect(r.stderr).toMatch(/no builder here takes Build-iso/);
+  const journal = fs.readFileSync(path.join(vm.dir, "state", "commands.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  expect(journal.pop()).toMatchObject({ outcome: "not-for-this-vm" });
+  expect(vm.notifications()).toEqual([]);
+  await new Promise((res) => setTimeout(res, 300));
+  expect(vm.actions()).toEqual([]);
 });
 
 test("runs the builders' entry points: v2 per builder under the qubes-builderv2 lock, v1 handlers once with the verified line in a file", async () => {
