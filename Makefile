@@ -22,7 +22,7 @@ refresh: setup
 destroy: setup
 	@$(ENV) bash scripts/sim.sh start && pulumi destroy --yes --non-interactive --stack $(STACK)
 
-## Sets up, then lint, type-check and every jest test.
+## Sets up, then lint, type-check, the Go tests of tools/tlog and every jest test.
 test: setup
 	@$(ENV) npm test
 

@@ -26,6 +26,7 @@ const site = new Site("site", {
   servicesDir: path.join(__dirname, "dist", "services"),
   githubApiToken: stackConfig.getSecret("githubApiToken"),
   ...(openqaKey && openqaSecret ? { openqa: { key: openqaKey, secret: openqaSecret } } : {}),
+  toolsDir: path.join(__dirname, ".tools", "bin"),
 });
 
 export const policyFile = site.policyFile;
@@ -34,3 +35,5 @@ export const signingKeys = site.signingKeys;
 export const deployKeys = site.deployKeys;
 /** Authorise each on the upload hosts (the env's build VM uploads with it). */
 export const uploadKeys = site.uploadKeys;
+/** The transparency log verifier key of each logs VM: what `verify-log --verifier` takes. */
+export const logVerifiers = site.logVerifiers;

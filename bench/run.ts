@@ -18,10 +18,11 @@ import { lineChart, Series } from "./chart";
 import { benchConvergence } from "./convergence";
 import { benchLogs } from "./logs";
 import { benchQrexec } from "./qrexec";
+import { benchSigning } from "./signing";
 import { secondsSince, now, table, sig } from "./stats";
 import { benchWebhooks } from "./webhooks";
 
-const CASES = ["policy", "logs", "webhooks", "convergence"] as const;
+const CASES = ["policy", "logs", "signing", "webhooks", "convergence"] as const;
 type Case = (typeof CASES)[number];
 
 const resultsDir = path.join(__dirname, "results");
@@ -126,6 +127,11 @@ async function main(): Promise<void> {
           tables.push(String(r.table));
           delete r.table;
           results.logs = r;
+        } else if (c === "signing") {
+          const r = await benchSigning({ quick, workRoot, log });
+          tables.push(String(r.table));
+          delete r.table;
+          results.signing = r;
         } else if (c === "webhooks") {
           const r = await benchWebhooks({ quick, workRoot, log });
           tables.push(String(r.table));

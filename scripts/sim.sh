@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts or stops the qubes-sim daemon that the `local` stack targets (socket and state from
 # scripts/env.sh). `start` is a no-op when it already answers. The daemon creates the stand-in
-# GitHub (<state>/github/build-logs.git, bound at /srv/qubes-sim-github in VMs with network);
+# GitHub (<state>/github/build-logs.git, bound at /srv/qubes-sim-github in VMs with network) and the
+# modelled network (its addresses: bin/qubes-sim network). It runs as root (network namespaces).
 # `start` then adds the stand-in builder repositories the local stack checks out (sim/standin/).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -10,9 +10,11 @@ import * as path from "path";
 /** Program file (without `.js`) → the qrexec service name it is installed as (if any). */
 export const SERVICE_PROGRAMS: Record<string, string | null> = {
   "build-log": "qubesbuilder.BuildLog",
+  "log-digest": "qubesbuilder.LogDigest",
   "log-received": "qubesbuilder.LogReceived",
   "gpg-gate": "qubes.Gpg",
   "gpg-client": null, // build VM: the qubes-gpg-client-wrapper replacement, e.g. /usr/local/bin/qbi-gpg-client
+  "win-sign": null, // win-keys VMs: installed as qubesbuilder.WinSign.QueryKey, .GetCert and .Sign
   "connect-ssh": "local.ConnectSSH",
   webhooks: null, // sys-net: long-running HTTP server behind nginx
   "trigger-build": "qubesbuilder.TriggerBuild",

@@ -9,6 +9,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { renderNginxConfig } from "../services/nginx";
 import { BuilderCheckout } from "../providers/builderCheckout";
 import type { AdminConnection } from "../providers/connection";
+import { AuthenticodeKey } from "../providers/authenticodeKey";
 import { LogsRepository } from "../providers/logsRepository";
 import { ManagedFile } from "../providers/managedFile";
 import { projectFile, ProjectFileRef } from "../providers/projectFile";
@@ -19,12 +20,13 @@ import { SigningKey } from "../providers/signingKey";
 import { SshKey } from "../providers/sshKey";
 import { SshProxyConfig } from "../providers/sshProxyConfig";
 import { TemplateRequirement } from "../providers/templateRequirement";
+import { TransparencyLogKey } from "../providers/tlogKey";
 import {
   BUILDER_PATHS, checkBuilders, checkoutsOf, commandActions, renderBuilderConf, renderBuilderGithubConf, renderBuilderGithubYml,
   renderBuildersList, renderBuilderYml, renderOpenqaConf, triggerEntryPoint,
 } from "./builders";
-import type { SiteConfig } from "./config";
-import { buildVm, keysVm, planSite, POLICY_FILE, type PlannedVm, winKeysVm } from "./plan";
+import { tlogOrigin, type SiteConfig } from "./config";
+import { buildVm, keysVm, planSite, POLICY_FILE, type PlannedVm, WINSIGN_OPS, winKeysVm } from "./plan";
 
 /** Where site files live inside the VMs (see docs/layout.md). */
 export const PATHS = {
@@ -33,6 +35,10 @@ export const PATHS = {
   secrets: "/usr/local/etc/qubes-build-infra/secrets",
   lib: "/usr/local/lib/qubes-build-infra",
   gpgClient: "/usr/local/bin/qubes-gpg-client-wrapper",
+  /** qbi-tlog (the transparency log tool) in logs and keys VMs. */
+  tlog: "/usr/local/lib/qubes-build-infra/qbi-tlog",
+  /** The logs VM's transparency log signing key. */
+  tlogKey: "/home/user/.config/qubes-build-infra/tlog.key",
   logsRepo: "/home/user/QubesIncomingBuildLog",
   buildersList: "/home/user/.config/qubes-builder-github/builders.list",
   buildVmsList: "/home/user/.config/qubes-builder-github/build-vms.list",
@@ -67,6 +73,8 @@ export interface SiteArgs {
   githubApiToken?: pulumi.Input<string>;
   /** openQA API credentials (Pulumi secrets); absent: no openQA client configuration. */
   openqa?: { key: pulumi.Input<string>; secret: pulumi.Input<string> };
+  /** Directory of the built tools (`.tools/bin`, for qbi-tlog). */
+  toolsDir: string;
 }
 
 const json = (v: unknown): string => `${JSON.stringify(v, null, 2)}\n`;
@@ -160,6 +168,10 @@ export interface BuildEnvironmentArgs {
   /** builder-github's API token ("" when none) and the openQA credentials, as secrets. */
   githubApiToken: pulumi.Output<string>;
   openqa?: { key: pulumi.Input<string>; secret: pulumi.Input<string> };
+  /** The note verifier key of the logs VM's transparency log. */
+  logVerifier: pulumi.Output<string>;
+  /** qbi-tlog, by reference. */
+  tlogProgram: ProjectFileRef;
 }
 
 /** build-ENV, keys-ENV (and win-keys-ENV) with everything placed in them. */
@@ -174,6 +186,8 @@ export class BuildEnvironment extends pulumi.ComponentResource {
   readonly uploadKey: SshKey;
   /** The verified builder checkouts in build-ENV, by plan key. */
   readonly checkouts: Record<string, BuilderCheckout> = {};
+  /** The Windows keys VM (protected), for Windows environments. */
+  readonly winKeysVm?: QubesVm;
 
   constructor(name: string, args: BuildEnvironmentArgs, opts?: pulumi.ComponentResourceOptions) {
     super("qubes-build-infra:site:BuildEnvironment", name, {}, opts);
@@ -185,17 +199,33 @@ export class BuildEnvironment extends pulumi.ComponentResource {
 
     this.keysVm = vmResource(this, admin, args.vms.get(k)!, []);
     this.buildVm = vmResource(this, admin, args.vms.get(b)!, e.builderv2 || e.windows ? args.dispvmTemplates : []);
-    if (e.windows) vmResource(this, admin, args.vms.get(winKeysVm(env))!, []);
+    if (e.windows) this.winKeysVm = vmResource(this, admin, args.vms.get(winKeysVm(env))!, []);
 
-    // keys-ENV: the key, the acknowledgement service and the signing gate.
+    // keys-ENV: the key, the acknowledgement service (it verifies what the logs VM logged) and the
+    // signing gate (it signs exactly the logged bytes, once).
     const keys = new InVm(this, admin, k, servicesDir, [this.keysVm]);
     this.signingKey = new SigningKey(`${k}:signing-key`, {
       admin, vm: k, uid: `Qubes OS build signing key (${env})`, expectFingerprint: e.signingKey,
     }, { parent: this, dependsOn: [this.keysVm], protect: cfg.protectKeys });
+    keys.file(PATHS.tlog, args.tlogProgram, 0o755);
     keys.service("qubesbuilder.LogReceived", "log-received");
-    keys.config("log-received", { logsVms: [logs], buildVms: [b], windowSeconds: cfg.signingWindowSeconds });
+    keys.config("log-received", args.logVerifier.apply((verifier) => ({
+      logsVms: [logs], buildVms: [b], self: k, verifier, entryTtlSeconds: cfg.signingWindowSeconds, tlogProgram: PATHS.tlog,
+    })));
     keys.service("qubes.Gpg", "gpg-gate");
     keys.config("gpg-gate", this.signingKey.fingerprint.apply((fpr) => ({ clients: [b], keys: [fpr], defaultKey: fpr })));
+
+    if (e.windows) {
+      // win-keys-ENV: WinSign for existing keys only, each signature logged first (like qubes.Gpg).
+      const wk = winKeysVm(env);
+      const win = new InVm(this, admin, wk, servicesDir, [this.winKeysVm!]);
+      new AuthenticodeKey(`${wk}:authenticode-key`, { admin, vm: wk, name: cfg.windowsKeyName }, { parent: this, dependsOn: [this.winKeysVm!], protect: cfg.protectKeys });
+      win.file(PATHS.tlog, args.tlogProgram, 0o755);
+      for (const op of WINSIGN_OPS) win.service(`qubesbuilder.WinSign.${op}`, "win-sign");
+      win.config("win-sign", args.logVerifier.apply((verifier) => ({
+        clients: [b], keys: [cfg.windowsKeyName], self: wk, verifier, entryTtlSeconds: cfg.signingWindowSeconds, tlogProgram: PATHS.tlog,
+      })));
+    }
 
     // build-ENV: split-GPG client side, builders, GitHub services, the ssh proxy.
     const build = new InVm(this, admin, b, servicesDir, [this.buildVm]);
@@ -274,6 +304,8 @@ export class Site extends pulumi.ComponentResource {
   readonly deployKeys: Record<string, pulumi.Output<string>> = {};
   /** Each environment's upload key (public): authorise it on the upload hosts. */
   readonly uploadKeys: Record<string, pulumi.Output<string>> = {};
+  /** Each logs VM's transparency log verifier key (`<origin>+<hash>+<key>`), to audit the log. */
+  readonly logVerifiers: Record<string, pulumi.Output<string>> = {};
 
   constructor(name: string, args: SiteArgs, opts?: pulumi.ComponentResourceOptions) {
     super("qubes-build-infra:site:Site", name, {}, opts);
@@ -308,7 +340,9 @@ export class Site extends pulumi.ComponentResource {
       .filter((v) => v.role === "builder-dvm" || v.role === "windows-dvm")
       .map((v) => vmResource(this, admin, v, requirements));
 
-    // One logs VM per distinct `logs` value, each with its key, repository and BuildLog service.
+    // One logs VM per distinct `logs` value, each with its keys (git commits; transparency log),
+    // repository and services (BuildLog, LogDigest).
+    const tlogProgram = projectFile(path.join(args.toolsDir, "qbi-tlog"));
     const logsVms = new Map<string, QubesVm>();
     for (const v of plan.vms.filter((x) => x.role === "logs")) {
       const vm = vmResource(this, admin, v, requirements);
@@ -331,10 +365,20 @@ export class Site extends pulumi.ComponentResource {
         admin, vm: v.name, path: "/home/user/.ssh/known_hosts", kind: "block", blockId: "github", mode: 0o644, owner: "user",
         content: cfg.github.hostKeys.map((k) => `github.com ${k.type} ${k.key}\n`).join(""),
       }, { parent: this, dependsOn: [vm, deploy] });
+      const tool = inVm.file(PATHS.tlog, tlogProgram, 0o755);
+      const tlogKey = new TransparencyLogKey(`${v.name}:tlog-key`, {
+        admin, vm: v.name, origin: tlogOrigin(cfg, v.name), program: PATHS.tlog, privateKey: PATHS.tlogKey,
+      }, { parent: this, dependsOn: [vm, tool], protect: cfg.protectKeys });
+      this.logVerifiers[v.name] = tlogKey.verifier;
+      const served = Object.fromEntries(Object.entries(cfg.envs).filter(([, e]) => e.logs === v.name).map(([env, e]) => [buildVm(env), {
+        env, keysVm: keysVm(env), ...(e.windows ? { winKeysVm: winKeysVm(env) } : {}),
+      }]));
       inVm.service("qubesbuilder.BuildLog", "build-log");
+      inVm.service("qubesbuilder.LogDigest", "log-digest");
       inVm.config("build-log", key.fingerprint.apply((fpr) => ({
         repoDir: PATHS.logsRepo, remote: cfg.logs.repo, branch: cfg.logs.branch, signingKey: fpr,
-        authorName: cfg.logs.botName, authorEmail: cfg.logs.botEmail,
+        authorName: cfg.logs.botName, authorEmail: cfg.logs.botEmail, buildVms: served,
+        tlog: { program: PATHS.tlog, privateKey: PATHS.tlogKey, repoSubdir: `tlog/${v.name}` },
       })));
     }
 
@@ -342,6 +386,7 @@ export class Site extends pulumi.ComponentResource {
       this.envs[env] = new BuildEnvironment(env, {
         config: cfg, env, admin, servicesDir, vms, logsVm: logsVms.get(cfg.envs[env].logs)!, dispvmTemplates,
         githubApiToken, ...(args.openqa ? { openqa: args.openqa } : {}),
+        logVerifier: this.logVerifiers[cfg.envs[env].logs], tlogProgram,
       }, { parent: this, dependsOn: requirements });
       this.signingKeys[env] = this.envs[env].signingKey.fingerprint;
       this.uploadKeys[env] = this.envs[env].uploadKey.publicKey;
@@ -373,6 +418,6 @@ export class Site extends pulumi.ComponentResource {
     // The one policy file, written after every VM it names exists and removed before them.
     const allVms = [...dispvmTemplates, ...logsVms.values(), ...Object.values(this.envs).flatMap((e) => [e.buildVm, e.keysVm])];
     new QrexecPolicy("policy", { admin, name: POLICY_FILE, rules: plan.rules }, { parent: this, dependsOn: allVms });
-    this.registerOutputs({ signingKeys: this.signingKeys, deployKeys: this.deployKeys, uploadKeys: this.uploadKeys });
+    this.registerOutputs({ signingKeys: this.signingKeys, deployKeys: this.deployKeys, uploadKeys: this.uploadKeys, logVerifiers: this.logVerifiers });
   }
 }

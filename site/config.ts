@@ -171,8 +171,10 @@ export const siteConfigSchema = z.strictObject({
   logsTemplate: vmName.default("fedora-43-xfce"),
   netTemplate: vmName.default("fedora-43-xfce"),
   builderDvmSize: size.default(30 * 2 ** 30),
-  /** Seconds a keys VM signs for a build VM after the logs VM acknowledged one of its logs. */
+  /** Seconds a logged signature request may be used by the keys VM it was handed to (once). */
   signingWindowSeconds: z.number().int().min(10).max(3600).default(300),
+  /** The Authenticode key of Windows environments (`__` for a space, as builderv2 sends it). */
+  windowsKeyName: z.string().regex(/^[A-Za-z0-9_]{1,64}$/, "letters, digits and _ (with __ for a space)").default("Qubes__Windows__Tools"),
   /** Keys VMs are `protect`ed: `pulumi destroy` refuses to delete signing keys. */
   protectKeys: z.boolean().default(true),
   envs: z.record(z.string(), env).superRefine((envs, ctx) => {
@@ -189,6 +191,11 @@ export const siteConfigSchema = z.strictObject({
     branch: z.string().regex(/^[A-Za-z0-9._/-]+$/).default("main"),
     /** The logs signing key expected in the logs VM; absent: one is generated there. */
     keyFingerprint: fingerprint.optional(),
+    /**
+     * Origin of the logs VMs' transparency logs (their checkpoints' first line), followed by
+     * `/<logs VM>`; default: the repository's host and path, e.g. `github.com/QubesOS/build-logs`.
+     */
+    tlogOrigin: z.string().regex(/^[\x21-\x2a\x2c-\x7e]{1,200}$/, "printable ASCII without spaces or '+'").optional(),
     botName: z.string().default("Qubes OS build bot"),
     botEmail: z.string().default("builder-bot@qubes-os.org"),
   }),
@@ -240,6 +247,15 @@ export const siteConfigSchema = z.strictObject({
 });
 
 export type SiteConfig = z.output<typeof siteConfigSchema>;
+
+/** The origin of a logs VM's transparency log: `<logs.tlogOrigin or the repository>/<logs VM>`. */
+export function tlogOrigin(cfg: SiteConfig, logsVm: string): string {
+  if (cfg.logs.tlogOrigin) return `${cfg.logs.tlogOrigin}/${logsVm}`;
+  const repo = cfg.logs.repo.replace(/^file:\/\//, "local");
+  const m = /^(?:[a-z+]+:\/\/)?(?:[^@/]+@)?([^:/]+)[:/](.+?)(?:\.git)?\/?$/.exec(repo);
+  const base = m ? `${m[1]}/${m[2].replace(/^\/+/, "")}` : repo;
+  return `${base.replace(/[^\x21-\x2a\x2c-\x7e]/g, "_")}/${logsVm}`;
+}
 export type EnvConfig = SiteConfig["envs"][string];
 
 /** Formats zod issues as `qubes-build-infra:<key path>: <message>` lines. */

@@ -49,7 +49,7 @@ export function fetchScript(p: CheckoutInputs): string {
   const ref = p.tag ? `refs/tags/${p.tag}` : p.commit;
   const verify = p.tag ? `verify-tag --raw ${VERIFY_REF}` : `verify-commit --raw ${VERIFY_REF}`;
   return `set -u
-export GIT_TERMINAL_PROMPT=0 LC_ALL=C GIT_CONFIG_NOSYSTEM=1
+export GIT_TERMINAL_PROMPT=0 LC_ALL=C
 dir=${shq(p.dir)}; url=${shq(p.url)}
 gh=$(mktemp -d /tmp/qbi-verify-gnupg.XXXXXX) || exit 3
 trap 'rm -rf "$gh"' EXIT
@@ -165,7 +165,7 @@ export function judge(p: Pick<CheckoutInputs, "commit" | "tag" | "maintainers">,
 export function checkoutScript(p: CheckoutInputs, r: FetchReport): string {
   const staging = r.repo.existing ? "" : r.repo.staging;
   return `set -eu
-export GIT_TERMINAL_PROMPT=0 LC_ALL=C GIT_CONFIG_NOSYSTEM=1
+export GIT_TERMINAL_PROMPT=0 LC_ALL=C
 dir=${shq(p.dir)}; url=${shq(p.url)}; staging=${shq(staging)}
 repo=\${staging:-$dir}
 fail() { [ -z "$staging" ] || rm -rf -- "$staging"; echo "$1" >&2; exit 5; }
@@ -189,8 +189,7 @@ ${GIT} -C "$dir" rev-parse HEAD
 
 /** What is checked out now: commit and cleanliness, or null when there is no checkout. */
 async function inspect(p: CheckoutInputs): Promise<{ commit: string; clean: boolean } | null> {
-  const r = await adminFor(p.admin).run(p.vm, `export GIT_CONFIG_NOSYSTEM=1
-[ -e ${shq(p.dir)}/.git ] || exit 44
+  const r = await adminFor(p.admin).run(p.vm, `[ -e ${shq(p.dir)}/.git ] || exit 44
 c=$(${GIT} -C ${shq(p.dir)} rev-parse --verify -q HEAD) || exit 44
 if [ -z "$(${GIT} -C ${shq(p.dir)} status --porcelain --untracked-files=no --ignore-submodules=none)" ]; then echo "$c clean"; else echo "$c dirty"; fi`, { user: p.user });
   if (r.exitCode === 44) return null;

@@ -3,7 +3,7 @@ import { z } from "zod";
 import { adminConnection, adminFor } from "./admin";
 import { blockMarkers, normalizeInner } from "./blocks";
 import { checkWith, DiffResult, hasUnknown, parseProps, sha256, shq, step } from "./common";
-import { dropBlock, readBlock, readText, writeBlock, writeWhole } from "./files";
+import { dropBlock, readBlock, readBytes, writeBlock, writeWhole } from "./files";
 import { contentFields, loadContent, oneContent, wantedSha256 } from "./source";
 
 const KIND = "ManagedFile";
@@ -104,7 +104,7 @@ export async function update(_id: string, _olds: unknown, newsRaw: unknown) {
 export async function read(id: string, raw: unknown) {
   const o = parseProps(fileOutputs, raw, KIND);
   const admin = adminFor(o.admin);
-  const now = o.kind === "symlink" ? await readLink(o) : o.kind === "block" ? await readBlock(admin, who(o), o, o.blockId) : await readText(admin, who(o), o);
+  const now = o.kind === "symlink" ? await readLink(o) : o.kind === "block" ? await readBlock(admin, who(o), o, o.blockId) : await readBytes(admin, who(o), o);
   if (now === null) return { id: "", props: {} };
   return { id, props: { ...o, sha256: sha256(now) } };
 }

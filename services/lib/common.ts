@@ -117,6 +117,7 @@ export function run(
   argv: string[],
   opts: { input?: string | Buffer; env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number; maxOutput?: number } = {},
 ): Promise<CallResult> {
+  const started = Date.now();
   return new Promise((resolve, reject) => {
     const child = spawn(argv[0], argv.slice(1), { env: opts.env ?? process.env, cwd: opts.cwd, stdio: ["pipe", "pipe", "pipe"] });
     const max = opts.maxOutput ?? 4 * 1024 * 1024;
@@ -136,6 +137,7 @@ export function run(
     });
     child.on("close", (code, signal) => {
       if (timer) clearTimeout(timer);
+      if (process.env.QBI_TRACE === "1") process.stderr.write(`trace: ${argv.slice(0, 6).join(" ").slice(0, 120)}: ${Date.now() - started} ms\n`);
       resolve({ code: code ?? (signal ? 128 : 1), stdout: out, stderr: err });
     });
     child.stdin.on("error", () => undefined);

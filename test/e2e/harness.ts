@@ -1,8 +1,9 @@
 /**
  * The e2e tests' site: a fresh qubes-sim with the stand-in GitHub (logs repository and the
  * stand-in builder repositories), the `local` stack deployed into it with the real `pulumi up`
- * (policy pack included), an upload host (a TCP endpoint on 127.0.0.1), command-signing keys, and
- * the sim restarted so that sys-net boots with its webhook receiver.
+ * (policy pack included), an upload host (a TCP endpoint of the sim's stand-in internet,
+ * uploads.qubes-sim.test), command-signing keys, and the sim restarted so that sys-net boots with
+ * its webhook receiver behind its uplink.
  */
 import { execFileSync } from "child_process";
 import * as crypto from "crypto";
@@ -31,19 +32,20 @@ export async function waitFor<T>(fn: () => T | undefined | null | false, timeout
     await sleep(200);
   }
 }
-const portFree = (port: number) =>
+const answers = (url: string) =>
   new Promise<boolean>((r) => {
-    const s = net.createServer();
-    s.once("error", () => r(false));
-    s.listen(port, "127.0.0.1", () => s.close(() => r(true)));
+    const u = new URL(url);
+    const c = net.connect({ host: u.hostname, port: Number(u.port || 80), timeout: 1000 });
+    c.on("connect", () => {
+      c.destroy();
+      r(true);
+    });
+    c.on("error", () => r(false));
+    c.on("timeout", () => {
+      c.destroy();
+      r(false);
+    });
   });
-async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((r) => probe.listen(0, "127.0.0.1", () => r()));
-  const port = (probe.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => probe.close(() => r()));
-  return port;
-}
 
 export interface E2eSite {
   sim: StartedSim;
@@ -76,7 +78,8 @@ export async function startE2eSite(name: string): Promise<E2eSite> {
   const gnupg = tempDir(`${name}-gnupg`);
   const stackName = `${name}${process.pid}`;
   const stackFile = path.join(projectRoot, `Pulumi.${stackName}.yaml`);
-  const webhooksPort = await freePort();
+  // The receiver's loopback port inside sys-net (any: sys-net has its own network namespace).
+  const webhooksPort = 18500 + (process.pid % 1000);
   const uploads: Buffer[] = [];
   // The upload host: reads "<name> <size> <sigsize>\n<data><sig>", answers OK.
   const upload = net.createServer((c) => {
@@ -94,7 +97,8 @@ export async function startE2eSite(name: string): Promise<E2eSite> {
     });
     c.on("error", () => undefined);
   });
-  await new Promise<void>((r) => upload.listen(0, "127.0.0.1", () => r()));
+  // Listening on every address follows the sim's stand-in internet across restarts.
+  await new Promise<void>((r) => upload.listen(0, "0.0.0.0", () => r()));
   const uploadPort = (upload.address() as net.AddressInfo).port;
 
   const hostGpg = (args: string[], input?: string) => execFileSync("gpg", ["--homedir", gnupg, "--batch", "--yes", ...args], { input, stdio: ["pipe", "pipe", "pipe"] }).toString();
@@ -108,8 +112,7 @@ export async function startE2eSite(name: string): Promise<E2eSite> {
 
   let sim = await startSim({ dir });
   const state = () => sim.stateDir;
-  // Only the logs VM holds credentials for the stand-in GitHub; the builders are read-only there.
-  fs.writeFileSync(path.join(state(), "github", ".writers"), "logs\n");
+  // The builders' code (read-only for every VM; only the logs VM writes build-logs.git).
   createStandinGithub(path.join(state(), "github"));
   const stack = await openStack(projectRoot, stackName, backend);
 
@@ -121,7 +124,7 @@ export async function startE2eSite(name: string): Promise<E2eSite> {
       all[k] = { value: typeof v === "string" ? v : JSON.stringify(v) };
     }
     const hosts = localConfig[`${NS}:uploadHosts`] as Record<string, Record<string, unknown>>;
-    all[`${NS}:uploadHosts`] = { value: JSON.stringify({ "yum.qubes-os.org": { ...hosts["yum.qubes-os.org"], port: uploadPort } }) };
+    all[`${NS}:uploadHosts`] = { value: JSON.stringify({ "yum.qubes-os.org": { ...hosts["yum.qubes-os.org"], address: "uploads.qubes-sim.test", port: uploadPort } }) };
     all[`${NS}:admin`] = { value: JSON.stringify({ transport: "sim", socket: sim.socket }) };
     all[`${NS}:protectKeys`] = { value: "false" };
     all[`${NS}:signingWindowSeconds`] = { value: "60" };
@@ -141,7 +144,8 @@ export async function startE2eSite(name: string): Promise<E2eSite> {
     vmFile: (vm, p) => path.join(state(), "vms", vm, "rw", p.startsWith("/home/") ? p.replace(/^\/home/, "home") : p.replace(/^\/usr\/local/, "usrlocal")),
     journal: () => readJournal(path.join(state(), "qrexec-journal.jsonl")),
     hostGpg,
-    logsGit: (...args) => execFileSync("git", ["-C", path.join(state(), "github", "build-logs.git"), ...args]).toString(),
+    // The repository belongs to the logs VM's user (a host id of the sim's range), not to us.
+    logsGit: (...args) => execFileSync("git", ["-c", "safe.directory=*", "-C", path.join(state(), "github", "build-logs.git"), ...args]).toString(),
     uploads,
     commandKey,
     untrustedKey,
@@ -153,10 +157,8 @@ export async function startE2eSite(name: string): Promise<E2eSite> {
       site.outputs = Object.fromEntries(Object.entries(r.outputs).map(([k, v]) => [k, v.value]));
     },
     setConfig,
-    webhook: async (service, event, payload) => {
-      const { port } = receiverOf(state());
-      return sendWebhook({ url: `http://127.0.0.1:${port}/api/services/${service}`, event, secret: SECRET, payload });
-    },
+    webhook: async (service, event, payload) =>
+      sendWebhook({ url: `${receiverOf(state()).url}/api/services/${service}`, event, secret: SECRET, payload }),
     clearsign: (fpr, command) => hostGpg(["-u", fpr, "--digest-algo", "SHA256", "--clearsign"], `${command}\n`),
     stop: async () => {
       await sim?.stop();
@@ -174,8 +176,8 @@ export async function startE2eSite(name: string): Promise<E2eSite> {
     // so that running VMs boot again, as after a reboot of the machine.
     await sim.stop();
     sim = await startSim({ dir });
-    for (const end = Date.now() + 30_000; await portFree(webhooksPort); await sleep(200)) {
-      if (Date.now() > end) throw new Error("timed out waiting for the webhook receiver");
+    for (const end = Date.now() + 30_000; !(await answers(receiverOf(state()).url)); await sleep(200)) {
+      if (Date.now() > end) throw new Error("timed out waiting for the webhook receiver behind sys-net's uplink");
     }
     await sleep(500);
     return site;
