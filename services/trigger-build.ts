@@ -10,15 +10,21 @@ import * as fs from "fs";
 import * as path from "path";
 import { z } from "zod";
 import { builderComponentList, builderValues, EntryPoint, fillArgv, fillEnv, startUnderLock } from "./lib/builders";
-import { COMPONENT_RE, EXIT, Refusal, appendJsonLine, homeDir, loadConfig, log, printable, qrexecEnv, readBuildersList, requireProgram, runMain } from "./lib/common";
+import {
+  COMPONENT_RE, EXIT, Refusal, appendJsonLine, homeDir, loadConfig, log, printable, qrexecEnv, readBuildersList, requireProgram, runMain,
+} from "./lib/common";
 
 const SERVICE = "qubesbuilder.TriggerBuild";
 
 /** The upstream entry points, where the formula put them; the site writes its own. */
 export const DEFAULT_ENTRY_POINTS = {
-  v1: { command: ["{dir}/scripts/auto-build", "{component}"], lock: "{dir}/builder.lock", env: {}, listComponents: ["make", "-s", "-C", "{dir}", "get-var", "GET_VAR=COMPONENTS"] },
+  v1: {
+    command: ["{dir}/scripts/auto-build", "{component}"], lock: "{dir}/builder.lock", env: {},
+    listComponents: ["make", "-s", "-C", "{dir}", "get-var", "GET_VAR=COMPONENTS"],
+  },
   v2: {
-    command: ["/home/user/qubes-builderv2-github/github-command.py", "action", "--no-signer-github-command-check", "build-component", "{builderDir}", "{conf}", "{component}"],
+    command: ["/home/user/qubes-builderv2-github/github-command.py", "action", "--no-signer-github-command-check", "build-component",
+      "{builderDir}", "{conf}", "{component}"],
     lock: "{builderDir}/builder.lock",
     env: { PYTHONPATH: "{builderDir}" },
   },

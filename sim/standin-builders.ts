@@ -44,7 +44,8 @@ export interface StandinRepo {
 export function maintainerKeyring(): { home: string; fingerprint: string; publicKey: string; done: () => void } {
   const home = fs.mkdtempSync(path.join(os.tmpdir(), "qbi-standin-gnupg-"));
   const gpg = (args: string[], input?: string) =>
-    execFileSync("gpg", ["--homedir", home, "--batch", "--yes", "--pinentry-mode", "loopback", "--passphrase", "", ...args], { input, stdio: ["pipe", "pipe", "pipe"] }).toString();
+    execFileSync("gpg", ["--homedir", home, "--batch", "--yes", "--pinentry-mode", "loopback", "--passphrase", "", ...args],
+      { input, stdio: ["pipe", "pipe", "pipe"] }).toString();
   gpg(["--import"], fs.readFileSync(MAINTAINER_KEY_FILE, "utf8"));
   const fingerprint = /fpr:::::::::([0-9A-F]{40}):/.exec(gpg(["--with-colons", "--list-secret-keys"]))![1];
   const publicKey = gpg(["--armor", "--export", fingerprint]);
@@ -99,10 +100,12 @@ export function publishStandin(githubDir: string, name: StandinName, opts: { fil
       fs.writeFileSync(path.join(work, f), text);
     }
     git(work, ["add", "-A"]);
-    git(work, ["-c", "commit.gpgsign=false", "commit", "-q", "--allow-empty", "-m", parent ? `stand-in change (${tag})` : `stand-in ${name} for qubes-sim`], COMMIT_ENV);
+    const message = parent ? `stand-in change (${tag})` : `stand-in ${name} for qubes-sim`;
+    git(work, ["-c", "commit.gpgsign=false", "commit", "-q", "--allow-empty", "-m", message], COMMIT_ENV);
     const commit = git(work, ["rev-parse", "HEAD"]);
     const signed = opts.signed ?? true;
-    git(work, ["-c", "gpg.program=gpg", "tag", "-f", ...(signed ? ["-s", "-u", key.fingerprint] : ["-a"]), "-m", `${name} ${tag}`, tag, commit], { GNUPGHOME: key.home });
+    const how = signed ? ["-s", "-u", key.fingerprint] : ["-a"];
+    git(work, ["-c", "gpg.program=gpg", "tag", "-f", ...how, "-m", `${name} ${tag}`, tag, commit], { GNUPGHOME: key.home });
     git(work, ["push", "-q", "--force", bare, "main", `refs/tags/${tag}`]);
     return commit;
   } finally {

@@ -64,7 +64,8 @@ function codeOf(cfg: SiteConfig, env: string): { builder: GitSource; github: Git
   const github = e.builderSources?.github ?? site?.github;
   if (!builder || !github) {
     const missing = [!builder && "builder", !github && "github"].filter(Boolean).join(" and ");
-    throw new BuilderConfigError(`env ${env}: no pinned ${missing} code for a v${v} environment: set qubes-build-infra:builderSources.v${v} (url, commit, tag, maintainers) or envs.${env}.builderSources`);
+    throw new BuilderConfigError(`env ${env}: no pinned ${missing} code for a v${v} environment: `
+      + `set qubes-build-infra:builderSources.v${v} (url, commit, tag, maintainers) or envs.${env}.builderSources`);
   }
   return { builder, github };
 }
@@ -105,7 +106,10 @@ export function checkoutsOf(cfg: SiteConfig, env: string): PlannedCheckout[] {
   } else {
     for (const b of e.builders) {
       out.push({ key: `builder:${b.dir}`, label: `${builderLabel(env, b)}, qubes-builder`, dir: b.dir, ...fromSource(code.builder) });
-      out.push({ key: `github:${b.dir}`, label: `${builderLabel(env, b)}, qubes-builder-github`, dir: `${b.dir}/qubes-src/builder-github`, ...fromSource(code.github), inside: `builder:${b.dir}` });
+      out.push({
+        key: `github:${b.dir}`, label: `${builderLabel(env, b)}, qubes-builder-github`, dir: `${b.dir}/qubes-src/builder-github`,
+        ...fromSource(code.github), inside: `builder:${b.dir}`,
+      });
       const c = configCheckout(env, e, b);
       if (c) out.push(c);
     }
@@ -124,7 +128,10 @@ export function uploadTargets(cfg: SiteConfig, release: string): Partial<Record<
   const by: Record<string, string> = {};
   for (const [host, h] of Object.entries(cfg.uploadHosts)) {
     for (const [kind, dir] of Object.entries(h.repositories)) {
-      if (by[kind]) throw new BuilderConfigError(`qubes-build-infra:uploadHosts: ${kind} repositories are uploaded to both ${by[kind]} and ${host}; builderv2 takes one host per kind`);
+      if (by[kind]) {
+        throw new BuilderConfigError(`qubes-build-infra:uploadHosts: ${kind} repositories are uploaded to both ${by[kind]} and ${host}; `
+          + "builderv2 takes one host per kind");
+      }
       by[kind] = host;
       out[kind] = `${h.user}@${host}:${dir.replaceAll("{release}", release)}`;
     }
@@ -216,7 +223,9 @@ export function renderBuilderConf(cfg: SiteConfig, env: string, b: Builder, sign
 
 /** The shared v1 `builder-github.conf` (Makefile fragment); mode 0600: it holds the API token. */
 export function renderBuilderGithubConf(cfg: SiteConfig, apiToken: string): string {
-  if (!/^[A-Za-z0-9_-]*$/.test(apiToken)) throw new BuilderConfigError("qubes-build-infra:githubApiToken: a GitHub token has only letters, digits, '_' and '-'");
+  if (!/^[A-Za-z0-9_-]*$/.test(apiToken)) {
+    throw new BuilderConfigError("qubes-build-infra:githubApiToken: a GitHub token has only letters, digits, '_' and '-'");
+  }
   return [
     header("qubes-builder-github (v1) settings, included by every builder.conf").trimEnd(),
     'ifeq "$(origin COMPONENTS)" "file"',
@@ -260,7 +269,8 @@ export function triggerEntryPoint(version: 1 | 2): EntryPoint {
   }
   const qb = ["{builderDir}/qb", "--builder-conf", "{conf}", "config", "get-components"];
   return {
-    command: [`${BUILDER_PATHS.v2Github}/github-command.py`, "action", "--no-signer-github-command-check", "build-component", "{builderDir}", "{conf}", "{component}"],
+    command: [`${BUILDER_PATHS.v2Github}/github-command.py`, "action", "--no-signer-github-command-check", "build-component",
+      "{builderDir}", "{conf}", "{component}"],
     lock: "{builderDir}/builder.lock",
     env: { PYTHONPATH: "{builderDir}" },
     listComponents: qb,

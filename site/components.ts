@@ -232,7 +232,8 @@ export class BuildEnvironment extends pulumi.ComponentResource {
     build.file("/rw/config/gpg-split-domain", `${k}\n`);
     build.file(PATHS.gpgClient, program(servicesDir, "gpg-client"), 0o755);
     // rpm signs through the split-GPG client; the key's passphrase lives in the keys VM, so rpm's check of it is skipped.
-    build.file("/home/user/.rpmmacros", `%__gpg ${PATHS.gpgClient}\n%__gpg_check_password_cmd /bin/true true\n%_gpg_sign_cmd_extra_args --batch\n`, 0o644, "user");
+    const rpmmacros = `%__gpg ${PATHS.gpgClient}\n%__gpg_check_password_cmd /bin/true true\n%_gpg_sign_cmd_extra_args --batch\n`;
+    build.file("/home/user/.rpmmacros", rpmmacros, 0o644, "user");
     build.file(PATHS.buildersList, renderBuildersList(e), 0o644, "user");
 
     // The builders: verified checkouts first (nested ones after their parent), then the files that
@@ -264,7 +265,8 @@ export class BuildEnvironment extends pulumi.ComponentResource {
       build.symlink(BUILDER_PATHS.v1Lib, `${last}/qubes-src/builder-github/lib`, [this.checkouts[`github:${last}`]]);
       build.symlink(`${PATHS.rpc}/qubesbuilder.CopyTemplateBack`, `${last}/rpc-services/qubesbuilder.CopyTemplateBack`, [this.checkouts[`builder:${last}`]]);
       // builder-github (v1) keeps its notification state here and does not create it.
-      build.file(`${BUILDER_PATHS.notifyState}/README`, "builder-github's notification state (one file per component, release, dist and repository).\n", 0o644, "user");
+      const readme = "builder-github's notification state (one file per component, release, dist and repository).\n";
+      build.file(`${BUILDER_PATHS.notifyState}/README`, readme, 0o644, "user");
     }
     const version = e.builderv2 ? 2 : 1;
     this.uploadKey = new SshKey(`${b}:upload-key`, {

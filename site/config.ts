@@ -46,7 +46,8 @@ const release = z.string({ error: "a quoted release like \"4.2\" (YAML reads 4.1
 /** A commit: 40 (SHA-1) or 64 (SHA-256) lower-case hex digits. */
 const commit = z.string().regex(/^([0-9a-f]{40}|[0-9a-f]{64})$/, "a full commit id: 40 or 64 lower-case hex digits");
 /** A git tag name (no option-like or path-walking names). */
-const tagName = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9._/-]*$/, "a tag name").refine((s) => !s.includes("..") && !s.endsWith(".lock") && !s.endsWith("/"), "a tag name");
+const tagName = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9._/-]*$/, "a tag name")
+  .refine((s) => !s.includes("..") && !s.endsWith(".lock") && !s.endsWith("/"), "a tag name");
 const gitUrl = z.string().min(1).refine((s) => !s.startsWith("-") && !/\s/.test(s), "a git URL (no leading '-', no white space)");
 
 /**
@@ -138,7 +139,8 @@ const maintainer = z.strictObject({
   templates: z.union([z.literal("_all_"), z.array(z.string())]).default([]),
   releases: z.union([z.literal("_all_"), z.array(release)]).default("_all_"),
   /** Distributions they may upload (`vm-bookworm`, `host-fc41`, ...). */
-  distributions: z.union([z.literal("_all_"), z.array(z.string().regex(/^(host|vm|dom0)-[a-z][a-z0-9_-]*$/, "like vm-bookworm or host-fc41"))]).default("_all_"),
+  distributions: z.union([z.literal("_all_"), z.array(z.string().regex(/^(host|vm|dom0)-[a-z][a-z0-9_-]*$/, "like vm-bookworm or host-fc41"))])
+    .default("_all_"),
   iso: z.boolean().default(false),
 });
 
@@ -148,8 +150,19 @@ const maintainer = z.strictObject({
  */
 export const GITHUB_HOST_KEYS = [
   { type: "ssh-ed25519", key: "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl" },
-  { type: "ecdsa-sha2-nistp256", key: "AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBEmKSENjQEezOmxkZMy7opKgwFB9nkt5YRrYMjNuG5N87uRgg6CLrbo5wAdT/y6v0mKV0U2w0WZ2YB/++Tpockg=" },
-  { type: "ssh-rsa", key: "AAAAB3NzaC1yc2EAAAADAQABAAABgQCj7ndNxQowgcQnjshcLrqPEiiphnt+VTTvDP6mHBL9j1aNUkY4Ue1gvwnGLVlOhGeYrnZaMgRK6+PKCUXaDbC7qtbW8gIkhL7aGCsOr/C56SJMy/BCZfxd1nWzAOxSDPgVsmerOBYfNqltV9/hWCqBywINIR+5dIg6JTJ72pcEpEjcYgXkE2YEFXV1JHnsKgbLWNlhScqb2UmyRkQyytRLtL+38TGxkxCflmO+5Z8CSSNY7GidjMIZ7Q4zMjA2n1nGrlTDkzwDCsw+wqFPGQA179cnfGWOWRVruj16z6XyvxvjJwbz0wQZ75XK5tKSb7FNyeIEs4TT4jk+S4dhPeAUC5y+bDYirYgM4GC7uEnztnZyaVWQ7B381AK4Qdrwt51ZqExKbQpTUNn+EjqoTwvqNj4kqx5QUCI0ThS/YkOxJCXmPUWZbhjpCg56i+2aB6CmK2JGhn57K5mj0MNdBXA4/WnwH6XoPWJzK5Nyu2zB3nAZp+S5hpQs+p1vN1/wsjk=" },
+  {
+    type: "ecdsa-sha2-nistp256",
+    key: "AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBEmKSENjQEezOmxkZMy7opKgwFB9nkt5YRrYMjNuG5N87uRgg6CLrbo5wAdT/y6v0mKV" +
+      "0U2w0WZ2YB/++Tpockg=",
+  },
+  {
+    type: "ssh-rsa",
+    key: "AAAAB3NzaC1yc2EAAAADAQABAAABgQCj7ndNxQowgcQnjshcLrqPEiiphnt+VTTvDP6mHBL9j1aNUkY4Ue1gvwnGLVlOhGeYrnZaMgRK6+PKCUXaDbC7qtbW" +
+      "8gIkhL7aGCsOr/C56SJMy/BCZfxd1nWzAOxSDPgVsmerOBYfNqltV9/hWCqBywINIR+5dIg6JTJ72pcEpEjcYgXkE2YEFXV1JHnsKgbLWNlhScqb2UmyRkQy" +
+      "ytRLtL+38TGxkxCflmO+5Z8CSSNY7GidjMIZ7Q4zMjA2n1nGrlTDkzwDCsw+wqFPGQA179cnfGWOWRVruj16z6XyvxvjJwbz0wQZ75XK5tKSb7FNyeIEs4TT" +
+      "4jk+S4dhPeAUC5y+bDYirYgM4GC7uEnztnZyaVWQ7B381AK4Qdrwt51ZqExKbQpTUNn+EjqoTwvqNj4kqx5QUCI0ThS/YkOxJCXmPUWZbhjpCg56i+2aB6Cm" +
+      "K2JGhn57K5mj0MNdBXA4/WnwH6XoPWJzK5Nyu2zB3nAZp+S5hpQs+p1vN1/wsjk=",
+  },
 ] as const;
 
 const githubRepo = z.string().regex(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/, "owner/name");

@@ -129,7 +129,9 @@ export function judge(p: Pick<CheckoutInputs, "commit" | "tag" | "maintainers">,
   const what = p.tag ? `tag ${p.tag}` : `commit ${p.commit}`;
   if (p.tag) {
     if (r.type !== "tag") throw new Error(`${p.tag} is a lightweight tag (a ${r.type || "missing"} object), not a signed tag`);
-    if (r.tagHeader.tag !== p.tag) throw new Error(`the tag object under ${p.tag} names itself ${JSON.stringify(r.tagHeader.tag ?? "")}: a signed tag moved to another name`);
+    if (r.tagHeader.tag !== p.tag) {
+      throw new Error(`the tag object under ${p.tag} names itself ${JSON.stringify(r.tagHeader.tag ?? "")}: a signed tag moved to another name`);
+    }
     if (r.tagHeader.type !== "commit") throw new Error(`tag ${p.tag} points at a ${r.tagHeader.type}, not a commit`);
     if (r.target !== p.commit) throw new Error(`tag ${p.tag} points at ${r.target || "nothing"}, not at the pinned commit ${p.commit}`);
   } else if (r.type !== "commit" || r.target !== p.commit) {
@@ -148,7 +150,9 @@ export function judge(p: Pick<CheckoutInputs, "commit" | "tag" | "maintainers">,
   const good = r.status.filter((l) => kw(l) === "GOODSIG");
   const valid = r.status.filter((l) => kw(l) === "VALIDSIG");
   if (good.length === 0 && valid.length === 0) throw new Error(`${what} is not signed`);
-  if (good.length !== 1 || valid.length !== 1) throw new Error(`${what} must carry exactly one good signature (found ${good.length} good, ${valid.length} valid)`);
+  if (good.length !== 1 || valid.length !== 1) {
+    throw new Error(`${what} must carry exactly one good signature (found ${good.length} good, ${valid.length} valid)`);
+  }
   const f = valid[0].split(" ");
   const primary = (f[11] ?? "").toUpperCase();
   if (!/^[0-9A-F]{40}$/.test(primary)) throw new Error(`${what}: the signer's primary fingerprint is not a v4 fingerprint`);
@@ -176,7 +180,9 @@ ${GIT} -C "$repo" checkout -q --force --detach ${p.commit} || fail "checkout of 
 ${GIT} -C "$repo" update-ref -d ${VERIFY_REF} || true
 ${p.submodules ? `if ! ${GIT} -C "$repo" -c protocol.file.allow=always submodule update --init --recursive --checkout -q; then
   # In place: back to the previous commit, so that nothing half-updated is left behind.
-  [ -n "$staging" ] || [ -z "$prev" ] || { ${GIT} -C "$repo" checkout -q --force --detach "$prev"; ${GIT} -C "$repo" submodule update -q --recursive --checkout || true; }
+  [ -n "$staging" ] || [ -z "$prev" ] || {
+    ${GIT} -C "$repo" checkout -q --force --detach "$prev"; ${GIT} -C "$repo" submodule update -q --recursive --checkout || true
+  }
   fail "the submodules pinned by ${p.commit} cannot be fetched"
 fi` : "true"}
 if [ -n "$staging" ]; then
@@ -191,9 +197,12 @@ ${GIT} -C "$dir" rev-parse HEAD
 async function inspect(p: CheckoutInputs): Promise<{ commit: string; clean: boolean } | null> {
   const r = await adminFor(p.admin).run(p.vm, `[ -e ${shq(p.dir)}/.git ] || exit 44
 c=$(${GIT} -C ${shq(p.dir)} rev-parse --verify -q HEAD) || exit 44
-if [ -z "$(${GIT} -C ${shq(p.dir)} status --porcelain --untracked-files=no --ignore-submodules=none)" ]; then echo "$c clean"; else echo "$c dirty"; fi`, { user: p.user });
+changed=$(${GIT} -C ${shq(p.dir)} status --porcelain --untracked-files=no --ignore-submodules=none)
+if [ -z "$changed" ]; then echo "$c clean"; else echo "$c dirty"; fi`, { user: p.user });
   if (r.exitCode === 44) return null;
-  if (r.exitCode !== 0) throw new Error(`${KIND} (${p.label}) ${p.vm}:${p.dir}: cannot read the checkout: ${r.stderr.toString().trim() || `exit ${r.exitCode}`}`);
+  if (r.exitCode !== 0) {
+    throw new Error(`${KIND} (${p.label}) ${p.vm}:${p.dir}: cannot read the checkout: ${r.stderr.toString().trim() || `exit ${r.exitCode}`}`);
+  }
   const [commit, state] = r.stdout.toString().trim().split(" ");
   return { commit, clean: state === "clean" };
 }

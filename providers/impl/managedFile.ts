@@ -27,8 +27,12 @@ const fileBase = z.object({
 });
 export const fileInputs = fileBase.superRefine((p, ctx) => {
   oneContent(p, ctx);
-  if (p.kind !== "file" && p.contentFile !== undefined) ctx.addIssue({ code: "custom", path: ["contentFile"], message: `a ${p.kind} takes inline content only` });
-  if (p.kind === "symlink" && !/^\/[A-Za-z0-9._/-]+$/.test(p.content ?? "")) ctx.addIssue({ code: "custom", path: ["content"], message: "a symlink's target: an absolute path" });
+  if (p.kind !== "file" && p.contentFile !== undefined) {
+    ctx.addIssue({ code: "custom", path: ["contentFile"], message: `a ${p.kind} takes inline content only` });
+  }
+  if (p.kind === "symlink" && !/^\/[A-Za-z0-9._/-]+$/.test(p.content ?? "")) {
+    ctx.addIssue({ code: "custom", path: ["content"], message: "a symlink's target: an absolute path" });
+  }
 });
 type FileInputs = z.infer<typeof fileInputs>;
 
@@ -113,7 +117,9 @@ async function delete_(_id: string, raw: unknown): Promise<void> {
   const o = parseProps(fileOutputs, raw, KIND);
   const admin = adminFor(o.admin);
   if (o.kind === "block") await dropBlock(admin, who(o), o, o.blockId);
-  else if (o.kind === "symlink") await step(`${who(o)} ${o.vm}:${o.path}: removing`, () => admin.run(o.vm, `[ ! -L ${shq(o.path)} ] || rm -f -- ${shq(o.path)}`, { user: "root" }));
+  else if (o.kind === "symlink") {
+    await step(`${who(o)} ${o.vm}:${o.path}: removing`, () => admin.run(o.vm, `[ ! -L ${shq(o.path)} ] || rm -f -- ${shq(o.path)}`, { user: "root" }));
+  }
   else await step(`${KIND} ${o.vm}:${o.path}: removing`, () => admin.removeFile(o.vm, o.path));
 }
 export { delete_ as delete };

@@ -84,7 +84,9 @@ export async function builderComponentList(ep: EntryPoint, values: Record<string
  * Starts `argv` detached under `flock -x <lock>`, output appended to `logFile`, and returns its
  * pid. The caller does not wait: the builder runs for hours.
  */
-export function startUnderLock(o: { flock: string; lock: string | null; argv: string[]; env?: Record<string, string>; cwd: string; logFile: string }): number | null {
+export function startUnderLock(o: {
+  flock: string; lock: string | null; argv: string[]; env?: Record<string, string>; cwd: string; logFile: string;
+}): number | null {
   const fd = fs.openSync(o.logFile, "a", 0o600);
   try {
     const full = o.lock ? [o.flock, "-x", o.lock, ...o.argv] : o.argv;

@@ -5,9 +5,8 @@
  * Upload-component reaches `github-command.py action upload-component`; the credentials the site
  * generated stay in their VMs; a new environment is one `up`, a second `up` changes nothing.
  *
- * The signing part of the v2 flow signs inside an open BuildLog session and exports the sign key
- * through the split-GPG client, which only the signing gate of "sign-if-logged" (issue 14) allows:
- * that test fails until it is merged (see its name).
+ * The v2 flow signs inside its open BuildLog session and exports the sign key through the split-GPG
+ * client: sign-if-logged's client logs the digest first, and keys-debian signs only logged bytes.
  */
 import * as crypto from "crypto";
 import * as fs from "fs";
@@ -41,7 +40,9 @@ describe("the builders' own entry points in qubes-sim", () => {
   let site: E2eSite;
   let run: Run;
   const result = (comp: string, dist: string) => site.vmFile("build-debian", `${ART}/standin/${comp}/${dist}.json`);
-  const jsonl = (vm: string, p: string) => (fs.existsSync(site.vmFile(vm, p)) ? fs.readFileSync(site.vmFile(vm, p), "utf8").trim().split("\n").map((l) => JSON.parse(l)) : []);
+  const jsonl = (vm: string, p: string) =>
+    (fs.existsSync(site.vmFile(vm, p)) ? fs.readFileSync(site.vmFile(vm, p), "utf8").trim().split("\n").map((l) => JSON.parse(l)) : []);
+  const COMMANDS = "/home/user/.local/state/qubes-build-infra/process-github-command/commands.jsonl";
   const inVm = (vm: string, p: string) => site.vmFile(vm, p);
 
   beforeAll(async () => {
@@ -88,10 +89,11 @@ describe("the builders' own entry points in qubes-sim", () => {
       "build-debian>qubesbuilder.BuildLog>logs", "build-debian>qubes.Gpg>keys-debian"]));
   });
 
-  it("[needs sign-if-logged, issue 14] the packages are signed by keys-debian inside the open session, and uploaded through local.ConnectSSH", async () => {
+  it("the packages are signed by keys-debian inside the open session (sign-if-logged), published, and uploaded through local.ConnectSSH", async () => {
     expect({ status: run.status, stage: run.stage, reason: run.reason }).toEqual({ status: "uploaded", stage: undefined, reason: undefined });
     // One session: the four stages, then its end, in the same log.
-    expect(site.logsGit("show", `main:${run.logs.build}`).match(/stage (prep|build|sign|publish)$|> done$/gm)).toEqual(["stage prep", "stage build", "stage sign", "stage publish", "> done"]);
+    expect(site.logsGit("show", `main:${run.logs.build}`).match(/stage (prep|build|sign|publish)$|> done$/gm))
+      .toEqual(["stage prep", "stage build", "stage sign", "stage publish", "> done"]);
     const key = site.signingKeys().debian;
     const pub = await site.sim.client.run("keys-debian", `gpg --armor --export ${key}`);
     site.hostGpg(["--import"], pub.stdout.toString());
@@ -119,13 +121,14 @@ describe("the builders' own entry points in qubes-sim", () => {
     const up = await waitFor(() => fs.existsSync(f) && (JSON.parse(fs.readFileSync(f, "utf8")) as Run), 120_000, "the upload-component action");
     expect(up).toMatchObject({ status: "uploaded", repository: "current" });
     expect(site.logsGit("show", `main:${up.logs.upload}`)).toMatch(/publish input-proxy for vm-bookworm to current/);
-    const started = jsonl("build-debian", "/home/user/.local/state/qubes-build-infra/process-github-command/commands.jsonl").filter((x) => x.outcome === "started");
+    const started = jsonl("build-debian", COMMANDS).filter((x) => x.outcome === "started");
     expect(started).toEqual([expect.objectContaining({
       signer: site.commandKey, lock: `${BD}/builder.lock`,
-      argv: [`${GD}/github-command.py`, "action", "--signer-fpr", site.commandKey, "upload-component", BD, `${ART}/builder.yml`, "input-proxy", sha, "current", "--distribution", "vm-bookworm"],
+      argv: [`${GD}/github-command.py`, "action", "--signer-fpr", site.commandKey, "upload-component", BD, `${ART}/builder.yml`,
+        "input-proxy", sha, "current", "--distribution", "vm-bookworm"],
     })]);
     // build-fedora has no r4.3 builder (and no v2 action): not for it, and nobody is told of a refusal.
-    expect(jsonl("build-fedora", "/home/user/.local/state/qubes-build-infra/process-github-command/commands.jsonl").map((x) => x.outcome)).toEqual(["not-for-this-vm"]);
+    expect(jsonl("build-fedora", COMMANDS).map((x) => x.outcome)).toEqual(["not-for-this-vm"]);
   });
 
   it("the generated credentials: private halves stay in their VMs, public halves are stack outputs, secrets are 0600", async () => {
@@ -136,7 +139,8 @@ describe("the builders' own entry points in qubes-sim", () => {
     expect(JSON.stringify(site.outputs)).not.toMatch(/PRIVATE KEY/);
     expect(fs.readFileSync(inVm("logs", "/home/user/.ssh/id_ed25519.pub"), "utf8").trim()).toBe(deploy);
     expect(fs.statSync(inVm("logs", "/home/user/.ssh/id_ed25519")).mode & 0o777).toBe(0o600);
-    expect(fs.readFileSync(inVm("logs", "/home/user/.ssh/known_hosts"), "utf8")).toMatch(/^github\.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl$/m);
+    expect(fs.readFileSync(inVm("logs", "/home/user/.ssh/known_hosts"), "utf8"))
+      .toMatch(/^github\.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl$/m);
     const yml = inVm("build-debian", BUILDER_PATHS.githubYml);
     expect(fs.statSync(yml).mode & 0o777).toBe(0o600);
     expect(fs.readFileSync(yml, "utf8")).toMatch(/api-key: e2e-stand-in-token/);

@@ -101,7 +101,8 @@ export async function startE2eSite(name: string): Promise<E2eSite> {
   await new Promise<void>((r) => upload.listen(0, "0.0.0.0", () => r()));
   const uploadPort = (upload.address() as net.AddressInfo).port;
 
-  const hostGpg = (args: string[], input?: string) => execFileSync("gpg", ["--homedir", gnupg, "--batch", "--yes", ...args], { input, stdio: ["pipe", "pipe", "pipe"] }).toString();
+  const hostGpg = (args: string[], input?: string) =>
+    execFileSync("gpg", ["--homedir", gnupg, "--batch", "--yes", ...args], { input, stdio: ["pipe", "pipe", "pipe"] }).toString();
   const mk = (uid: string) => {
     hostGpg(["--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", "never"]);
     return /fpr:::::::::([0-9A-F]{40}):/.exec(hostGpg(["--with-colons", "--list-secret-keys", uid]))![1];
@@ -124,7 +125,8 @@ export async function startE2eSite(name: string): Promise<E2eSite> {
       all[k] = { value: typeof v === "string" ? v : JSON.stringify(v) };
     }
     const hosts = localConfig[`${NS}:uploadHosts`] as Record<string, Record<string, unknown>>;
-    all[`${NS}:uploadHosts`] = { value: JSON.stringify({ "yum.qubes-os.org": { ...hosts["yum.qubes-os.org"], address: "uploads.qubes-sim.test", port: uploadPort } }) };
+    const yum = { ...hosts["yum.qubes-os.org"], address: "uploads.qubes-sim.test", port: uploadPort };
+    all[`${NS}:uploadHosts`] = { value: JSON.stringify({ "yum.qubes-os.org": yum }) };
     all[`${NS}:admin`] = { value: JSON.stringify({ transport: "sim", socket: sim.socket }) };
     all[`${NS}:protectKeys`] = { value: "false" };
     all[`${NS}:signingWindowSeconds`] = { value: "60" };

@@ -81,8 +81,10 @@ describe("BuilderCheckout", () => {
   });
 
   test.each([
-    ["a tag signed by a key that is not among the maintainer keys", { commit: "@v2", tag: "by-other" }, /tag by-other: signed by a key that is not in the maintainer keys \(ERRSIG, NO_PUBKEY\)/],
-    ["a tag signed by a known key that is not an allowed maintainer", { commit: "@v2", tag: "by-other", keysWithOther: true }, /is signed by [0-9A-F]{40}, which is not an allowed maintainer/],
+    ["a tag signed by a key that is not among the maintainer keys", { commit: "@v2", tag: "by-other" },
+      /tag by-other: signed by a key that is not in the maintainer keys \(ERRSIG, NO_PUBKEY\)/],
+    ["a tag signed by a known key that is not an allowed maintainer", { commit: "@v2", tag: "by-other", keysWithOther: true },
+      /is signed by [0-9A-F]{40}, which is not an allowed maintainer/],
     ["an unsigned annotated tag", { commit: "@v2", tag: "unsigned" }, /tag unsigned is not signed/],
     ["a lightweight tag", { commit: "@v2", tag: "lightweight" }, /lightweight tag/],
     ["an unsigned commit", { commit: "@unsigned", tag: undefined }, /commit [0-9a-f]{40} is not signed/],
@@ -186,7 +188,9 @@ describe("BuilderCheckout", () => {
 });
 
 describe("judge (the decision alone)", () => {
-  const base = { type: "tag", tagHeader: { object: "a".repeat(40), type: "commit", tag: "v1" }, target: "a".repeat(40), verifyExit: 0, repo: { existing: true as const } };
+  const base = {
+    type: "tag", tagHeader: { object: "a".repeat(40), type: "commit", tag: "v1" }, target: "a".repeat(40), verifyExit: 0, repo: { existing: true as const },
+  };
   const fpr = "F".repeat(40);
   const valid = `[GNUPG:] VALIDSIG ${"1".repeat(40)} 2026-01-01 1 0 4 0 22 10 00 ${fpr}`;
   const p = { commit: "a".repeat(40), tag: "v1", maintainers: [fpr] };

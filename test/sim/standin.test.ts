@@ -32,7 +32,8 @@ it("the local stack pins the stand-ins' commits, signed by the maintainer it nam
   for (const e of Object.values(envs)) {
     for (const b of e.builders) {
       const r = b.config.repository;
-      if (`${r.baseurl}${r.component}.git` !== repos["qubes-release-configs"].url || r.commit !== repos["qubes-release-configs"].commit) stale.push("qubes-release-configs");
+      const configs = repos["qubes-release-configs"];
+      if (`${r.baseurl}${r.component}.git` !== configs.url || r.commit !== configs.commit) stale.push("qubes-release-configs");
     }
   }
   // A changed stand-in source changes its commit: run `bin/qubes-sim standin-builders` and copy the pins.
@@ -48,10 +49,12 @@ it("every release tag verifies with only the test maintainer's public key", () =
     fs.chmodSync(pubOnly, 0o700);
     execFileSync("gpg", ["--homedir", pubOnly, "--batch", "--import"], { input: key.publicKey, stdio: ["pipe", "ignore", "ignore"] });
     for (const name of STANDIN_REPOS) {
-      const out = execFileSync("git", ["-C", repos[name].bare, "verify-tag", "--raw", "v1"], { env: { ...process.env, GNUPGHOME: pubOnly }, stdio: ["ignore", "pipe", "pipe"] });
+      const out = execFileSync("git", ["-C", repos[name].bare, "verify-tag", "--raw", "v1"],
+        { env: { ...process.env, GNUPGHOME: pubOnly }, stdio: ["ignore", "pipe", "pipe"] });
       expect(out).toBeDefined();
     }
-    expect(fs.readFileSync(path.join(root, "sim", "standin", "test-maintainer.sec.asc"), "utf8")).toMatch(/^Comment: qubes-sim test maintainer key: TEST ONLY/m);
+    expect(fs.readFileSync(path.join(root, "sim", "standin", "test-maintainer.sec.asc"), "utf8"))
+      .toMatch(/^Comment: qubes-sim test maintainer key: TEST ONLY/m);
   } finally {
     key.done();
     fs.rmSync(pubOnly, { recursive: true, force: true });

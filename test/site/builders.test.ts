@@ -35,7 +35,10 @@ describe("the local stack's builders", () => {
       ["github:/home/user/builder-r4.2", "/home/user/builder-r4.2/qubes-src/builder-github", "builder:/home/user/builder-r4.2"],
       ["config:/home/user/builder-r4.2", "/home/user/builder-r4.2/qubes-src/release-configs", "builder:/home/user/builder-r4.2"],
     ]);
-    expect(c[2]).toMatchObject({ url: "file:///srv/qubes-sim-github/qubes-release-configs", tag: "v1", label: "env fedora, builder /home/user/builder-r4.2, config repository release-configs" });
+    expect(c[2]).toMatchObject({
+      url: "file:///srv/qubes-sim-github/qubes-release-configs", tag: "v1",
+      label: "env fedora, builder /home/user/builder-r4.2, config repository release-configs",
+    });
   });
 
   it("v2: qubes-builderv2 and qubes-builderv2-github once, a config repository per builder", () => {
@@ -62,7 +65,8 @@ describe("the local stack's builders", () => {
 
   it("builder-github.yml holds the token and the command signers; builders.list and the entry points", () => {
     expect(parse(renderBuilderGithubYml(cfg, "debian", "ghp_token123")).github).toMatchObject({
-      "api-key": "ghp_token123", "state-dir": "/home/user/github-notify-state", "logs-repo": "qubes-sim/build-logs", "build-report-repo": "QubesOS/updates-status",
+      "api-key": "ghp_token123", "state-dir": "/home/user/github-notify-state", "logs-repo": "qubes-sim/build-logs",
+      "build-report-repo": "QubesOS/updates-status",
     });
     expect(renderBuildersList(cfg.envs.debian)).toBe("r4.3=/home/user/qubes-builderv2=/home/user/artifacts-r4.3/builder.yml\n");
     expect(renderBuildersList(cfg.envs.fedora)).toBe("r4.2=/home/user/builder-r4.2\n");
@@ -70,7 +74,9 @@ describe("the local stack's builders", () => {
       "build-component", "{builderDir}", "{conf}", "{component}"]);
     expect(triggerEntryPoint(1)).toMatchObject({ command: ["{dir}/scripts/auto-build", "{component}"], lock: "{dir}/builder.lock" });
     expect(Object.keys(commandActions(2)).sort()).toEqual(["Build-iso", "Build-template", "Upload-component", "Upload-template"]);
-    expect(commandActions(1).Upload).toEqual({ command: ["/usr/local/lib/qubes-builder-github/github-command-upload", "{commandFile}", "{signer}"], scope: "vm" });
+    expect(commandActions(1).Upload).toEqual({
+      command: ["/usr/local/lib/qubes-builder-github/github-command-upload", "{commandFile}", "{signer}"], scope: "vm",
+    });
   });
 
   it("builder.conf (v1): the config file, the signing key, command signers' dists, builder-github.conf", () => {
@@ -104,18 +110,23 @@ describe("bad input is refused with the environment, the builder and the reason"
 
   it("a release builderv2 would read as r4.2 without a word", () => {
     refuse((r) => { builders(r, "debian")[0].release = "10.1"; }, "debian",
-      /^env debian, builder \/home\/user\/artifacts-r4.3: builder.yml would not load as builderv2 expects:\n {2}qubes-release: r<digit>.<digits>: builderv2 reads any other release as r4.2/);
+      new RegExp("^env debian, builder /home/user/artifacts-r4.3: builder.yml would not load as builderv2 expects:\n"
+        + " {2}qubes-release: r<digit>.<digits>: builderv2 reads any other release as r4.2"));
   });
   it("a builderv2 configuration that is not YAML", () => {
-    refuse((r) => { builders(r, "debian")[0].config.file = "R4.3/qubes-os-r4.3-host.conf"; }, "debian", /env debian, builder \/home\/user\/artifacts-r4.3: builder.yml .*\n {2}include.0: a .yml or .yaml file/);
+    refuse((r) => { builders(r, "debian")[0].config.file = "R4.3/qubes-os-r4.3-host.conf"; }, "debian",
+      /env debian, builder \/home\/user\/artifacts-r4.3: builder.yml .*\n {2}include.0: a .yml or .yaml file/);
   });
   it("a v2 builder without a config file, a config repository without a pin or without signers", () => {
-    refuse((r) => { delete builders(r, "debian")[0].config.file; }, "debian", /env debian, builder \/home\/user\/artifacts-r4.3, config repository release-configs: a builderv2 builder needs config.file/);
-    refuse((r) => { delete builders(r, "fedora")[0].config.repository.commit; }, "fedora", /env fedora, builder \/home\/user\/builder-r4.2, config repository release-configs: pin it/);
+    refuse((r) => { delete builders(r, "debian")[0].config.file; }, "debian",
+      /env debian, builder \/home\/user\/artifacts-r4.3, config repository release-configs: a builderv2 builder needs config.file/);
+    refuse((r) => { delete builders(r, "fedora")[0].config.repository.commit; }, "fedora",
+      /env fedora, builder \/home\/user\/builder-r4.2, config repository release-configs: pin it/);
     refuse((r) => { builders(r, "fedora")[0].config.repository.maintainers = []; }, "fedora", /config repository release-configs: name who signs it/);
   });
   it("no pinned builder code for the env's version", () => {
-    refuse((r) => { r.builderSources = { v1: (r.builderSources as Record<string, unknown>).v1 }; }, "debian", /^env debian: no pinned builder and github code for a v2 environment/);
+    refuse((r) => { r.builderSources = { v1: (r.builderSources as Record<string, unknown>).v1 }; }, "debian",
+      /^env debian: no pinned builder and github code for a v2 environment/);
   });
   it("two upload hosts for one kind of repository", () => {
     refuse((r) => {
@@ -136,7 +147,9 @@ describe("the prod stack's builders", () => {
     const cfg = load("prod");
     for (const env of Object.keys(cfg.envs)) checkBuilders(cfg, env);
     const fedora = checkoutsOf(cfg, "fedora");
-    expect(fedora[0]).toMatchObject({ url: "https://github.com/QubesOS/qubes-builderv2", commit: "bcb20f285b9fc729217d3efb60c56dd55b152c80", tag: "mm_bcb20f28" });
+    expect(fedora[0]).toMatchObject({
+      url: "https://github.com/QubesOS/qubes-builderv2", commit: "bcb20f285b9fc729217d3efb60c56dd55b152c80", tag: "mm_bcb20f28",
+    });
     expect(parse(renderBuilderYml(cfg, "fedora", cfg.envs.fedora.builders[1], FPR))["repository-upload-remote-host"]).toEqual({
       rpm: "user@yum.qubes-os.org:/pub/qubes/repo/yum/r4.3", iso: "user@yum.qubes-os.org:/pub/qubes/iso",
       deb: "user@deb.qubes-os.org:/pub/qubes/repo/deb/r4.3", archlinux: "user@archlinux.qubes-os.org:/pub/qubes/repo/archlinux/r4.3",

@@ -39,7 +39,10 @@ const python = process.env.QBI_BUILDERV2_PYTHON ?? "python3";
 const FPR = "ABCDEF0123456789ABCDEF0123456789ABCDEF01";
 // Say so loudly in the jest output, not only as a skipped count.
 for (const [v, set] of [["QBI_BUILDERV2_SRC", src], ["QBI_BUILDERV2_GIT", gitSrc]] as const) {
-  if (!set) console.warn(`builderv2-loader: NOT RUN: ${v} is not set, so builderv2's own code was not run against the generated files (see test/site/builderv2-loader.test.ts)`);
+  if (!set) {
+    console.warn(`builderv2-loader: NOT RUN: ${v} is not set, so builderv2's own code was not run against the generated files `
+      + "(see test/site/builderv2-loader.test.ts)");
+  }
 }
 
 function prod(): SiteConfig {
@@ -69,7 +72,8 @@ print(json.dumps({
 }
 
 describe("builderv2's own loader on the generated files", () => {
-  (src ? it : it.skip)(`${src ? "" : "NOT RUN (set QBI_BUILDERV2_SRC, see the file's comment): "}loads builder.yml + builder-github.yml as the site means them`, () => {
+  const notRunSrc = src ? "" : "NOT RUN (set QBI_BUILDERV2_SRC, see the file's comment): ";
+  (src ? it : it.skip)(`${notRunSrc}loads builder.yml + builder-github.yml as the site means them`, () => {
     const cfg = prod();
     const b = cfg.envs.fedora.builders[1];
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "qbi-builderv2-load-"));
@@ -101,15 +105,17 @@ describe("builderv2's own loader on the generated files", () => {
       fs.writeFileSync(path.join(art, "builder.yml"), stringify({ ...doc, include: [doc.include[0], gh], "artifacts-dir": art, "qubes-release": "r10.1" }));
       expect(load(path.join(art, "builder.yml")).parsedRelease).toBe("4.2");
       expect(schemaProblems(builderYmlSchema, { ...doc, "qubes-release": "r10.1" })).toEqual([expect.stringMatching(/^qubes-release: /)]);
-      fs.writeFileSync(path.join(art, "builder.yml"), stringify({ ...doc, include: [doc.include[0], gh], "artifacts-dir": art, executor: { type: "qube", options: { dispvm: "builder-dvm" } } }));
+      const qube = { type: "qube", options: { dispvm: "builder-dvm" } };
+      fs.writeFileSync(path.join(art, "builder.yml"), stringify({ ...doc, include: [doc.include[0], gh], "artifacts-dir": art, executor: qube }));
       expect(() => load(path.join(art, "builder.yml"))).toThrow(/Cannot determine which executor to use/);
-      expect(schemaProblems(builderYmlSchema, { ...doc, executor: { type: "qube", options: { dispvm: "builder-dvm" } } })).toEqual([expect.stringMatching(/^executor.type: /)]);
+      expect(schemaProblems(builderYmlSchema, { ...doc, executor: qube })).toEqual([expect.stringMatching(/^executor.type: /)]);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 
-  (gitSrc ? it : it.skip)(`${gitSrc ? "" : "NOT RUN (set QBI_BUILDERV2_GIT to a clone of QubesOS/qubes-builderv2): "}verifies the prod pin of qubes-builderv2 with its signed tag and the prod maintainer key`, async () => {
+  const notRunGit = gitSrc ? "" : "NOT RUN (set QBI_BUILDERV2_GIT to a clone of QubesOS/qubes-builderv2): ";
+  (gitSrc ? it : it.skip)(`${notRunGit}verifies the prod pin of qubes-builderv2 with its signed tag and the prod maintainer key`, async () => {
     const cfg = prod();
     const pin = checkoutsOf(cfg, "fedora")[0];
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "qbi-builderv2-pin-"));

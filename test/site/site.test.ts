@@ -116,8 +116,9 @@ describe("the site through the Pulumi engine against qubes-sim", () => {
       expect(ops.create.length).toBeGreaterThan(10);
       for (const name of ops.create) expect(name).toMatch(/-arch(:|$)|^arch$/);
       // Besides its own resources: its policy lines, the net VM's list of build VMs, and the
-      // shared logs VM, which now also serves arch (its qbi-env-arch tag).
-      expect((ops.update ?? []).sort()).toEqual(["logs", "policy", "sys-net:/home/user/.config/qubes-builder-github/build-vms.list"]);
+      // shared logs VM, which now also serves arch (its qbi-env-arch tag, its BuildLog's build VMs).
+      expect((ops.update ?? []).sort()).toEqual(["logs", "logs:/usr/local/etc/qubes-build-infra/build-log.json", "policy",
+        "sys-net:/home/user/.config/qubes-builder-github/build-vms.list"]);
       expect(ops.delete).toBeUndefined();
     } finally {
       await setSite({ [`${NS}:envs`]: { ...envs, fedora: { ...envs.fedora, volumeSize: "30GiB" } } });
