@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Scenario 1 on the running local site (after `make up`): installs the stand-in builder
-# (test/e2e/builder) into build-fedora, makes sure sys-net's webhook receiver runs (its rc.local
+# Scenario 1 on the running local site (after `make up`): the builder is build-fedora's verified
+# checkout of the stand-in qubes-builder (sim/standin/); makes sure sys-net's webhook receiver runs (its rc.local
 # block; added here, and the sim restarted, when the site has not placed it yet), sends a signed
 # push webhook for a component (default core-admin) and waits for the build's result.
 # Watch it from another terminal with:  bin/qubes-sim journal --follow
@@ -11,16 +11,6 @@ cd "$(dirname "$0")/.."
 comp=${1:-core-admin}
 state=$QUBES_SIM_STATE
 [ -f "$state/vms/sys-net/rw/usrlocal/lib/qubes-build-infra/webhooks.js" ] || { echo "the local site is not deployed: run make up" >&2; exit 1; }
-put() { # put <vm> <host file> <path in vm> <octal mode>
-  node_modules/.bin/ts-node --transpile-only -e "
-    import { createAdminClient } from './admin/client';
-    import * as fs from 'fs';
-    createAdminClient({ transport: 'sim', socket: process.env.QUBES_SIM_SOCKET! })
-      .writeFile('$1', '$3', fs.readFileSync('$2'), { mode: 0o$4 })
-      .catch((e: Error) => { console.error(e.message); process.exit(1); });"
-}
-put build-fedora test/e2e/builder/build /home/user/builder-r4.2/build 755
-put build-fedora test/e2e/builder/upload /home/user/builder-r4.2/upload 755
 # The upload host of the local stack (Pulumi.local.yaml: uploads.qubes-sim.test:2222, the sim's
 # stand-in internet; its address on this host is in `bin/qubes-sim network`): a stand-in that
 # answers OK, listening on every address so that it follows the sim's network slot.

@@ -4,19 +4,19 @@
  * grammar (v1 and v2 commands) → per-maintainer authorisation → configured action under the
  * builder lock. Every rejection is journaled and sent to the notifier. See services/README.md.
  */
-import { spawn } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { z } from "zod";
+import { builderValues, fillArgv, fillEnv, startUnderLock } from "./lib/builders";
 import {
+  type BuilderLine,
   ConfigError,
   EXIT,
   Refusal,
   acquireLock,
   appendJsonLine,
-  fillTemplate,
   fingerprint,
   homeDir,
   loadConfig,
@@ -34,6 +34,24 @@ import {
 const SERVICE = "qubesbuilder.ProcessGithubCommand";
 
 const ListOrAll = z.union([z.literal("_all_"), z.array(z.string().min(1))]);
+
+/**
+ * How an accepted command runs. An argv template alone: once per builder of the release, under
+ * `{dir}/builder.lock`. Or `scope: "builder"` with its own `lock` (v2: github-command.py action,
+ * under the qubes-builderv2 lock), or `scope: "vm"`: once, without a lock of ours (v1
+ * builder-github's handlers take each builder's lock themselves).
+ */
+const Action = z.union([
+  z.array(z.string().min(1)).min(1),
+  z
+    .object({
+      command: z.array(z.string().min(1)).min(1),
+      scope: z.enum(["builder", "vm"]).default("builder"),
+      lock: z.string().min(1).optional(),
+      env: z.record(z.string().regex(/^[A-Z_][A-Z0-9_]*$/), z.string()).default({}),
+    })
+    .strict(),
+]);
 export const COMMAND_NAMES = ["Upload", "Build-template", "Upload-component", "Upload-template", "Build-iso"] as const;
 export type CommandName = (typeof COMMAND_NAMES)[number];
 
@@ -53,8 +71,8 @@ export const ProcessCommandConfig = z
         })
         .strict(),
     ),
-    /** argv templates per command; a command without one is refused. */
-    actions: z.partialRecord(z.enum(COMMAND_NAMES), z.array(z.string().min(1)).min(1)).default({}),
+    /** How each command runs (see `Action`); a command without one is refused. */
+    actions: z.partialRecord(z.enum(COMMAND_NAMES), Action).default({}),
     notify: z.array(z.string().min(1)).min(1).optional(),
     buildersList: z.string().startsWith("/").optional(),
     logDir: z.string().startsWith("/").optional(),
@@ -313,6 +331,45 @@ async function notify(cfg: Config, record: Record<string, unknown>): Promise<voi
   }
 }
 
+/** Runs an accepted command's action: per builder under its lock, or once for the VM. */
+function startAction(
+  cfg: Config,
+  raw: Config["actions"][CommandName] & object,
+  c: Command,
+  line: string,
+  signer: string,
+  builders: BuilderLine[],
+  at: { state: string; logDir: string; journal: string; now: number },
+): void {
+  const action = Array.isArray(raw) ? { command: raw, scope: "builder" as const, lock: "{dir}/builder.lock", env: {} } : raw;
+  const flock = requireProgram(cfg.flockProgram);
+  fs.mkdirSync(at.logDir, { recursive: true, mode: 0o700 });
+  const values: Record<string, string> = {
+    release: c.release, signer, component: c.component ?? "", commit: c.commit ?? "", repo: c.repo ?? "",
+    dists: (c.dists ?? []).join(","), template: c.template ?? "", version: c.version ?? "", timestamp: c.timestamp ?? "",
+  };
+  // Handlers that read the command themselves (v1) get the verified line in a file of their own.
+  if (action.command.some((a) => a.includes("{commandFile}"))) {
+    const dir = path.join(at.state, "command-files");
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    for (const f of fs.readdirSync(dir)) {
+      if (fs.statSync(path.join(dir, f)).mtimeMs < at.now - 86400000) fs.rmSync(path.join(dir, f), { force: true });
+    }
+    values.commandFile = path.join(dir, `${Math.floor(at.now / 1000)}-${process.pid}.cmd`);
+    fs.writeFileSync(values.commandFile, `${line}\n`, { mode: 0o600 });
+  }
+  const env = { QBI_COMMAND: JSON.stringify({ ...c, signer }) };
+  const targets = action.scope === "vm" ? [builders[0]] : builders;
+  for (const b of targets) {
+    const all = action.scope === "vm" ? values : { ...values, ...builderValues(b) };
+    const argv = fillArgv(action.command, all, { dists: c.dists ?? [] });
+    const lock = action.scope === "vm" || !action.lock ? null : fillArgv([action.lock], all)[0];
+    const logFile = path.join(at.logDir, `${Math.floor(at.now / 1000)}-${process.pid}-${c.name}-${b.release}.log`);
+    const pid = startUnderLock({ flock, lock, argv, env: { ...fillEnv(action.env, all), ...env }, cwd: action.scope === "vm" ? homeDir() : b.dir, logFile });
+    appendJsonLine(at.journal, { outcome: "started", signer, command: line, release: b.release, dir: action.scope === "vm" ? null : b.dir, argv, lock, pid, log: logFile });
+  }
+}
+
 async function main(): Promise<number> {
   const cfg = loadConfig("process-github-command", ProcessCommandConfig);
   const home = homeDir();
@@ -337,44 +394,18 @@ async function main(): Promise<number> {
       if (t < now - cfg.timestampPastSeconds * 1000 || t > now + cfg.timestampFutureSeconds * 1000) throw new Refusal(`timestamp ${c.timestamp} outside the accepted window`);
     }
     authorize(cfg, v.signer, c);
+    // Every build VM receives every comment: a command for builders this VM does not have (another
+    // release, or the other builder version's command) is journaled and left to the VMs that do.
     const action = cfg.actions[c.name];
-    if (!action) throw new Refusal(`command ${c.name} is not enabled here`);
     const list = cfg.buildersList ?? path.join(home, ".config/qubes-builder-github/builders.list");
     const builders = readBuildersList(list).filter((b) => b.release === c.release);
-    if (builders.length === 0) {
-      appendJsonLine(journal, { outcome: "not-for-this-vm", signer: v.signer, command: framed.command, reason: `no builder for release ${c.release}` });
-      log(SERVICE, `no builder for release ${c.release}; ignored`);
+    if (builders.length === 0 || !action) {
+      const reason = builders.length === 0 ? `no builder for release ${c.release}` : `no builder here takes ${c.name} (no action for it)`;
+      appendJsonLine(journal, { outcome: "not-for-this-vm", signer: v.signer, command: framed.command, reason });
+      log(SERVICE, `${reason}; ignored`);
       return EXIT.OK;
     }
-    const flock = requireProgram(cfg.flockProgram);
-    fs.mkdirSync(logDir, { recursive: true, mode: 0o700 });
-    for (const b of builders) {
-      const argv = fillTemplate(action, {
-        dir: b.dir,
-        builderDir: b.builderDir,
-        conf: b.conf,
-        release: c.release,
-        signer: v.signer,
-        component: c.component ?? "",
-        commit: c.commit ?? "",
-        repo: c.repo ?? "",
-        dists: (c.dists ?? []).join(","),
-        template: c.template ?? "",
-        version: c.version ?? "",
-        timestamp: c.timestamp ?? "",
-      });
-      const logFile = path.join(logDir, `${Math.floor(now / 1000)}-${process.pid}-${c.name}-${b.release}.log`);
-      const fd = fs.openSync(logFile, "a", 0o600);
-      const child = spawn(flock, ["-x", path.join(b.dir, "builder.lock"), ...argv], {
-        detached: true,
-        stdio: ["ignore", fd, fd],
-        cwd: b.dir,
-        env: { ...process.env, QBI_COMMAND: JSON.stringify({ ...c, signer: v.signer }) },
-      });
-      child.unref();
-      fs.closeSync(fd);
-      appendJsonLine(journal, { outcome: "started", signer: v.signer, command: framed.command, release: b.release, dir: b.dir, log: logFile });
-    }
+    startAction(cfg, action, c, framed.command, v.signer, builders, { state, logDir, journal, now });
     log(SERVICE, `accepted ${c.name} from ${v.signer}`);
     return EXIT.OK;
   } catch (e) {

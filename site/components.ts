@@ -7,6 +7,7 @@
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { renderNginxConfig } from "../services/nginx";
+import { BuilderCheckout } from "../providers/builderCheckout";
 import type { AdminConnection } from "../providers/connection";
 import { AuthenticodeKey } from "../providers/authenticodeKey";
 import { LogsRepository } from "../providers/logsRepository";
@@ -16,9 +17,14 @@ import { QrexecPolicy } from "../providers/qrexecPolicy";
 import { QubesVm } from "../providers/qubesVm";
 import { RpcService } from "../providers/rpcService";
 import { SigningKey } from "../providers/signingKey";
+import { SshKey } from "../providers/sshKey";
 import { SshProxyConfig } from "../providers/sshProxyConfig";
 import { TemplateRequirement } from "../providers/templateRequirement";
 import { TransparencyLogKey } from "../providers/tlogKey";
+import {
+  BUILDER_PATHS, checkBuilders, checkoutsOf, commandActions, renderBuilderConf, renderBuilderGithubConf, renderBuilderGithubYml,
+  renderBuildersList, renderBuilderYml, renderOpenqaConf, triggerEntryPoint,
+} from "./builders";
 import { tlogOrigin, type SiteConfig } from "./config";
 import { buildVm, keysVm, planSite, POLICY_FILE, type PlannedVm, WINSIGN_OPS, winKeysVm } from "./plan";
 
@@ -63,6 +69,10 @@ export interface SiteArgs {
   webhookSecret: pulumi.Input<string>;
   /** Directory of the bundled services (`dist/services`). */
   servicesDir: string;
+  /** builder-github's GitHub API token (a Pulumi secret); absent: no GitHub notifications. */
+  githubApiToken?: pulumi.Input<string>;
+  /** openQA API credentials (Pulumi secrets); absent: no openQA client configuration. */
+  openqa?: { key: pulumi.Input<string>; secret: pulumi.Input<string> };
   /** Directory of the built tools (`.tools/bin`, for qbi-tlog). */
   toolsDir: string;
 }
@@ -103,11 +113,18 @@ class InVm {
     }, this.opts());
   }
 
-  file(filePath: string, content: pulumi.Input<string> | ProjectFileRef, mode = 0o644, owner = "root"): ManagedFile {
+  file(filePath: string, content: pulumi.Input<string> | ProjectFileRef, mode = 0o644, owner = "root", after: pulumi.Resource[] = []): ManagedFile {
     const text = typeof content === "object" && "contentFile" in content ? content : { content };
     return new ManagedFile(`${this.name}:${filePath}`, {
       admin: this.admin, vm: this.name, path: filePath, ...text, mode, owner, kind: "file",
-    }, this.opts());
+    }, { ...this.opts(), dependsOn: [...this.dependsOn, ...after] });
+  }
+
+  /** A symbolic link at `linkPath` to `target`. */
+  symlink(linkPath: string, target: string, after: pulumi.Resource[] = []): ManagedFile {
+    return new ManagedFile(`${this.name}:${linkPath}`, {
+      admin: this.admin, vm: this.name, path: linkPath, content: target, mode: 0o777, owner: "root", kind: "symlink",
+    }, { ...this.opts(), dependsOn: [...this.dependsOn, ...after] });
   }
 
   /** A managed block of a file shared with others (e.g. /rw/config/rc.local). */
@@ -148,6 +165,9 @@ export interface BuildEnvironmentArgs {
   /** The logs VM resource this environment reports to, and dispvm templates it uses. */
   logsVm: QubesVm;
   dispvmTemplates: QubesVm[];
+  /** builder-github's API token ("" when none) and the openQA credentials, as secrets. */
+  githubApiToken: pulumi.Output<string>;
+  openqa?: { key: pulumi.Input<string>; secret: pulumi.Input<string> };
   /** The note verifier key of the logs VM's transparency log. */
   logVerifier: pulumi.Output<string>;
   /** qbi-tlog, by reference. */
@@ -162,6 +182,10 @@ export class BuildEnvironment extends pulumi.ComponentResource {
   readonly keysVm: QubesVm;
   /** The env's signing key in keys-ENV. */
   readonly signingKey: SigningKey;
+  /** build-ENV's ssh key for the upload hosts. */
+  readonly uploadKey: SshKey;
+  /** The verified builder checkouts in build-ENV, by plan key. */
+  readonly checkouts: Record<string, BuilderCheckout> = {};
   /** The Windows keys VM (protected), for Windows environments. */
   readonly winKeysVm?: QubesVm;
 
@@ -207,15 +231,50 @@ export class BuildEnvironment extends pulumi.ComponentResource {
     const build = new InVm(this, admin, b, servicesDir, [this.buildVm]);
     build.file("/rw/config/gpg-split-domain", `${k}\n`);
     build.file(PATHS.gpgClient, program(servicesDir, "gpg-client"), 0o755);
-    build.file("/home/user/.rpmmacros", `%__gpg ${PATHS.gpgClient}\n%_gpg_sign_cmd_extra_args --batch\n`, 0o644, "user");
-    const lines = e.builders.map((bl) =>
-      e.builderv2 ? `r${bl.release}=/home/user/qubes-builderv2=${bl.dir}/builder.yml` : `r${bl.release}=${bl.dir}`);
-    build.file(PATHS.buildersList, `${lines.join("\n")}\n`, 0o644, "user");
-    for (const bl of e.builders.filter((x) => x.components.length > 0)) {
-      build.file(`${bl.dir}/qbi-components.json`, json({ components: bl.components }), 0o644, "user");
+    // rpm signs through the split-GPG client; the key's passphrase lives in the keys VM, so rpm's check of it is skipped.
+    const rpmmacros = `%__gpg ${PATHS.gpgClient}\n%__gpg_check_password_cmd /bin/true true\n%_gpg_sign_cmd_extra_args --batch\n`;
+    build.file("/home/user/.rpmmacros", rpmmacros, 0o644, "user");
+    build.file(PATHS.buildersList, renderBuildersList(e), 0o644, "user");
+
+    // The builders: verified checkouts first (nested ones after their parent), then the files that
+    // live in or next to them.
+    for (const c of checkoutsOf(cfg, env)) {
+      this.checkouts[c.key] = new BuilderCheckout(`${b}:checkout:${c.key}`, {
+        admin, vm: b, dir: c.dir, url: c.url, commit: c.commit, ...(c.tag ? { tag: c.tag } : {}), maintainers: c.maintainers,
+        keys: cfg.maintainerKeys, submodules: c.key === "qubes-builderv2", label: c.label,
+      }, { parent: this, dependsOn: [this.buildVm, ...(c.inside ? [this.checkouts[c.inside]] : [])] });
     }
+    const fpr = this.signingKey.fingerprint;
+    const inBuilder = (dir: string) => (e.builderv2 ? [] : [this.checkouts[`builder:${dir}`]]);
+    for (const bl of e.builders) {
+      if (bl.components.length > 0) build.file(`${bl.dir}/qbi-components.json`, json({ components: bl.components }), 0o644, "user", inBuilder(bl.dir));
+      if (e.builderv2) build.file(`${bl.dir}/builder.yml`, fpr.apply((f) => renderBuilderYml(cfg, env, bl, f)), 0o644, "user");
+      else build.file(`${bl.dir}/builder.conf`, fpr.apply((f) => renderBuilderConf(cfg, env, bl, f)), 0o644, "user", inBuilder(bl.dir));
+    }
+    if (e.builderv2) {
+      build.file(BUILDER_PATHS.githubYml, pulumi.secret(args.githubApiToken.apply((t) => renderBuilderGithubYml(cfg, env, t))), 0o600, "user");
+      if (args.openqa) {
+        const conf = pulumi.all([args.openqa.key, args.openqa.secret]).apply(([k, sec]) => renderOpenqaConf(cfg.openqa.server, k, sec));
+        build.file(BUILDER_PATHS.openqaConf, pulumi.secret(conf), 0o600, "user");
+      }
+    } else {
+      build.file(BUILDER_PATHS.githubConf, pulumi.secret(args.githubApiToken.apply((t) => renderBuilderGithubConf(cfg, t))), 0o600, "user");
+      // builder-github's handlers source their functions from here, and template builds in
+      // disposables copy back through qubes-builder's service (the formula's links to the last builder).
+      const last = e.builders[e.builders.length - 1].dir;
+      build.symlink(BUILDER_PATHS.v1Lib, `${last}/qubes-src/builder-github/lib`, [this.checkouts[`github:${last}`]]);
+      build.symlink(`${PATHS.rpc}/qubesbuilder.CopyTemplateBack`, `${last}/rpc-services/qubesbuilder.CopyTemplateBack`, [this.checkouts[`builder:${last}`]]);
+      // builder-github (v1) keeps its notification state here and does not create it.
+      const readme = "builder-github's notification state (one file per component, release, dist and repository).\n";
+      build.file(`${BUILDER_PATHS.notifyState}/README`, readme, 0o644, "user");
+    }
+    const version = e.builderv2 ? 2 : 1;
+    this.uploadKey = new SshKey(`${b}:upload-key`, {
+      admin, vm: b, path: BUILDER_PATHS.sshKey, comment: `${b} upload key (qubes-build-infra)`,
+      generation: e.uploadKeyGeneration ?? cfg.sshKeys.uploadKeyGeneration,
+    }, { parent: this, dependsOn: [this.buildVm], protect: cfg.protectKeys });
     build.service("qubesbuilder.TriggerBuild", "trigger-build");
-    build.config("trigger-build", { buildersList: PATHS.buildersList });
+    build.config("trigger-build", { buildersList: PATHS.buildersList, entryPoints: { [`v${version}`]: triggerEntryPoint(version) } });
     build.service("qubesbuilder.ProcessGithubCommand", "process-github-command");
     build.file(PATHS.trustedKeys, cfg.commands.trustedKeys);
     build.config("process-github-command", {
@@ -223,13 +282,7 @@ export class BuildEnvironment extends pulumi.ComponentResource {
       maintainers: cfg.commands.maintainers,
       buildersList: PATHS.buildersList,
       ...(cfg.commands.notify ? { notify: cfg.commands.notify } : {}),
-      actions: {
-        "Upload-component": ["{dir}/upload", "{component}", "{commit}", "{repo}", "{dists}"],
-        Upload: ["{dir}/upload", "{component}", "{commit}", "{repo}", "{dists}"],
-        "Build-template": ["{dir}/build-template", "{template}", "{timestamp}"],
-        "Upload-template": ["{dir}/upload-template", "{template}", "{version}", "{repo}"],
-        "Build-iso": ["{dir}/build-iso", "{version}", "{timestamp}"],
-      },
+      actions: commandActions(version),
     });
     if (Object.keys(cfg.uploadHosts).length > 0) {
       new SshProxyConfig(`${b}:ssh`, {
@@ -249,6 +302,10 @@ export class Site extends pulumi.ComponentResource {
   readonly signingKeys: Record<string, pulumi.Output<string>> = {};
   /** The rendered policy file's name in dom0. */
   readonly policyFile = `${POLICY_FILE}.policy`;
+  /** Each logs VM's deploy key (public): give it write access to the logs repository. */
+  readonly deployKeys: Record<string, pulumi.Output<string>> = {};
+  /** Each environment's upload key (public): authorise it on the upload hosts. */
+  readonly uploadKeys: Record<string, pulumi.Output<string>> = {};
   /** Each logs VM's transparency log verifier key (`<origin>+<hash>+<key>`), to audit the log. */
   readonly logVerifiers: Record<string, pulumi.Output<string>> = {};
 
@@ -258,6 +315,12 @@ export class Site extends pulumi.ComponentResource {
     const admin = cfg.admin as AdminConnection;
     const plan = planSite(cfg);
     const vms = new Map(plan.vms.map((v) => [v.name, v]));
+    // Pins, config files and every builderv2 value, before anything is planned: errors name env and builder.
+    for (const env of Object.keys(cfg.envs)) checkBuilders(cfg, env);
+    if (args.githubApiToken === undefined) {
+      void pulumi.log.warn("qubes-build-infra:githubApiToken is not set: builder-github will not report to GitHub (issues, labels, comments)");
+    }
+    const githubApiToken = pulumi.secret(pulumi.output(args.githubApiToken ?? ""));
 
     // Templates must carry what the services run on; a missing command fails the preview.
     const needs: Record<string, { cmds: string[]; why: string }> = {};
@@ -265,9 +328,12 @@ export class Site extends pulumi.ComponentResource {
       const cur = needs[t] ?? { cmds: [], why: "" };
       needs[t] = { cmds: [...new Set([...cur.cmds, ...cmds])], why: cur.why ? `${cur.why}; ${why}` : why };
     };
-    need(cfg.buildTemplate, ["node", "git", "gpg", "flock"], "build VMs");
+    const envs = Object.values(cfg.envs);
+    need(cfg.buildTemplate, ["node", "git", "gpg", "flock", "ssh-keygen", "ssh"], "build VMs");
+    if (envs.some((e) => e.builderv2)) need(cfg.buildTemplate, ["python3"], "builderv2");
+    if (envs.some((e) => !e.builderv2)) need(cfg.buildTemplate, ["make"], "qubes-builder (v1)");
     need(cfg.keysTemplate, ["node", "gpg"], "keys VMs (signing gate)");
-    need(cfg.logsTemplate, ["node", "git", "gpg", "xz"], "logs VMs");
+    need(cfg.logsTemplate, ["node", "git", "gpg", "xz", "ssh-keygen", "ssh"], "logs VMs");
     need(cfg.netTemplate, ["node", "nginx"], "the net VM (ConnectSSH, webhooks)");
     const requirements = Object.entries(needs).map(([t, n]) =>
       new TemplateRequirement(`template:${t}`, { admin, vm: t, commands: n.cmds, purpose: n.why }, { parent: this }));
@@ -291,6 +357,16 @@ export class Site extends pulumi.ComponentResource {
         admin, vm: v.name, dir: PATHS.logsRepo, remote: cfg.logs.repo, branch: cfg.logs.branch,
         signingKey: key.fingerprint, authorName: cfg.logs.botName, authorEmail: cfg.logs.botEmail,
       }, { parent: this, dependsOn: [vm, key] });
+      // The deploy key that pushes the logs, and github.com's pinned host keys for that push.
+      const deploy = new SshKey(`${v.name}:deploy-key`, {
+        admin, vm: v.name, path: BUILDER_PATHS.sshKey, comment: `${v.name} logs deploy key (qubes-build-infra)`,
+        generation: cfg.sshKeys.deployKeyGeneration,
+      }, { parent: this, dependsOn: [vm], protect: cfg.protectKeys });
+      this.deployKeys[v.name] = deploy.publicKey;
+      new ManagedFile(`${v.name}:/home/user/.ssh/known_hosts#github`, {
+        admin, vm: v.name, path: "/home/user/.ssh/known_hosts", kind: "block", blockId: "github", mode: 0o644, owner: "user",
+        content: cfg.github.hostKeys.map((k) => `github.com ${k.type} ${k.key}\n`).join(""),
+      }, { parent: this, dependsOn: [vm, deploy] });
       const tool = inVm.file(PATHS.tlog, tlogProgram, 0o755);
       const tlogKey = new TransparencyLogKey(`${v.name}:tlog-key`, {
         admin, vm: v.name, origin: tlogOrigin(cfg, v.name), program: PATHS.tlog, privateKey: PATHS.tlogKey,
@@ -311,9 +387,11 @@ export class Site extends pulumi.ComponentResource {
     for (const env of Object.keys(cfg.envs)) {
       this.envs[env] = new BuildEnvironment(env, {
         config: cfg, env, admin, servicesDir, vms, logsVm: logsVms.get(cfg.envs[env].logs)!, dispvmTemplates,
+        githubApiToken, ...(args.openqa ? { openqa: args.openqa } : {}),
         logVerifier: this.logVerifiers[cfg.envs[env].logs], tlogProgram,
       }, { parent: this, dependsOn: requirements });
       this.signingKeys[env] = this.envs[env].signingKey.fingerprint;
+      this.uploadKeys[env] = this.envs[env].uploadKey.publicKey;
     }
 
     // The net VM (not created here): ConnectSSH for the upload hosts, the webhook receiver.
@@ -342,6 +420,6 @@ export class Site extends pulumi.ComponentResource {
     // The one policy file, written after every VM it names exists and removed before them.
     const allVms = [...dispvmTemplates, ...logsVms.values(), ...Object.values(this.envs).flatMap((e) => [e.buildVm, e.keysVm])];
     new QrexecPolicy("policy", { admin, name: POLICY_FILE, rules: plan.rules }, { parent: this, dependsOn: allVms });
-    this.registerOutputs({ signingKeys: this.signingKeys, logVerifiers: this.logVerifiers });
+    this.registerOutputs({ signingKeys: this.signingKeys, deployKeys: this.deployKeys, uploadKeys: this.uploadKeys, logVerifiers: this.logVerifiers });
   }
 }

@@ -43,6 +43,21 @@ const pillarSchema = z.object({
   }),
 });
 
+/** The upstream key that signs the `mm_` tags of the formula's pins. */
+const MAREK = "0064428F455451B3EBE78A7F063938BA42CFA724";
+const pin = (repo: string, commit: string) => ({ url: `https://github.com/QubesOS/${repo}`, commit, tag: `mm_${commit.slice(0, 8)}`, maintainers: [MAREK] });
+/** The builder code the formula pinned (its submodules and `safe-checkout-sha` arguments). */
+const FORMULA_BUILDER_SOURCES = {
+  v1: {
+    builder: pin("qubes-builder", "3d3e766de05b37cd858f0d3cb2c6ebf716510cd8"),
+    github: pin("qubes-builder-github", "a48840cb18aa0c423697220861bc44f7a27d7454"),
+  },
+  v2: {
+    builder: pin("qubes-builderv2", "bcb20f285b9fc729217d3efb60c56dd55b152c80"),
+    github: pin("qubes-builderv2-github", "afc53f0b7c24a45be4dcca9b354c526edaf102f9"),
+  },
+};
+
 const SECRET_KEYS = ["github_api_key", "github_ssh_key", "mirror_ssh_key", "openqa_key", "openqa_secret", "webhook_secret"];
 
 /** The result of an import: stack config (namespaced keys) and what the operator must still do. */
@@ -106,7 +121,18 @@ export function importPillar(text: string, file: string): PillarImport {
       ...(p.build_bot_email ? { botEmail: p.build_bot_email } : {}),
     },
     commands: { trustedKeys: p.commands_public_keys ?? "" },
+    builderSources: FORMULA_BUILDER_SOURCES,
   };
+  notes.push("builderSources are the formula's pins (qubes-infrastructure 4.2.9), each signed by tag: put the public key of "
+    + `${MAREK} (qubes-developers-keys.asc) in qubes-build-infra:maintainerKeys`);
+  for (const [name, e] of Object.entries(envs) as [string, { builders: { config: { file?: string } }[] }][]) {
+    e.builders.forEach((b, i) => {
+      if (b.config.file) {
+        notes.push(`envs.${name}.builders.${i}.config.repository: pin it (commit, tag) and name its signers (maintainers); `
+          + "the formula fetched whatever was newest");
+      }
+    });
+  }
   for (const k of SECRET_KEYS) {
     if (k in p) notes.push(`${k} was not imported in plain text: pulumi config set --secret qubes-build-infra:${k} <value>`);
   }

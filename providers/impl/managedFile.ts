@@ -2,7 +2,7 @@
 import { z } from "zod";
 import { adminConnection, adminFor } from "./admin";
 import { blockMarkers, normalizeInner } from "./blocks";
-import { checkWith, DiffResult, hasUnknown, parseProps, sha256, step } from "./common";
+import { checkWith, DiffResult, hasUnknown, parseProps, sha256, shq, step } from "./common";
 import { dropBlock, readBlock, readBytes, writeBlock, writeWhole } from "./files";
 import { contentFields, loadContent, oneContent, wantedSha256 } from "./source";
 
@@ -15,7 +15,7 @@ const fileBase = z.object({
   ...contentFields,
   mode: z.number().int().min(0).max(0o7777).default(0o644),
   owner: z.string().regex(/^[a-z_][a-z0-9_-]*$/, "a user name").default("root"),
-  kind: z.enum(["file", "block"]).default("file"),
+  kind: z.enum(["file", "block", "symlink"]).default("file"),
   blockId: z.string().default("main").refine((s) => {
     try {
       blockMarkers(s);
@@ -27,7 +27,12 @@ const fileBase = z.object({
 });
 export const fileInputs = fileBase.superRefine((p, ctx) => {
   oneContent(p, ctx);
-  if (p.kind === "block" && p.contentFile !== undefined) ctx.addIssue({ code: "custom", path: ["contentFile"], message: "a block takes inline content only" });
+  if (p.kind !== "file" && p.contentFile !== undefined) {
+    ctx.addIssue({ code: "custom", path: ["contentFile"], message: `a ${p.kind} takes inline content only` });
+  }
+  if (p.kind === "symlink" && !/^\/[A-Za-z0-9._/-]+$/.test(p.content ?? "")) {
+    ctx.addIssue({ code: "custom", path: ["content"], message: "a symlink's target: an absolute path" });
+  }
 });
 type FileInputs = z.infer<typeof fileInputs>;
 
@@ -39,7 +44,16 @@ type FileInputs = z.infer<typeof fileInputs>;
 const fileOutputs = fileBase.safeExtend({ sha256: z.string() });
 type FileOutputs = z.infer<typeof fileOutputs>;
 
-const who = (p: { vm: string; path: string; kind: string; blockId: string }) => (p.kind === "block" ? `${KIND} (block ${p.blockId})` : KIND);
+const who = (p: { vm: string; path: string; kind: string; blockId: string }) =>
+  (p.kind === "block" ? `${KIND} (block ${p.blockId})` : p.kind === "symlink" ? `${KIND} (symlink)` : KIND);
+
+/** A symlink's target, or null when `path` is no symlink. */
+async function readLink(p: { admin: FileInputs["admin"]; vm: string; path: string }): Promise<string | null> {
+  const r = await adminFor(p.admin).run(p.vm, `[ -L ${shq(p.path)} ] || exit 44; readlink -- ${shq(p.path)}`, { user: "root" });
+  if (r.exitCode === 44) return null;
+  if (r.exitCode !== 0) throw new Error(`${KIND} (symlink) ${p.vm}:${p.path}: cannot read it: ${r.stderr.toString().trim()}`);
+  return r.stdout.toString().replace(/\n$/, "");
+}
 /** The hash of what is managed: the whole file, or the block's inner text as written. */
 const digest = (p: FileInputs) => (p.kind === "block" ? sha256(normalizeInner(p.content ?? "")) : wantedSha256(p));
 
@@ -61,6 +75,13 @@ export async function diff(_id: string, oldsRaw: unknown, newsRaw: unknown): Pro
 
 async function apply(p: FileInputs): Promise<FileOutputs> {
   const admin = adminFor(p.admin);
+  if (p.kind === "symlink") {
+    // Replaces a file or link of that name; a directory there is refused (ln -T).
+    const r = await step(`${who(p)} ${p.vm}:${p.path}: linking`, () => admin.run(p.vm,
+      `set -e; mkdir -p -- "$(dirname -- ${shq(p.path)})"; ln -sfnT -- ${shq(p.content ?? "")} ${shq(p.path)}`, { user: "root" }));
+    if (r.exitCode !== 0) throw new Error(`${who(p)} ${p.vm}:${p.path}: ${r.stderr.toString().trim() || `exit ${r.exitCode}`}`);
+    return { ...p, sha256: digest(p) };
+  }
   if (p.kind === "block") {
     await writeBlock(admin, who(p), p, p.blockId, p.content ?? "");
     return { ...p, sha256: digest(p) };
@@ -87,7 +108,7 @@ export async function update(_id: string, _olds: unknown, newsRaw: unknown) {
 export async function read(id: string, raw: unknown) {
   const o = parseProps(fileOutputs, raw, KIND);
   const admin = adminFor(o.admin);
-  const now = o.kind === "block" ? await readBlock(admin, who(o), o, o.blockId) : await readBytes(admin, who(o), o);
+  const now = o.kind === "symlink" ? await readLink(o) : o.kind === "block" ? await readBlock(admin, who(o), o, o.blockId) : await readBytes(admin, who(o), o);
   if (now === null) return { id: "", props: {} };
   return { id, props: { ...o, sha256: sha256(now) } };
 }
@@ -96,6 +117,9 @@ async function delete_(_id: string, raw: unknown): Promise<void> {
   const o = parseProps(fileOutputs, raw, KIND);
   const admin = adminFor(o.admin);
   if (o.kind === "block") await dropBlock(admin, who(o), o, o.blockId);
+  else if (o.kind === "symlink") {
+    await step(`${who(o)} ${o.vm}:${o.path}: removing`, () => admin.run(o.vm, `[ ! -L ${shq(o.path)} ] || rm -f -- ${shq(o.path)}`, { user: "root" }));
+  }
   else await step(`${KIND} ${o.vm}:${o.path}: removing`, () => admin.removeFile(o.vm, o.path));
 }
 export { delete_ as delete };

@@ -1,8 +1,9 @@
 /**
  * The whole build flow, end to end, in qubes-sim with the deployed qrexec policy enforced by the
  * sim's broker: the `local` site is deployed with the real `pulumi up` (Automation API, own
- * backend, own sim), then GitHub (signed webhooks to sys-net's uplink), the builder
- * (test/e2e/builder/build), the upload host (a TCP endpoint of the sim's stand-in internet,
+ * backend, own sim), then GitHub (signed webhooks to sys-net's uplink), the builder (build-fedora's
+ * verified checkout of the stand-in qubes-builder, whose scripts/auto-build TriggerBuild starts:
+ * sim/standin/), the upload host (a TCP endpoint of the sim's stand-in internet,
  * uploads.qubes-sim.test) and attackers are played against it.
  */
 import { execFileSync } from "child_process";
@@ -13,6 +14,7 @@ import * as path from "path";
 import type { Stack } from "@pulumi/pulumi/automation";
 import { parse } from "yaml";
 import { readJournal, type JournalEntry } from "../../sim/broker";
+import { createStandinGithub } from "../../sim/standin-builders";
 import { receiverOf, sendWebhook } from "../../sim/webhook";
 import { openStack, projectRoot, tempDir } from "../helpers/pulumi";
 import { startSim, type StartedSim } from "../helpers/sim";
@@ -89,12 +91,6 @@ describe("the build flow in qubes-sim", () => {
     verifiers = Object.fromEntries(Object.entries(r.outputs.logVerifiers?.value ?? {}).map(([k, v]) => [k, String(v)]));
   }
 
-  async function installBuilder(): Promise<void> {
-    for (const f of ["build", "upload"]) {
-      await sim.client.writeFile("build-fedora", `${BUILDER}/${f}`, fs.readFileSync(path.join(__dirname, "builder", f)), { mode: 0o755, owner: "user" });
-    }
-  }
-
   /** Scenario 1's trigger: a signed push of core-admin; resolves with the builder's result line. */
   async function buildOnce(): Promise<string> {
     fs.rmSync(artifacts(), { recursive: true, force: true });
@@ -106,7 +102,7 @@ describe("the build flow in qubes-sim", () => {
     });
     expect(r.status).toBe(202);
     const f = path.join(artifacts(), "result");
-    const result = (await waitFor(() => fs.existsSync(f) && fs.readFileSync(f, "utf8").trim(), 120_000, "the build's result")) as string;
+    const result = (await waitFor(() => fs.existsSync(f) && fs.readFileSync(f, "utf8").trim(), 180_000, "the build's result")) as string;
     // A failed result carries what BuildLog said, so that the failure explains itself.
     const stderr = path.join(artifacts(), "log-stderr");
     return result === "ok" || !fs.existsSync(stderr) ? result : `${result}: ${fs.readFileSync(stderr, "utf8").trim()}`;
@@ -145,10 +141,13 @@ describe("the build flow in qubes-sim", () => {
     const trustedKeys = hostGpg(["--armor", "--export", commandKey]);
 
     sim = await startSim({ dir });
+    // The builders' code: the stand-in repositories the local stack pins.
+    createStandinGithub(path.join(state(), "github"));
     stack = await openStack(projectRoot, stackName, backend);
     const all: Record<string, { value: string; secret?: boolean }> = {};
     for (const [k, v] of Object.entries(localConfig)) {
-      if (k === `${NS}:webhookSecret`) continue;
+      // The stack file's secrets are encrypted with its own passphrase: set below instead.
+      if (typeof v === "object" && v !== null && "secure" in v) continue;
       all[k] = { value: typeof v === "string" ? v : JSON.stringify(v) };
     }
     const hosts = localConfig[`${NS}:uploadHosts`] as Record<string, Record<string, unknown>>;
@@ -162,12 +161,12 @@ describe("the build flow in qubes-sim", () => {
     all[`${NS}:commands`] = { value: JSON.stringify({ trustedKeys, maintainers: { [commandKey]: { components: "_all_", releases: "_all_" } } }) };
     all[`${NS}:webhooks`] = { value: JSON.stringify({ receiverPort: webhooksPort }) };
     all[`${NS}:webhookSecret`] = { value: SECRET, secret: true };
+    all[`${NS}:githubApiToken`] = { value: "e2e-stand-in-token", secret: true };
     await stack.setAllConfig(all);
     await deploy();
 
     // sys-net's boot starts the webhook receiver (the site's rc.local block); the sim is
     // restarted so that running VMs boot again, as after a reboot of the machine.
-    await installBuilder();
     await sim.stop();
     sim = await startSim({ dir });
     for (const end = Date.now() + 30_000; !(await answers(receiverOf(state()).url)); await sleep(200)) {
@@ -199,17 +198,23 @@ describe("the build flow in qubes-sim", () => {
     expect(log).toMatch(/build-fedora: building core-admin in build-fedora/);
     expect(git("cat-file", "commit", "main")).toMatch(/^gpgsig /m);
     // keys-fedora accepted the logged request for exactly the artifact's bytes.
-    const art0 = fs.readFileSync(path.join(artifacts(), "core-admin-1.0-1.noarch.rpm"));
+    const art0 = fs.readFileSync(path.join(artifacts(), "core-admin-1.0-1.fc41.noarch.rpm"));
     const acks = fs.readFileSync(vmFile("keys-fedora", "/home/user/.local/state/qubes-build-infra/signing/acks.jsonl"), "utf8");
     expect(acks).toContain(`"sha256":"${crypto.createHash("sha256").update(art0).digest("hex")}"`);
     // The artifact verifies with keys-fedora's public key, exported from the keys VM.
     const pub = await sim.client.run("keys-fedora", `gpg --armor --export ${fingerprints.fedora}`);
     hostGpg(["--import"], pub.stdout.toString());
-    const art = path.join(artifacts(), "core-admin-1.0-1.noarch.rpm");
+    const art = path.join(artifacts(), "core-admin-1.0-1.fc41.noarch.rpm");
     const v = execFileSync("gpg", ["--homedir", gnupg, "--status-fd", "1", "--verify", `${art}.asc`, art], { stdio: ["ignore", "pipe", "pipe"] }).toString();
     expect(v).toMatch(new RegExp(`VALIDSIG ${fingerprints.fedora}`));
     expect(uploads.length).toBe(before + 1);
     expect(uploads[uploads.length - 1].toString()).toContain("artifact of core-admin");
+    // It ran the checked-out builder's entry point: scripts/auto-build under the builder's lock.
+    const started = fs.readFileSync(vmFile("build-fedora", "/home/user/builder-github-logs/trigger-build.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    expect(started.pop()).toMatchObject({ component: "core-admin", argv: [`${BUILDER}/scripts/auto-build`, "core-admin"], lock: `${BUILDER}/builder.lock` });
+    // The signatures were made in a second logged session, after the build's log was published.
+    const signLog = git("show", `main:${fs.readFileSync(path.join(artifacts(), "sign-log-path"), "utf8").trim()}`);
+    expect(signLog).toMatch(/sign-all update-repo-current-testing[\s\S]*signing core-admin-1.0-1.fc41.noarch.rpm[\s\S]*uploaded: OK/);
     // Every hop went through the broker, allowed by the site's rules.
     const allowed = journal().filter((e) => e.verdict === "allow").map((e) => `${e.source}>${e.service}>${e.resolvedTarget}`);
     for (const hop of ["sys-net>qubesbuilder.TriggerBuild+core-admin>build-fedora", "build-fedora>qubesbuilder.BuildLog>logs", "build-fedora>qubesbuilder.LogDigest>logs",
@@ -267,9 +272,10 @@ describe("the build flow in qubes-sim", () => {
     files.forEach((f, i) => expect(git("show", `main:${f}`)).toBe(contents[i]));
   });
 
-  it("6) a signed Upload-component comment runs the action once; replayed or untrusted ones are refused with feedback", async () => {
+  it("6) a signed v1 Upload comment runs builder-github's handler once; replayed or untrusted ones are refused with feedback", async () => {
     const url = `${receiverOf(state()).url}/api/services/process_comment`;
-    const sha = "0123456789abcdef0123456789abcdef01234567";
+    // The commit the stand-in builder holds for core-admin (scenario 1 built it): the handler checks it.
+    const sha = fs.readFileSync(vmFile("build-fedora", `${BUILDER}/qubes-src/core-admin/.standin-commit`), "utf8").trim();
     const clearsign = (fpr: string, cmd: string) => hostGpg(["-u", fpr, "--digest-algo", "SHA256", "--clearsign"], `${cmd}\n`);
     const comment = (body: string) => sendWebhook({ url, event: "issue_comment", secret: SECRET, payload: { action: "created", comment: { body } } });
     const uploadsLog = vmFile("build-fedora", `${BUILDER}/uploads.log`);
@@ -277,9 +283,10 @@ describe("the build flow in qubes-sim", () => {
       const f = vmFile("build-fedora", "/home/user/.local/state/qubes-build-infra/process-github-command/commands.jsonl");
       return fs.existsSync(f) ? fs.readFileSync(f, "utf8").trim().split("\n").map((l) => JSON.parse(l) as { outcome: string; reason: string }).filter((x) => x.outcome === "rejected") : [];
     };
-    const signed = clearsign(commandKey, `Upload-component r4.2 core-admin ${sha} current vm-fc41`);
+    const command = `Upload core-admin ${sha} r4.2 current vm-fc41 repo`;
+    const signed = clearsign(commandKey, command);
     expect((await comment(`Please upload\n\n${signed}`)).status).toBe(202);
-    const line = await waitFor(() => fs.existsSync(uploadsLog) && fs.readFileSync(uploadsLog, "utf8"), 60_000, "the upload action");
+    const line = await waitFor(() => fs.existsSync(uploadsLog) && fs.readFileSync(uploadsLog, "utf8"), 60_000, "the upload handler");
     expect(line).toBe(`core-admin ${sha} current vm-fc41\n`);
 
     const n = rejections().length;
@@ -287,10 +294,10 @@ describe("the build flow in qubes-sim", () => {
     await waitFor(() => rejections().length > n, 60_000, "the replay's rejection");
     expect(rejections().pop()!.reason).toMatch(/replay|seen|already/i);
 
-    const untrusted = clearsign(untrustedKey, `Upload-component r4.2 core-admin ${sha} current vm-fc41`);
+    const untrusted = clearsign(untrustedKey, command);
     expect((await comment(untrusted)).status).toBe(202);
     await waitFor(() => rejections().length > n + 1, 60_000, "the untrusted command's rejection");
-    const unsigned = `-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\nUpload-component r4.2 core-admin ${sha} current vm-fc41\n-----BEGIN PGP SIGNATURE-----\n\nAAAA\n-----END PGP SIGNATURE-----\n`;
+    const unsigned = `-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\n${command}\n-----BEGIN PGP SIGNATURE-----\n\nAAAA\n-----END PGP SIGNATURE-----\n`;
     expect((await comment(unsigned)).status).toBe(202);
     await waitFor(() => rejections().length > n + 2, 60_000, "the unsigned command's rejection");
     await sleep(1000);

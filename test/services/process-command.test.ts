@@ -172,12 +172,50 @@ test.each(cases)("refuses and notifies: %s", async (name, make, message) => {
   expect(vm.actions()).toEqual([]);
 });
 
-test("a command not enabled in actions is refused", async () => {
+test("a command without an action here is left to the VMs that have one (journaled, not refused, not notified)", async () => {
   const vm = newBuildVm();
   const cfg = JSON.parse(fs.readFileSync(vm.config, "utf8"));
   delete cfg.actions["Build-iso"];
   writeJson(vm.config, cfg);
   const r = await vm.run(clearsign("admin", `Build-iso r4.2 4.2.5 ${ts()}`));
-  expect(r.code).toBe(1);
-  expect(r.stderr).toMatch(/not enabled/);
+  expect(r.code).toBe(0);
+  expect(r.stderr).toMatch(/no builder here takes Build-iso/);
+  const journal = fs.readFileSync(path.join(vm.dir, "state", "commands.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  expect(journal.pop()).toMatchObject({ outcome: "not-for-this-vm" });
+  expect(vm.notifications()).toEqual([]);
+  await new Promise((res) => setTimeout(res, 300));
+  expect(vm.actions()).toEqual([]);
+});
+
+test("runs the builders' entry points: v2 per builder under the qubes-builderv2 lock, v1 handlers once with the verified line in a file", async () => {
+  const vm = newBuildVm();
+  fs.mkdirSync(path.join(vm.dir, "qubes-builderv2"));
+  const out = path.join(vm.dir, "entry.txt");
+  const rec = (script: string) => ["/bin/sh", "-c", script, "sh"];
+  const cfg = JSON.parse(fs.readFileSync(vm.config, "utf8"));
+  cfg.actions["Upload-component"] = {
+    command: [...rec(`printf '%s\\n' "$*" >> ${out}; echo "PYTHONPATH=$PYTHONPATH" >> ${out}`), "action", "--signer-fpr", "{signer}", "upload-component",
+      "{builderDir}", "{conf}", "{component}", "{commit}", "{repo}", "--distribution", "{dists...}"],
+    lock: "{builderDir}/builder.lock",
+    env: { PYTHONPATH: "{builderDir}" },
+  };
+  cfg.actions.Upload = { command: [...rec(`echo "file $(cat "$1")" >> ${out}; echo "signer $2" >> ${out}; test -n "$1"`), "{commandFile}", "{signer}"], scope: "vm" };
+  writeJson(vm.config, cfg);
+  expect((await vm.run(clearsign("maint", `Upload-component r4.3 core-admin ${SHA} current host-fc41,vm-bookworm`))).code).toBe(0);
+  expect((await vm.run(clearsign("maint", `Upload core-admin ${SHA} r4.2 current dom0-fc41 vm-fc41 repo`))).code).toBe(0);
+  const text = await waitFor(() => {
+    const t = fs.existsSync(out) ? fs.readFileSync(out, "utf8").trim().split("\n") : [];
+    return t.length === 4 ? t : null;
+  });
+  // The two run concurrently: compare as sets.
+  expect(text.sort()).toEqual([
+    `action --signer-fpr ${fpr.maint} upload-component ${vm.dir}/qubes-builderv2 ${vm.art43}/builder.yml core-admin ${SHA} current --distribution host-fc41 vm-bookworm`,
+    `PYTHONPATH=${vm.dir}/qubes-builderv2`,
+    `file Upload core-admin ${SHA} r4.2 current dom0-fc41 vm-fc41 repo`,
+    `signer ${fpr.maint}`,
+  ].sort());
+  expect(fs.existsSync(path.join(vm.dir, "qubes-builderv2", "builder.lock"))).toBe(true);
+  const cmdFiles = fs.readdirSync(path.join(vm.dir, "state", "command-files"));
+  expect(cmdFiles).toHaveLength(1);
+  expect(fs.statSync(path.join(vm.dir, "state", "command-files", cmdFiles[0])).mode & 0o777).toBe(0o600);
 });

@@ -6,6 +6,7 @@ import * as fs from "fs";
 import * as path from "path";
 import type { EngineEvent, Stack } from "@pulumi/pulumi/automation";
 import { parse } from "yaml";
+import { createStandinGithub, publishStandin } from "../../sim/standin-builders";
 import { openStack, projectRoot, tempDir } from "../helpers/pulumi";
 import { startSim, type StartedSim } from "../helpers/sim";
 
@@ -40,9 +41,11 @@ describe("the site through the Pulumi engine against qubes-sim", () => {
   const setSite = async (patch: Record<string, unknown> = {}) => {
     const all: Record<string, { value: string; secret?: boolean }> = {};
     for (const [k, v] of Object.entries({ ...localConfig, ...patch })) {
-      if (k === `${NS}:webhookSecret`) continue;
+      // Secrets of the stack file are encrypted with its own passphrase: set below instead.
+      if (typeof v === "object" && v !== null && "secure" in v) continue;
       all[k] = { value: typeof v === "string" ? v : JSON.stringify(v) };
     }
+    all[`${NS}:githubApiToken`] = { value: "site-test-token", secret: true };
     all[`${NS}:admin`] = { value: JSON.stringify({ transport: "sim", socket: sim.socket }) };
     all[`${NS}:protectKeys`] = { value: "false" };
     all[`${NS}:webhookSecret`] = { value: "site-test-webhook-secret-0123456789", secret: true };
@@ -65,6 +68,8 @@ describe("the site through the Pulumi engine against qubes-sim", () => {
     if (!fs.existsSync(path.join(github, "build-logs.git"))) {
       execFileSync("git", ["init", "-q", "--bare", "-b", "main", path.join(github, "build-logs.git")]);
     }
+    // ... and the stand-in builder repositories the local stack checks out.
+    createStandinGithub(github);
     stack = await openStack(projectRoot, stackName, backend);
     await setSite();
   });
@@ -111,8 +116,9 @@ describe("the site through the Pulumi engine against qubes-sim", () => {
       expect(ops.create.length).toBeGreaterThan(10);
       for (const name of ops.create) expect(name).toMatch(/-arch(:|$)|^arch$/);
       // Besides its own resources: its policy lines, the net VM's list of build VMs, and the
-      // shared logs VM, which now also serves arch (its qbi-env-arch tag).
-      expect((ops.update ?? []).sort()).toEqual(["logs", "policy", "sys-net:/home/user/.config/qubes-builder-github/build-vms.list"]);
+      // shared logs VM, which now also serves arch (its qbi-env-arch tag, its BuildLog's build VMs).
+      expect((ops.update ?? []).sort()).toEqual(["logs", "logs:/usr/local/etc/qubes-build-infra/build-log.json", "policy",
+        "sys-net:/home/user/.config/qubes-builder-github/build-vms.list"]);
       expect(ops.delete).toBeUndefined();
     } finally {
       await setSite({ [`${NS}:envs`]: { ...envs, fedora: { ...envs.fedora, volumeSize: "30GiB" } } });
@@ -143,6 +149,47 @@ describe("the site through the Pulumi engine against qubes-sim", () => {
       await expect(stack.preview()).rejects.toThrow(/qubes-build-infra:envs\.Bad Env: environment name/);
     });
     expect(calls).toEqual({});
+  });
+
+  it("refuses a builder.yml value builderv2 would mis-read at preview, naming env, builder and reason, and changes nothing", async () => {
+    const envs = localConfig[`${NS}:envs`] as Record<string, { builders: Record<string, unknown>[] }>;
+    const debian = { ...envs.debian, builders: [{ ...envs.debian.builders[0], release: "10.1" }] };
+    await setSite({ [`${NS}:envs`]: { ...envs, debian } });
+    const calls = await writes(async () => {
+      await expect(stack.preview()).rejects.toThrow(/env debian, builder \/home\/user\/artifacts-r4.3: builder.yml would not load as builderv2 expects:\s+qubes-release: r<digit>.<digits>/);
+    });
+    expect(calls).toEqual({});
+  });
+
+  it("a pin change updates only that checkout; a pin that does not verify fails naming env, builder and reason, and keeps the previous checkout", async () => {
+    const github = path.join(sim.stateDir, "github");
+    const local = localConfig[`${NS}:envs`] as Record<string, { builders: { config: { repository: Record<string, unknown> } }[] }>;
+    // build-fedora's volume grew to 30 GiB above (volumes only grow).
+    const envs: typeof local = { ...local, fedora: { ...local.fedora, volumeSize: "30GiB" } as (typeof local)[string] };
+    const withConfigPin = (commit: string, tag: string) => {
+      const b = envs.debian.builders[0];
+      return { ...envs, debian: { ...envs.debian, builders: [{ ...b, config: { ...b.config, repository: { ...b.config.repository, commit, tag } } }] } };
+    };
+    const dir = "/home/user/artifacts-r4.3/config/release-configs";
+    const head = async () => (await sim.client.run("build-debian", `git -C ${dir} rev-parse HEAD`)).stdout.toString().trim();
+    try {
+      const c2 = publishStandin(github, "qubes-release-configs", { files: { "R4.3/NEWS": "a second release\n" }, tag: "v2" });
+      await setSite({ [`${NS}:envs`]: withConfigPin(c2, "v2") });
+      expect(await planned(stack)).toEqual({ update: ["build-debian:checkout:config:/home/user/artifacts-r4.3"] });
+      const up = await stack.up();
+      expect(up.summary.resourceChanges).toMatchObject({ update: 1 });
+      expect(await head()).toBe(c2);
+      expect(String(await sim.client.readFile("build-debian", `${dir}/R4.3/NEWS`))).toBe("a second release\n");
+
+      const c3 = publishStandin(github, "qubes-release-configs", { files: { "R4.3/NEWS": "not signed\n" }, tag: "v3", signed: false });
+      await setSite({ [`${NS}:envs`]: withConfigPin(c3, "v3") });
+      await expect(stack.up()).rejects.toThrow(
+        new RegExp(`env debian, builder /home/user/artifacts-r4.3, config repository release-configs\\) build-debian:${dir}: tag v3 is not signed; the previous checkout \\(commit ${c2}\\) is left in place`));
+      expect(await head()).toBe(c2);
+    } finally {
+      await setSite({ [`${NS}:envs`]: envs });
+      await stack.up();
+    }
   });
 
   it("stops a change that breaks the security model before it reaches dom0", async () => {
