@@ -176,7 +176,7 @@ async function main(): Promise<number> {
       process.stderr.write(`qubes-gpg-client: the logs VM did not log the digest, nothing was signed: ${why}\n`);
       return logged.code;
     }
-    return gateCall(target, { text: options, file: data.file }, parsed.output);
+    return await gateCall(target, { text: options, file: data.file }, parsed.output);
   } finally {
     data.remove?.();
   }

@@ -166,6 +166,18 @@ describe("builderv2 order: signing inside an open log session", () => {
     await s.close();
   });
 
+  test("data on stdin (clearsign, as builderv2 signs InRelease) is logged and signed exactly", async () => {
+    const s = await openSession(site, "build-a");
+    const text = "Origin: Qubes\nSuite: bookworm\n";
+    const r = await runJs(path.join(dist, "gpg-client.js"), { env: site.envOf("build-a"), args: ["--clearsign", "--local-user", site.signFpr], input: text });
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(text.trim());
+    const v = gpg(site.keysHome, ["--status-fd", "1", "--verify"], r.stdout);
+    expect(v.stdout).toContain(`VALIDSIG ${site.signFpr}`);
+    await s.close();
+  });
+
   test("the public key may be exported without a log; secret keys and other keys may not", async () => {
     const r = await runJs(path.join(dist, "gpg-client.js"), { env: site.envOf("build-a"), args: ["--armor", "--export", site.signFpr] });
     expect(r.code).toBe(0);
