@@ -11,8 +11,9 @@ mkdir -p "$tools/bin" "$tools/pulumi-home" .pulumi-state
 log() { printf '[setup] %s\n' "$*" >&2; }
 
 # 1. Debian packages: sandboxing, the real daemons and tools the services and tests use.
+# postgresql: the team's shared Pulumi state (scripts/postgres.sh; its tests start their own).
 debs=(bubblewrap nginx-light graphviz socat xz-utils gnupg git openssh-client ca-certificates
-      gcc libc6-dev libseccomp-dev nftables iproute2 util-linux)
+      gcc libc6-dev libseccomp-dev nftables iproute2 util-linux postgresql)
 missing=()
 for p in "${debs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
