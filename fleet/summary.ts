@@ -19,7 +19,7 @@ export type Outcome =
   | "unchanged"
   /** preview: changes planned; up: changes applied. */
   | "changed"
-  /** A mandatory violation at preview: nothing was applied to this machine. */
+  /** A mandatory violation at preview (with `up`: nothing was applied to this machine). */
   | "stopped"
   /** The operation failed (config, connection, lock, engine). */
   | "failed";
@@ -44,7 +44,7 @@ function outcomeText(mode: Mode, r: MachineResult): string {
     case "changed":
       return mode === "up" ? "updated" : "changes";
     case "stopped":
-      return "STOPPED (policy)";
+      return mode === "up" ? "STOPPED (policy)" : "VIOLATES POLICY";
     case "failed":
       return "FAILED";
   }
