@@ -33,13 +33,22 @@ export interface FleetReport {
   results: MachineResult[];
 }
 
-/** The CLI's own words from an Automation API error: its stderr, without the wrapping. */
+/** The CLI's own words from an Automation API error: its `error:` lines, without the wrapping. */
 export function cliError(e: unknown): string {
   const text = e instanceof Error ? e.message : String(e);
   const m = /\n stderr: ([\s\S]*?)\n err\?: ([\s\S]*)$/.exec(text);
   const raw = m ? (m[1].trim() || m[2].trim()) : text;
-  const lines = raw.split("\n").map((l) => l.trim()).filter((l) => l !== "" && !/^(error: )?update failed$/i.test(l));
-  return lines.join(" | ").slice(0, 1200) || text.slice(0, 1200);
+  const lines = raw.split("\n").map((l) => l.trim())
+    .filter((l) => l !== "" && !/^Command failed with exit code/.test(l) && !/^(error: )?update failed$/i.test(l));
+  const errors = lines.filter((l) => /^error: /.test(l)).map((l) => l.slice("error: ".length));
+  return (errors.length > 0 ? errors : lines).join(" | ").slice(0, 1200) || text.slice(0, 1200);
+}
+
+/** Why an operation failed: the engine's error diagnostics, else what the CLI said. */
+function failure(errors: string[], e: unknown): string {
+  // eslint-disable-next-line no-control-regex
+  const plain = errors.map((m) => m.replace(/\x1b\[[0-9;]*m|<\{%[^%]*%\}>/g, "").trim()).filter((m) => m !== "");
+  return plain.length > 0 ? plain.join(" | ").replace(/\s*\n\s*/g, " | ").slice(0, 2000) : cliError(e);
 }
 
 /** Before anything runs: settings of the fleet's own environment that would blur the machines. */
@@ -113,7 +122,15 @@ async function runMachine(o: Opened, opts: FleetRunOptions): Promise<MachineResu
   const t0 = Date.now();
   const name = o.entry.name;
   const violations: Violation[] = [];
+  // The engine's own error diagnostics say best why an operation failed.
+  const errors: string[] = [];
+  // What the engine planned or did, also when the operation then failed (a policy violation
+  // fails a preview after its plan is complete).
+  let summary: Record<string, number> | undefined;
   const onEvent = (e: EngineEvent) => {
+    if (e.summaryEvent?.resourceChanges) summary = e.summaryEvent.resourceChanges as Record<string, number>;
+    const d = e.diagnosticEvent;
+    if (d?.severity === "error") errors.push(`${d.urn ? `${d.urn.split("::").pop()}: ` : ""}${d.message}`);
     const p = e.policyEvent;
     if (!p) return;
     violations.push({
@@ -134,8 +151,8 @@ async function runMachine(o: Opened, opts: FleetRunOptions): Promise<MachineResu
   try {
     planned = (await o.stack.preview({ ...policy, onEvent })).changeSummary as Record<string, number>;
   } catch (e) {
-    if (mandatory()) return { stack: name, outcome: "stopped", changes: {}, violations, seconds: seconds(t0) };
-    return { stack: name, outcome: "failed", changes: {}, violations, error: `preview: ${cliError(e)}`, seconds: seconds(t0) };
+    if (mandatory()) return { stack: name, outcome: "stopped", changes: summary ?? {}, violations, seconds: seconds(t0) };
+    return { stack: name, outcome: "failed", changes: summary ?? {}, violations, error: `preview: ${failure(errors, e)}`, seconds: seconds(t0) };
   }
   if (mandatory()) return { stack: name, outcome: "stopped", changes: planned, violations, seconds: seconds(t0) };
   if (opts.mode === "preview") {
@@ -146,6 +163,8 @@ async function runMachine(o: Opened, opts: FleetRunOptions): Promise<MachineResu
   // The pack runs again after the update: a violation that appeared since the preview (another
   // operator's change in between) is then at least reported, as a failure.
   const previewViolations = violations.length;
+  summary = undefined;
+  errors.length = 0;
   try {
     const up = await o.stack.up({ ...policy, onEvent });
     const applied = (up.summary.resourceChanges ?? {}) as Record<string, number>;
@@ -154,7 +173,7 @@ async function runMachine(o: Opened, opts: FleetRunOptions): Promise<MachineResu
     }
     return { stack: name, outcome: changed(applied) ? "changed" : "unchanged", changes: applied, violations: violations.slice(0, previewViolations), seconds: seconds(t0) };
   } catch (e) {
-    return { stack: name, outcome: "failed", changes: {}, violations, error: `up: ${cliError(e)}`, seconds: seconds(t0) };
+    return { stack: name, outcome: "failed", changes: summary ?? {}, violations, error: `up: ${failure(errors, e)}`, seconds: seconds(t0) };
   }
 }
 
