@@ -22,12 +22,13 @@ export interface StartedPostgres {
   stop(): Promise<void>;
 }
 
-export async function startPostgres(): Promise<StartedPostgres> {
+/** `durable`: fsync on, as a team's server runs (the bench); tests skip it. */
+export async function startPostgres(opts: { durable?: boolean } = {}): Promise<StartedPostgres> {
   const parent = fs.mkdtempSync(path.join(os.tmpdir(), "qbi-pg-"));
   // The server's user must be able to reach its directory.
   fs.chmodSync(parent, 0o711);
   const dir = path.join(parent, "pg");
-  const env = { ...process.env, QBI_PG_DIR: dir, QBI_PG_THROWAWAY: "1" };
+  const env = { ...process.env, QBI_PG_DIR: dir, ...(opts.durable ? {} : { QBI_PG_THROWAWAY: "1" }) };
   const script = path.join(projectRoot, "scripts", "postgres.sh");
   const pg = async (...args: string[]): Promise<string> => (await run("bash", [script, ...args], { env })).stdout;
   await pg("start");
