@@ -55,6 +55,14 @@ psql_admin() {
 }
 new_password() { head -c 24 /dev/urandom | base64 | tr -d '/+=' ; }
 
+# 1 when QBI_PG_LISTEN names an address other than loopback.
+listens_beyond_host() {
+  local a addrs=()
+  IFS=, read -r -a addrs <<< "$listen"
+  for a in "${addrs[@]}"; do case "$a" in 127.*|::1|localhost|'') ;; *) echo 1; return ;; esac; done
+  echo 0
+}
+
 init_cluster() {
   mkdir -p "$dir"
   as_server test -x "$dir" 2>/dev/null || die "the server runs as the system user '$server_user', which cannot reach $dir: choose a QBI_PG_DIR it can reach (or let it search the parent directories: chmod o+x)"
@@ -79,17 +87,11 @@ write_settings() {
   chown "$server_user" "$run"
   chmod 0755 "$run"
   hba="local all all scram-sha-256"$'\n'"host all all 127.0.0.1/32 scram-sha-256"$'\n'"host all all ::1/128 scram-sha-256"
-  if [ -n "$listen" ]; then
-    local a remote=0
-    IFS=, read -r -a addrs <<< "$listen"
-    for a in "${addrs[@]}"; do case "$a" in 127.*|::1|localhost) ;; *) remote=1 ;; esac; done
-    if [ "$remote" = 1 ]; then
-      [ -n "${QBI_PG_SSL_CERT:-}" ] && [ -n "${QBI_PG_SSL_KEY:-}" ] || die "QBI_PG_LISTEN=$listen reaches beyond this host: set QBI_PG_SSL_CERT and QBI_PG_SSL_KEY (the server's TLS certificate and key) so that operators connect over TLS"
-      install -o "$server_user" -m 0644 "$QBI_PG_SSL_CERT" "$data/server.crt"
-      install -o "$server_user" -m 0600 "$QBI_PG_SSL_KEY" "$data/server.key"
-      ssl=on
-      hba+=$'\n'"hostssl all all 0.0.0.0/0 scram-sha-256"$'\n'"hostssl all all ::/0 scram-sha-256"
-    fi
+  if [ "$(listens_beyond_host)" = 1 ]; then
+    install -o "$server_user" -m 0644 "$QBI_PG_SSL_CERT" "$data/server.crt"
+    install -o "$server_user" -m 0600 "$QBI_PG_SSL_KEY" "$data/server.key"
+    ssl=on
+    hba+=$'\n'"hostssl all all 0.0.0.0/0 scram-sha-256"$'\n'"hostssl all all ::/0 scram-sha-256"
   fi
   printf '%s\n' "$hba" > "$data/pg_hba.conf"
   {
@@ -127,6 +129,9 @@ SQL
 case "${1:-}" in
   start)
     if running; then echo "PostgreSQL already running in $dir"; exit 0; fi
+    if [ "$(listens_beyond_host)" = 1 ] && { [ -z "${QBI_PG_SSL_CERT:-}" ] || [ -z "${QBI_PG_SSL_KEY:-}" ]; }; then
+      die "QBI_PG_LISTEN=$listen reaches beyond this host: set QBI_PG_SSL_CERT and QBI_PG_SSL_KEY (the server's TLS certificate and key) so that remote operators connect over TLS"
+    fi
     fresh=0
     [ -f "$data/PG_VERSION" ] || { init_cluster; fresh=1; }
     write_settings

@@ -58,6 +58,18 @@ describe("shared state on PostgreSQL", () => {
     for (const d of [program, work]) fs.rmSync(d, { recursive: true, force: true });
   });
 
+  it("will not listen beyond this host without TLS, and then makes nothing", async () => {
+    const parent = tempDir("team-remote-pg");
+    const dir = path.join(parent, "pg");
+    const r = await run("bash", [path.join(projectRoot, "scripts", "postgres.sh"), "start"], { env: { ...process.env, QBI_PG_DIR: dir, QBI_PG_LISTEN: "127.0.0.1,0.0.0.0" } })
+      .then(() => ({ code: 0, stderr: "" }), (e: { code: number; stderr: string }) => e);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe("postgres.sh: QBI_PG_LISTEN=127.0.0.1,0.0.0.0 reaches beyond this host: set QBI_PG_SSL_CERT and QBI_PG_SSL_KEY "
+      + "(the server's TLS certificate and key) so that remote operators connect over TLS\n");
+    expect(fs.existsSync(dir)).toBe(false);
+    fs.rmSync(parent, { recursive: true, force: true });
+  });
+
   it("keeps a small stack's state in the database, where every operator finds it", async () => {
     expect(urls.alice).toMatch(/^postgres:\/\/alice@\/qbi\?host=.*&passfile=/);
     expect(urls.alice).not.toMatch(/password/i);
