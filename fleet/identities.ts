@@ -24,9 +24,16 @@ function adminEndpoint(cfg: SiteConfig): string {
   return `${a.transport === "sim" ? "qubes-sim" : "qubesd"} socket ${a.socket}`;
 }
 
-/** The repository and branch, with spellings of one repository made equal. */
+/**
+ * The repository and branch, with the spellings of one repository made equal: ssh and https URLs
+ * of a host and path (`git@github.com:QubesOS/build-logs.git`, `https://github.com/QubesOS/build-logs`)
+ * are one repository.
+ */
 function logsDestination(cfg: SiteConfig): string {
-  const repo = cfg.logs.repo.trim().replace(/\/+$/, "").replace(/\.git$/, "");
+  const url = cfg.logs.repo.trim().replace(/\/+$/, "").replace(/\.git$/, "");
+  const local = /^(?:file:\/\/)?(\/.*)$/.exec(url);
+  const remote = /^(?:[a-z+]+:\/\/)?(?:[^@/]+@)?([^:/]+)(?::\d+)?[:/]\/*(.+)$/.exec(url);
+  const repo = local ? local[1] : remote ? `${remote[1].toLowerCase()}/${remote[2]}` : url;
   return `${repo} branch ${cfg.logs.branch}`;
 }
 

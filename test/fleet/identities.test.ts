@@ -35,6 +35,12 @@ describe("identityProblems", () => {
     const a = machine("a", { logs }, { fedora: { logs: "logs-a", builders } });
     const b = machine("b", { logs: { ...logs, repo: "git@github.com:QubesOS/build-logs" } }, { debian: { logs: "logs-b", builders } });
     expect(identityProblems([a, b])).toEqual([]);
+    // One repository however spelled: the same logs VM name is then found.
+    const c = machine("c", { logs: { ...logs, repo: "https://github.com/QubesOS/build-logs.git/" } }, { arch: { logs: "logs-a", builders } });
+    expect(identityProblems([a, c])).toEqual([
+      expect.stringMatching(/^a and c publish to github\.com\/QubesOS\/build-logs branch main and both have a logs VM named logs-a:/),
+      expect.stringMatching(/^a \(logs VM logs-a\) and c \(logs VM logs-a\) would sign transparency logs with one origin/),
+    ]);
   });
 
   it("refuses two stacks on one dom0", () => {
@@ -50,13 +56,13 @@ describe("identityProblems", () => {
   it("refuses machines sharing a branch with the same logs VM, build VMs or without one logs key, and one transparency-log origin", () => {
     const problems = identityProblems([machine("a"), machine("b")]);
     expect(problems).toEqual([
-      "a and b publish to git@github.com:QubesOS/build-logs branch main and both have a logs VM named logs: both would publish their transparency "
+      "a and b publish to github.com/QubesOS/build-logs branch main and both have a logs VM named logs: both would publish their transparency "
         + "logs as tlog/logs/. Name the logs VMs of each machine apart (qubes-build-infra:envs), or give each machine its own logs.branch (and logs.tlogOrigin)",
-      "a and b publish to git@github.com:QubesOS/build-logs branch main and both have a build VM named build-debian: both would file build logs "
+      "a and b publish to github.com/QubesOS/build-logs branch main and both have a build VM named build-debian: both would file build logs "
         + "under build-debian/. Name the build VMs of each machine apart (qubes-build-infra:envs), or give each machine its own logs.branch (and logs.tlogOrigin)",
-      "a and b publish to git@github.com:QubesOS/build-logs branch main and both have a build VM named build-fedora: both would file build logs "
+      "a and b publish to github.com/QubesOS/build-logs branch main and both have a build VM named build-fedora: both would file build logs "
         + "under build-fedora/. Name the build VMs of each machine apart (qubes-build-infra:envs), or give each machine its own logs.branch (and logs.tlogOrigin)",
-      "a and b publish to git@github.com:QubesOS/build-logs branch main, whose commits must all be signed by one logs key (a logs VM refuses a head "
+      "a and b publish to github.com/QubesOS/build-logs branch main, whose commits must all be signed by one logs key (a logs VM refuses a head "
         + "another key signed): set the same logs.keyFingerprint on each (that key imported into each logs VM), or give each machine its own logs.branch (and logs.tlogOrigin)",
       "a (logs VM logs) and b (logs VM logs) would sign transparency logs with one origin, github.com/QubesOS/build-logs/logs, which verifiers "
         + "could not tell apart: set logs.tlogOrigin per machine (e.g. <repository>/<machine>) or name the logs VMs apart",
