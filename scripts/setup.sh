@@ -13,10 +13,11 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 # 1. Debian packages: sandboxing, the real daemons and tools the services and tests use; make and
 #    python3-yaml run the stand-in builders in qubes-sim's VMs (they see this machine's /usr);
 #    dateutil, packaging and pathspec are what builderv2's own loader needs in the developer test
-#    test/site/builderv2-loader.test.ts.
+#    test/site/builderv2-loader.test.ts; postgresql: the team's shared Pulumi state
+#    (scripts/postgres.sh; its tests start their own).
 debs=(bubblewrap nginx-light graphviz socat xz-utils gnupg git openssh-client ca-certificates
       gcc libc6-dev libseccomp-dev nftables iproute2 util-linux
-      make python3 python3-yaml python3-dateutil python3-packaging python3-pathspec)
+      make python3 python3-yaml python3-dateutil python3-packaging python3-pathspec postgresql)
 missing=()
 for p in "${debs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
