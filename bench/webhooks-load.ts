@@ -38,7 +38,8 @@ export interface LoadResult {
 
 /** A push body of about `bytes` bytes whose `after` commit is derived from the delivery id. */
 function makeBody(bytes: number): (id: string) => Buffer {
-  const base = { ref: "refs/heads/main", after: "0".repeat(40), repository: { full_name: "QubesOS/qubes-core-admin", name: "qubes-core-admin" }, commits: [] as unknown[], pad: "" };
+  const repository = { full_name: "QubesOS/qubes-core-admin", name: "qubes-core-admin" };
+  const base = { ref: "refs/heads/main", after: "0".repeat(40), repository, commits: [] as unknown[], pad: "" };
   base.pad = "p".repeat(Math.max(0, bytes - JSON.stringify(base).length));
   return (id) => Buffer.from(JSON.stringify({ ...base, after: crypto.createHash("sha1").update(id).digest("hex") }));
 }

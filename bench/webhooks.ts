@@ -19,7 +19,7 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { buildServices } from "../services/build";
-import { distribution, ratio, roundSummary, sig, summary, table } from "./stats";
+import { Distribution, distribution, ratio, roundSummary, sig, summary, table } from "./stats";
 import type { LoadResult, LoadSpec } from "./webhooks-load";
 
 export interface WebhooksOptions {
@@ -252,7 +252,12 @@ export async function benchWebhooks(opts: WebhooksOptions): Promise<Record<strin
  * the forwarding capacity measured in the same run (spawning the calls is the receiver's
  * bottleneck): per delivery, the time until each healthy VM's call ended.
  */
-async function benchStalledVm(root: string, dist: string, quick: boolean, log: (line: string) => void): Promise<{ rows: (string | number)[][]; json: Record<string, unknown> }> {
+async function benchStalledVm(
+  root: string,
+  dist: string,
+  quick: boolean,
+  log: (line: string) => void,
+): Promise<{ rows: (string | number)[][]; json: Record<string, unknown> }> {
   const vms = ["build-a", "build-b", "build-c", "build-d"];
   const healthy = ["build-a", "build-b", "build-c"];
   const reps = quick ? 1 : 2;
@@ -301,10 +306,13 @@ async function benchStalledVm(root: string, dist: string, quick: boolean, log: (
       for (const scenario of order) {
         const rx = receivers[scenario];
         const r = result[scenario];
-        const b = await runLoad({ url: rx.url, secret: SECRET, n: nOpen, warmup: 0, concurrency, prefix: `stall${process.pid}-${run++}`, bodyBytes: 7000, ratePerSecond: openRate, recordSendTimes: true });
+        const prefix = `stall${process.pid}-${run++}`;
+        const spec: LoadSpec = { url: rx.url, secret: SECRET, n: nOpen, warmup: 0, concurrency, prefix, bodyBytes: 7000 };
+        const b = await runLoad({ ...spec, ratePerSecond: openRate, recordSendTimes: true });
         for (const [k, v] of Object.entries(b.statuses)) r.statuses[k] = (r.statuses[k] ?? 0) + v;
         const sent = b.sentMs ?? [];
-        if (!(await waitFor(ended(rx, scenario, sent.map(([id]) => id)), 300000))) throw new Error(`${scenario}: the healthy VMs' calls did not all end (open loop)`);
+        const all = ended(rx, scenario, sent.map(([id]) => id));
+        if (!(await waitFor(all, 300000))) throw new Error(`${scenario}: the healthy VMs' calls did not all end (open loop)`);
         for (const [id, t] of sent) for (const vm of healthy) r.forward.push((rx.done.get(`${id} ${vm}`) as number) - t);
       }
     }
@@ -329,9 +337,11 @@ async function benchStalledVm(root: string, dist: string, quick: boolean, log: (
       const bh = distribution(base.http);
       const bf = distribution(base.forward);
       const first = scenario === "no stall";
-      rows.push([`deliveries (202), ${scenario}`, `c${concurrency}`, rr.min, rr.median, rr.max, "req/s", first ? 1 : sig(ratio(summary(r.rate), summary(base.rate)))]);
-      rows.push(["  HTTP latency", `c${concurrency}`, hl.min, `${hl.p50} (p99 ${hl.p99})`, hl.max, "ms", first ? 1 : `${sig(hl.p50 / bh.p50)} (p99 ${sig(hl.p99 / bh.p99)})`]);
-      rows.push(["  delivery to call end, build-a..c", `${openRate}/s`, fl.min, `${fl.p50} (p99 ${fl.p99})`, fl.max, "ms", first ? 1 : `${sig(fl.p50 / bf.p50)} (p99 ${sig(fl.p99 / bf.p99)})`]);
+      const vs = (a: Distribution, b: Distribution) => (first ? 1 : `${sig(a.p50 / b.p50)} (p99 ${sig(a.p99 / b.p99)})`);
+      const c = `c${concurrency}`;
+      rows.push([`deliveries (202), ${scenario}`, c, rr.min, rr.median, rr.max, "req/s", first ? 1 : sig(ratio(summary(r.rate), summary(base.rate)))]);
+      rows.push(["  HTTP latency", c, hl.min, `${hl.p50} (p99 ${hl.p99})`, hl.max, "ms", vs(hl, bh)]);
+      rows.push(["  delivery to call end, build-a..c", `${openRate}/s`, fl.min, `${fl.p50} (p99 ${fl.p99})`, fl.max, "ms", vs(fl, bf)]);
       json[scenario.replace(/[^a-z]+/g, "_")] = { deliveries_per_s: rr, http_latency_ms: hl, forward_latency_ms_healthy_vms: fl, statuses: r.statuses };
       log(`  webhooks, 4 build VMs, ${scenario}: ${rr.median} deliveries/s, HTTP p99 ${hl.p99} ms, healthy VMs' call end p99 ${fl.p99} ms at ${openRate}/s`);
     }

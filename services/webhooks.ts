@@ -97,8 +97,9 @@ export function redeliveryHint(d: Delivery, guid: string): string {
   const hook = d.hook ?? "<hook id>";
   const where = d.org && !d.repo ? `orgs/${d.org}` : d.repo ? `repos/${d.repo}` : null;
   if (!where) return `GitHub → the webhook's Settings → Recent Deliveries → ${guid} → Redeliver`;
+  const place = where.replace(/^repos\//, "").replace(/^orgs\//, "organization ");
   return (
-    `GitHub → ${where.replace(/^repos\//, "").replace(/^orgs\//, "organization ")} → Settings → Webhooks → Recent Deliveries → ${guid} → Redeliver; ` +
+    `GitHub → ${place} → Settings → Webhooks → Recent Deliveries → ${guid} → Redeliver; ` +
     `or: id=$(gh api ${where}/hooks/${hook}/deliveries --paginate -q '.[] | select(.guid=="${guid}") | .id' | head -1); ` +
     `gh api -X POST ${where}/hooks/${hook}/deliveries/$id/attempts`
   );
@@ -287,17 +288,22 @@ export async function startReceiver(cfg: WebhooksConfig, secret: Buffer, state: 
       const vms = Object.fromEntries(Object.entries(d.vms).filter(([, c]) => c.st === "owed").map(([vm, c]) => [vm, c.why ?? "owed"]));
       if (Object.keys(vms).length === 0) continue;
       const guid = d.ids[0];
-      owed.push({ delivery: guid, ids: d.ids, received: new Date(d.t).toISOString(), event: d.ev, route: d.route, repository: d.repo, vms, redeliver: redeliveryHint(d, guid) });
+      const received = new Date(d.t).toISOString();
+      owed.push({ delivery: guid, ids: d.ids, received, event: d.ev, route: d.route, repository: d.repo, vms, redeliver: redeliveryHint(d, guid) });
     }
+    const running = (w: Worker) => {
+      const r = w.running;
+      return r ? { delivery: r.job.delivery, service: r.job.service, forMs: Date.now() - r.since } : null;
+    };
     return {
-      queues: Object.fromEntries(
-        [...workers.values()].map((w) => [
-          w.vm,
-          { waiting: w.waiting.length, limit: cfg.queueLimit, running: w.running ? { delivery: w.running.job.delivery, service: w.running.job.service, forMs: Date.now() - w.running.since } : null },
-        ]),
-      ),
+      queues: Object.fromEntries([...workers.values()].map((w) => [w.vm, { waiting: w.waiting.length, limit: cfg.queueLimit, running: running(w) }])),
       dropped: owed.reverse(),
-      unauthenticated: { bytes: unauthBytes, budgetBytes: cfg.unauthenticatedBudgetBytes, requests: unauthRequests, maxRequests: cfg.maxUnauthenticatedRequests },
+      unauthenticated: {
+        bytes: unauthBytes,
+        budgetBytes: cfg.unauthenticatedBudgetBytes,
+        requests: unauthRequests,
+        maxRequests: cfg.maxUnauthenticatedRequests,
+      },
       counters: { ...counters },
       busyRecent,
       journal: { deliveries: journal.size, ...journal.stats() },

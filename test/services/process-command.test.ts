@@ -212,7 +212,8 @@ function armour(head: string, packet: Buffer, columns: number, checksum: boolean
   const lines = b64.match(new RegExp(`.{1,${columns}}`, "g")) ?? [];
   const crc = Buffer.alloc(3);
   crc.writeUIntBE(crc24(packet), 0, 3);
-  return `${head}-----BEGIN PGP SIGNATURE-----\n${headers}\n${lines.join("\n")}\n${checksum ? `=${crc.toString("base64")}\n` : ""}-----END PGP SIGNATURE-----\n`;
+  const sum = checksum ? `=${crc.toString("base64")}\n` : "";
+  return `${head}-----BEGIN PGP SIGNATURE-----\n${headers}\n${lines.join("\n")}\n${sum}-----END PGP SIGNATURE-----\n`;
 }
 
 /** The body of a signature packet (whatever its header form). */
@@ -281,7 +282,11 @@ describe("a command is used once, however its signature is re-encoded", () => {
       const { head, packet } = splitClearsigned(msg);
       return armour(head, packet, 40, true);
     }, /replayed/],
-    ["a new signature by the same key in the same second, with another hash (SHA512)", (_msg, command, at) => clearsignAt("admin", command, at, "SHA512"), /replayed/],
+    [
+      "a new signature by the same key in the same second, with another hash (SHA512)",
+      (_msg, command, at) => clearsignAt("admin", command, at, "SHA512"),
+      /replayed/,
+    ],
     ["an armour header (Comment:)", (msg) => {
       const { head, packet } = splitClearsigned(msg);
       return armour(head, withUnhashedSubpacket(packet), 64, true, "Comment: again\n");

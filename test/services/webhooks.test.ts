@@ -102,7 +102,8 @@ function request(
  * the receiver refuses a body it has seen: objects get a fresh `after`, as a push has.
  */
 function github(event: string, payload: unknown, extra: Record<string, string> = {}) {
-  const body = JSON.stringify(payload && typeof payload === "object" && !Array.isArray(payload) ? { ...payload, after: crypto.randomBytes(20).toString("hex") } : payload);
+  const fresh = payload && typeof payload === "object" && !Array.isArray(payload) ? { ...payload, after: crypto.randomBytes(20).toString("hex") } : payload;
+  const body = JSON.stringify(fresh);
   return { body, headers: { "content-type": "application/json", "x-github-event": event, "x-github-delivery": delivery(), "x-hub-signature-256": sign(body), ...extra } };
 }
 
@@ -427,7 +428,12 @@ test("a full queue drops that VM's call only; /api/status lists it; a redelivery
     await waitFor(() => t.of("build-b").length === 3, 5000, "build-b's calls");
     const st = await getStatus(rx);
     expect(st.dropped).toEqual([
-      expect.objectContaining({ delivery: id3, vms: { "build-a": expect.stringMatching(/queue full/) }, repository: "QubesOS/qubes-c3", redeliver: expect.stringContaining(id3) }),
+      expect.objectContaining({
+        delivery: id3,
+        vms: { "build-a": expect.stringMatching(/queue full/) },
+        repository: "QubesOS/qubes-c3",
+        redeliver: expect.stringContaining(id3),
+      }),
     ]);
     expect(st.dropped[0].redeliver).toContain("repos/QubesOS/qubes-c3/hooks/");
     // Sent again while build-a's queue is still full: 503, still listed.
