@@ -24,7 +24,7 @@ export interface EntryCheck {
 /** The session a published log belongs to (an xz-compressed log was streamed as `<path>`). */
 export const sessionOf = (publishedPath: string): string => publishedPath.replace(/\.xz$/, "");
 
-export function checkEntries(raw: readonly Buffer[]): EntryCheck {
+export function checkEntries(raw: readonly (Buffer | string)[]): EntryCheck {
   const problems: Problem[] = [];
   const parsed = raw.map((b, index) => {
     try {

@@ -1,0 +1,115 @@
+/**
+ * The entry check that `verify-log` and the keys VMs run on every logged entry: only the one
+ * canonical encoding of a schema v1 entry is accepted, and every other byte string is refused
+ * with the reason (not JSON, not schema v1, not canonical). The malleated variants are compared
+ * with the plain definition (parse, validate, re-serialise and compare), so a faster check
+ * cannot accept what the definition refuses or word a refusal differently.
+ */
+import { checkEntries } from "../../audit/entries";
+import { LogEntry, canonicalJson, parseEntry } from "../../contracts/transparencyLog";
+
+const hex = (c: string) => c.repeat(64);
+const prefix = { v: 1, kind: "log-prefix", time: "2026-01-02T03:04:05.678Z", vm: "build-a", env: "a", path: "build-a/d/log_01", contentSha256: hex("a"), contentSize: 4096 };
+const request = { v: 1, kind: "signature-request", time: "2026-01-02T03:04:05Z", vm: "build-a", env: "a", signer: "keys-a", key: "default", sha256: hex("b"), size: 1, logs: [0, 7] };
+const final = { v: 1, kind: "build-log", time: "2026-01-02T03:04:05Z", vm: "build-a", env: "a", path: "build-a/d/log_01.xz", sha256: hex("c"), size: 10,
+  contentSha256: hex("d"), contentSize: 12, commit: "e".repeat(40), ended: "cut at 1 MiB" };
+
+/** The definition: JSON, schema v1, and the bytes are the UTF-8 of the entry's canonical JSON. */
+function definition(bytes: Buffer): string {
+  const text = bytes.toString("utf8");
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return "entry is not JSON";
+  }
+  const r = LogEntry.safeParse(raw);
+  if (!r.success) return `entry does not match schema v1: ${r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`;
+  if (!Buffer.from(canonicalJson(r.data), "utf8").equals(bytes)) return "entry is not in canonical form";
+  return "ok";
+}
+
+function outcome(bytes: Buffer | string): string {
+  try {
+    parseEntry(bytes);
+    return "ok";
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
+const canonical = (e: unknown) => canonicalJson(e);
+
+test("the canonical encoding of each kind is accepted, as bytes and as text", () => {
+  for (const e of [prefix, request, final, { ...final, ended: undefined }, { ...prefix, env: "é ü \u2028 \" \\ \n" }]) {
+    const text = canonical(e);
+    expect(outcome(Buffer.from(text))).toBe("ok");
+    expect(outcome(text)).toBe("ok");
+    expect(parseEntry(text)).toEqual(JSON.parse(text));
+  }
+});
+
+test("each malleated variant is refused with the reason the definition gives", () => {
+  const t = canonical(prefix);
+  const variants: [string, string][] = [
+    [`${t} `, "entry is not in canonical form"],
+    [`${t}\n`, "entry is not in canonical form"],
+    [` ${t}`, "entry is not in canonical form"],
+    [t.replace('"v":1', '"v": 1'), "entry is not in canonical form"],
+    [t.replace('"v":1', '"v":1.0'), "entry is not in canonical form"],
+    [t.replace('"contentSize":4096', '"contentSize":4.096e3'), "entry is not in canonical form"],
+    [t.replace('"build-a"', '"build\\u002da"'), "entry is not in canonical form"],
+    [t.replace('"env":"a"', '"env":"\\u0061"'), "entry is not in canonical form"],
+    [t.replace("}", ',"v":1}'), "entry is not in canonical form"],
+    [`{"v":1,${t.slice(1).replace(',"v":1', "")}`, "entry is not in canonical form"],
+    [canonical({ ...prefix, env: "\u00e9" }).replace("\u00e9", "\\u00e9"), "entry is not in canonical form"],
+    [canonical({ ...prefix, env: "\ud800" }).replace("\\ud800", "\\uD800"), "entry is not in canonical form"],
+    [`\ufeff${t}`, "entry is not JSON"],
+    [t.slice(0, -1), "entry is not JSON"],
+    ["", "entry is not JSON"],
+    [t.replace("}", ',"extra":1}'), "entry does not match schema v1: : Unrecognized key: \"extra\""],
+    [canonical({ ...prefix, v: 2 }), "entry does not match schema v1: v: Invalid input: expected 1"],
+    [canonical({ ...prefix, contentSize: -1 }), "entry does not match schema v1: contentSize: Too small: expected number to be >=0"],
+  ];
+  for (const [text, want] of variants) {
+    expect([text, outcome(Buffer.from(text))]).toEqual([text, definition(Buffer.from(text))]);
+    expect([text, outcome(Buffer.from(text))]).toEqual([text, want]);
+  }
+  // A lone surrogate has one canonical spelling (lower-case escape), which is accepted.
+  expect(outcome(canonical({ ...prefix, env: "\ud800" }))).toBe("ok");
+});
+
+test("random single-byte edits of canonical entries get exactly the definition's verdict", () => {
+  let seed = 42;
+  const rand = (n: number) => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return seed % n;
+  };
+  const alphabet = Buffer.from(' {}[]",:.-+0123456789eE\\u/abcdefvlkindtimeT\n\t');
+  let refused = 0;
+  for (const e of [prefix, request, final]) {
+    const good = Buffer.from(canonical(e));
+    for (let i = 0; i < 1500; i++) {
+      const at = rand(good.length);
+      const c = alphabet[rand(alphabet.length)];
+      const op = rand(3);
+      const bad = op === 0 ? Buffer.concat([good.subarray(0, at), Buffer.from([c]), good.subarray(at)])
+        : op === 1 ? Buffer.concat([good.subarray(0, at), good.subarray(at + 1)])
+          : Buffer.concat([good.subarray(0, at), Buffer.from([c]), good.subarray(at + 1)]);
+      const want = definition(bad);
+      if (want !== "ok") refused++;
+      expect([bad.toString(), outcome(bad)]).toEqual([bad.toString(), want]);
+    }
+  }
+  expect(refused).toBeGreaterThan(3000);
+});
+
+test("checkEntries reports each refused entry by index and keeps checking the rest", () => {
+  const raw = [canonical(prefix), `${canonical(prefix)} `, Buffer.from(canonical({ ...request, logs: [0] })), "{"];
+  const r = checkEntries(raw);
+  expect(r.problems).toEqual([
+    { index: 1, message: "entry is not in canonical form" },
+    { index: 3, message: "entry is not JSON" },
+  ]);
+  expect(r.counts).toEqual({ "build-log": 0, "log-prefix": 1, "signature-request": 1 });
+});
