@@ -3,6 +3,7 @@
  * encoding: written by the logs VM's services, checked by keys VMs before they sign, audited by
  * `qubes-build-infra verify-log`. Pure: no I/O.
  */
+import { isUtf8 } from "buffer";
 import { z } from "zod";
 
 const hex64 = z.string().regex(/^[0-9a-f]{64}$/, "a sha256 in lower-case hex");
@@ -82,7 +83,33 @@ export function canonicalJson(value: unknown): string {
   return JSON.stringify(value);
 }
 
-/** Parses logged entry bytes; the bytes must be the entry's canonical encoding. */
+/**
+ * Whether `text` is the canonical JSON of `parsed`, its own `JSON.parse` result. Cheaper than
+ * re-serialising with canonicalJson: when every object's keys come in sorted order, canonicalJson
+ * and JSON.stringify produce the same string, so the text is canonical if it is that string.
+ * When the keys are out of order (or an index-like key made V8 reorder them) the text may still
+ * be canonical; canonicalJson decides then.
+ */
+export function isCanonicalJson(text: string, parsed: unknown): boolean {
+  if (keysSorted(parsed) && JSON.stringify(parsed) === text) return true;
+  return canonicalJson(parsed) === text;
+}
+
+function keysSorted(value: unknown): boolean {
+  if (Array.isArray(value)) return value.every(keysSorted);
+  if (value === null || typeof value !== "object") return true;
+  const o = value as Record<string, unknown>;
+  const keys = Object.keys(o);
+  for (let i = 0; i < keys.length; i++) {
+    if ((i > 0 && !(keys[i - 1] < keys[i])) || !keysSorted(o[keys[i]])) return false;
+  }
+  return true;
+}
+
+/**
+ * Parses logged entry bytes; the bytes must be the entry's canonical encoding: UTF-8 (bytes that
+ * are not would decode to the same text as other bytes) of its canonical JSON.
+ */
 export function parseEntry(bytes: Buffer | string): LogEntry {
   const text = typeof bytes === "string" ? bytes : bytes.toString("utf8");
   let raw: unknown;
@@ -93,6 +120,8 @@ export function parseEntry(bytes: Buffer | string): LogEntry {
   }
   const r = LogEntry.safeParse(raw);
   if (!r.success) throw new Error(`entry does not match schema v1: ${r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
-  if (canonicalJson(r.data) !== text) throw new Error("entry is not in canonical form");
+  // The schema neither adds, drops nor transforms a value, so the entry as parsed and as validated
+  // have the same canonical form; the parsed one keeps the text's key order, which the check needs.
+  if ((typeof bytes !== "string" && !isUtf8(bytes)) || !isCanonicalJson(text, raw)) throw new Error("entry is not in canonical form");
   return r.data;
 }

@@ -79,6 +79,18 @@ test("each malleated variant is refused with the reason the definition gives", (
   expect(outcome(canonical({ ...prefix, env: "\ud800" }))).toBe("ok");
 });
 
+test("bytes that are not UTF-8 are refused, though they decode to the text of a valid entry", () => {
+  const t = canonical({ ...prefix, env: "\u00e9" });
+  const at = Buffer.from(t).indexOf(Buffer.from("\u00e9"));
+  for (const bad of [[0xff], [0xc3], [0xc3, 0xa9, 0xa9], [0xf0, 0x9f, 0x98], [0xc0, 0xaf], [0xed, 0xa0, 0x80]]) {
+    const bytes = Buffer.concat([Buffer.from(t).subarray(0, at), Buffer.from(bad), Buffer.from(t).subarray(at + 2)]);
+    expect(outcome(bytes.toString("utf8"))).toBe("ok");
+    expect(outcome(bytes)).toBe("entry is not in canonical form");
+    expect(definition(bytes)).toBe("entry is not in canonical form");
+  }
+  expect(outcome(Buffer.from(t))).toBe("ok");
+});
+
 test("random single-byte edits of canonical entries get exactly the definition's verdict", () => {
   let seed = 42;
   const rand = (n: number) => {
