@@ -5,6 +5,7 @@
  * prefixes come before its final `build-log` entry. (The published files are checked against the
  * entries by audit/verifyLog.ts.)
  */
+import { isAscii } from "buffer";
 import { type BuildLogEntry, type LogPrefixEntry, parseEntry } from "../contracts/transparencyLog";
 
 export interface Problem {
@@ -23,6 +24,54 @@ export interface EntryCheck {
 
 /** The session a published log belongs to (an xz-compressed log was streamed as `<path>`). */
 export const sessionOf = (publishedPath: string): string => publishedPath.replace(/\.xz$/, "");
+
+const LINE_START = Buffer.from('{"index":');
+const ENTRY_KEY = Buffer.from(',"entry":"');
+const LINE_END = Buffer.from('"}');
+
+/** Whether `buf` holds `want` at `at` (without a Buffer object per comparison). */
+function bytesAt(buf: Buffer, at: number, want: Buffer): boolean {
+  if (at < 0 || at + want.length > buf.length) return false;
+  for (let i = 0; i < want.length; i++) if (buf[at + i] !== want[i]) return false;
+  return true;
+}
+
+/**
+ * The entries of a `qbi-tlog verify --entries-out` file: one line `{"index":i,"entry":"<base64>"}`
+ * per entry, i = 0, 1, 2, ... Decoded into one buffer; when every entry is ASCII (what the
+ * services write) they come back as text, which is then also their UTF-8 decoding, else as bytes.
+ * Throws on a line that is not of that form or out of order.
+ */
+export function entriesOut(file: Buffer): (Buffer | string)[] {
+  const decoded = Buffer.allocUnsafe(Math.ceil((file.length * 3) / 4));
+  const ends: number[] = [];
+  let end = 0;
+  const bad = (index: number) => new Error(`--entries-out line ${index + 1}: not {"index":${index},"entry":"<base64>"}`);
+  for (let pos = 0, index = 0; pos < file.length; index++) {
+    const nl = file.indexOf(0x0a, pos);
+    if (nl < 0 || !bytesAt(file, pos, LINE_START)) throw bad(index);
+    let i = pos + LINE_START.length;
+    let n = 0;
+    const digits = i;
+    for (; i < nl && file[i] >= 0x30 && file[i] <= 0x39 && i - digits < 16; i++) n = n * 10 + file[i] - 0x30;
+    if (i === digits || n !== index || !bytesAt(file, i, ENTRY_KEY) || !bytesAt(file, nl - LINE_END.length, LINE_END)) throw bad(index);
+    const from = i + ENTRY_KEY.length;
+    const to = nl - LINE_END.length;
+    if (to < from) throw bad(index);
+    end += decoded.write(file.toString("latin1", from, to), end, "base64");
+    ends.push(end);
+    pos = nl + 1;
+  }
+  const all = decoded.subarray(0, end);
+  const out: (Buffer | string)[] = new Array<Buffer | string>(ends.length);
+  if (isAscii(all)) {
+    const text = all.toString("latin1");
+    for (let i = 0, from = 0; i < ends.length; from = ends[i], i++) out[i] = text.slice(from, ends[i]);
+  } else {
+    for (let i = 0, from = 0; i < ends.length; from = ends[i], i++) out[i] = all.subarray(from, ends[i]);
+  }
+  return out;
+}
 
 export function checkEntries(raw: readonly (Buffer | string)[]): EntryCheck {
   const problems: Problem[] = [];

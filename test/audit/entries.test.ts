@@ -5,7 +5,7 @@
  * with the plain definition (parse, validate, re-serialise and compare), so a faster check
  * cannot accept what the definition refuses or word a refusal differently.
  */
-import { checkEntries } from "../../audit/entries";
+import { checkEntries, entriesOut } from "../../audit/entries";
 import { LogEntry, canonicalJson, parseEntry } from "../../contracts/transparencyLog";
 
 const hex = (c: string) => c.repeat(64);
@@ -124,4 +124,28 @@ test("checkEntries reports each refused entry by index and keeps checking the re
     { index: 3, message: "entry is not JSON" },
   ]);
   expect(r.counts).toEqual({ "build-log": 0, "log-prefix": 1, "signature-request": 1 });
+});
+
+/** What `qbi-tlog verify --entries-out` writes for these entries. */
+const entriesFile = (entries: Buffer[]) => Buffer.from(entries.map((e, i) => `{"index":${i},"entry":"${e.toString("base64")}"}\n`).join(""));
+
+test("entriesOut gives back each entry's exact bytes: as text when all are ASCII, else as bytes", () => {
+  const ascii = [Buffer.from(canonical(prefix)), Buffer.from(""), Buffer.from("a\nb"), Buffer.from(canonical(request))];
+  expect(entriesOut(entriesFile(ascii))).toEqual(ascii.map((b) => b.toString("latin1")));
+  const mixed = [...ascii, Buffer.from(canonical({ ...prefix, env: "\u00e9" })), Buffer.from([0xff, 0x0a, 0x00])];
+  expect(entriesOut(entriesFile(mixed))).toEqual(mixed);
+  expect(entriesOut(Buffer.alloc(0))).toEqual([]);
+});
+
+test("entriesOut refuses a line that is not the tool's, or out of order", () => {
+  const good = entriesFile([Buffer.from("x"), Buffer.from("y")]);
+  const cases: [string, string][] = [
+    [good.toString().replace('"index":1', '"index":2'), "line 2"],
+    [good.toString().replace('"index":0', '"index":'), "line 1"],
+    [good.toString().slice(0, -1), "line 2"],
+    [good.toString().replace('{"index":1,', '{"index": 1,'), "line 2"],
+    [good.toString().replace('"entry":"eA=="', '"entry":1'), "line 1"],
+    [`${good.toString()}\n`, "line 3"],
+  ];
+  for (const [text, line] of cases) expect(() => entriesOut(Buffer.from(text))).toThrow(`--entries-out ${line}: not {"index":`);
 });
