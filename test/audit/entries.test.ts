@@ -91,6 +91,25 @@ test("bytes that are not UTF-8 are refused, though they decode to the text of a 
   expect(outcome(Buffer.from(t))).toBe("ok");
 });
 
+test("each field out of bounds, of the wrong type, missing or unknown is refused as zod words it", () => {
+  const wrong: unknown[] = [{}, [], null, true, "", -1, 1.5, 2 ** 53, "x".repeat(513), ".", "a/../b", "a/./b", "a/b/", "A".repeat(40), "win:", "win:k",
+    "2026-02-30T00:00:00Z", "2026-01-02T03:04:05+01:00", "2026-01-02 03:04:05Z", "é".repeat(64), "é".repeat(65), "x".repeat(200), "x".repeat(201),
+    [0], [-1], [1.5], Array.from({ length: 64 }, (_v, i) => i), Array.from({ length: 65 }, (_v, i) => i), "1", 1, 2];
+  let checked = 0;
+  for (const e of [prefix, request, final] as Record<string, unknown>[]) {
+    for (const k of [...Object.keys(e), "extra", "__proto__", "constructor"]) {
+      for (const w of [...wrong, undefined]) {
+        const text = canonical({ ...e, [k]: w });
+        expect([text, outcome(text)]).toEqual([text, definition(Buffer.from(text))]);
+        checked++;
+      }
+    }
+    const { ended: _ended, ...rest } = e;
+    expect(outcome(canonical(rest))).toBe(definition(Buffer.from(canonical(rest))));
+  }
+  expect(checked).toBeGreaterThan(1000);
+});
+
 test("random single-byte edits of canonical entries get exactly the definition's verdict", () => {
   let seed = 42;
   const rand = (n: number) => {
