@@ -36,14 +36,45 @@ function bytesAt(buf: Buffer, at: number, want: Buffer): boolean {
   return true;
 }
 
+const B64 = new Int8Array(256).fill(-1);
+for (let i = 0; i < 64; i++) B64["ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".charCodeAt(i)] = i;
+
+/**
+ * Decodes padded standard base64 `src[from, to)` into `dst` at `at`; the number of bytes, or -1
+ * if it is not base64. (Buffer's own decoder needs a string per entry and skips bad characters.)
+ */
+function base64Into(src: Buffer, from: number, to: number, dst: Buffer, at: number): number {
+  if ((to - from) % 4 !== 0) return -1;
+  let o = at;
+  for (let i = from; i < to; i += 4) {
+    const a = B64[src[i]];
+    const b = B64[src[i + 1]];
+    const c = B64[src[i + 2]];
+    const d = B64[src[i + 3]];
+    if ((a | b | c | d) >= 0) {
+      dst[o++] = (a << 2) | (b >> 4);
+      dst[o++] = ((b & 15) << 4) | (c >> 2);
+      dst[o++] = ((c & 3) << 6) | d;
+      continue;
+    }
+    // Padding, only in the last quad: "xx==" or "xxx=".
+    if (i + 4 !== to || (a | b) < 0 || src[i + 3] !== 0x3d) return -1;
+    dst[o++] = (a << 2) | (b >> 4);
+    if (c >= 0) dst[o++] = ((b & 15) << 4) | (c >> 2);
+    else if (src[i + 2] !== 0x3d) return -1;
+  }
+  return o - at;
+}
+
 /**
  * The entries of a `qbi-tlog verify --entries-out` file: one line `{"index":i,"entry":"<base64>"}`
- * per entry, i = 0, 1, 2, ... Decoded into one buffer; when every entry is ASCII (what the
- * services write) they come back as text, which is then also their UTF-8 decoding, else as bytes.
- * Throws on a line that is not of that form or out of order.
+ * per entry, i = 0, 1, 2, ... Decoded in place (the file's buffer is overwritten); when every
+ * entry is ASCII (what the services write) they come back as text, which is then also their UTF-8
+ * decoding, else as bytes. Throws on a line that is not of that form or out of order.
  */
 export function entriesOut(file: Buffer): (Buffer | string)[] {
-  const decoded = Buffer.allocUnsafe(Math.ceil((file.length * 3) / 4));
+  // Decoded in place: a line's bytes are written behind the point where it is read.
+  const decoded = file;
   const ends: number[] = [];
   let end = 0;
   const bad = (index: number) => new Error(`--entries-out line ${index + 1}: not {"index":${index},"entry":"<base64>"}`);
@@ -57,8 +88,9 @@ export function entriesOut(file: Buffer): (Buffer | string)[] {
     if (i === digits || n !== index || !bytesAt(file, i, ENTRY_KEY) || !bytesAt(file, nl - LINE_END.length, LINE_END)) throw bad(index);
     const from = i + ENTRY_KEY.length;
     const to = nl - LINE_END.length;
-    if (to < from) throw bad(index);
-    end += decoded.write(file.toString("latin1", from, to), end, "base64");
+    const n64 = base64Into(file, from, to, decoded, end);
+    if (n64 < 0) throw bad(index);
+    end += n64;
     ends.push(end);
     pos = nl + 1;
   }

@@ -17,7 +17,8 @@ const KEY = /^([0-9A-F]{40}|default|win:[A-Za-z0-9_]{1,64})$/;
 const ENV_MAX = 64;
 const ENDED_MAX = 200;
 const LOGS_MAX = 64;
-const noDotSegments = (p: string) => p.split("/").every((s) => s !== "." && s !== "..");
+/** No segment is `.` or `..` (a pattern rather than a split: no array per path). */
+const noDotSegments = (p: string) => !/(?:^|\/)\.\.?(?:\/|$)/.test(p);
 
 const hex64 = z.string().regex(HEX64, "a sha256 in lower-case hex");
 const vm = z.string().regex(VM, "a qube name");

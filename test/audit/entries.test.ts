@@ -154,6 +154,8 @@ test("entriesOut gives back each entry's exact bytes: as text when all are ASCII
   const mixed = [...ascii, Buffer.from(canonical({ ...prefix, env: "\u00e9" })), Buffer.from([0xff, 0x0a, 0x00])];
   expect(entriesOut(entriesFile(mixed))).toEqual(mixed);
   expect(entriesOut(Buffer.alloc(0))).toEqual([]);
+  const tails = Array.from({ length: 8 }, (_v, n) => Buffer.from([0xfb, 0xef, 0xbe, 0x00, 0xff, 0x3e, 0x3f, 0x80].slice(0, n)));
+  expect(entriesOut(entriesFile(tails))).toEqual(tails);
 });
 
 test("entriesOut refuses a line that is not the tool's, or out of order", () => {
@@ -165,6 +167,11 @@ test("entriesOut refuses a line that is not the tool's, or out of order", () => 
     [good.toString().replace('{"index":1,', '{"index": 1,'), "line 2"],
     [good.toString().replace('"entry":"eA=="', '"entry":1'), "line 1"],
     [`${good.toString()}\n`, "line 3"],
+    [good.toString().replace('"entry":"eA=="', '"entry":"eA="'), "line 1"],
+    [good.toString().replace('"entry":"eA=="', '"entry":"e A="'), "line 1"],
+    [good.toString().replace('"entry":"eA=="', '"entry":"=A=="'), "line 1"],
+    [good.toString().replace('"entry":"eA=="', '"entry":"eA==eA=="'), "line 1"],
+    [good.toString().replace('"entry":"eA=="', '"entry":"eA=x"'), "line 1"],
   ];
   for (const [text, line] of cases) expect(() => entriesOut(Buffer.from(text))).toThrow(`--entries-out ${line}: not {"index":`);
 });
