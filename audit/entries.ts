@@ -105,39 +105,52 @@ export function entriesOut(file: Buffer): (Buffer | string)[] {
   return out;
 }
 
+/** What a signature request needs to know of an earlier entry (requests themselves are not kept). */
+const UNREADABLE = 0;
+const LOG = 1;
+const REQUEST = 2;
+
 export function checkEntries(raw: readonly (Buffer | string)[]): EntryCheck {
-  const problems: Problem[] = [];
-  const parsed = raw.map((b, index) => {
-    try {
-      return parseEntry(b);
-    } catch (e) {
-      problems.push({ index, message: (e as Error).message });
-      return null;
-    }
-  });
-  const out: EntryCheck = { problems, buildLogs: [], prefixes: new Map(), counts: { "build-log": 0, "log-prefix": 0, "signature-request": 0 } };
+  // One pass; the problems come out as before: unreadable entries, then links, then prefix order.
+  const unreadable: Problem[] = [];
+  const links: Problem[] = [];
+  const out: EntryCheck = { problems: [], buildLogs: [], prefixes: new Map(), counts: { "build-log": 0, "log-prefix": 0, "signature-request": 0 } };
   const finalOf = new Map<string, number>();
-  parsed.forEach((e, index) => {
-    if (!e) return;
+  const seen = new Uint8Array(raw.length);
+  const vmOf: string[] = new Array<string>(raw.length);
+  for (let index = 0; index < raw.length; index++) {
+    let e;
+    try {
+      e = parseEntry(raw[index]);
+    } catch (err) {
+      unreadable.push({ index, message: (err as Error).message });
+      continue;
+    }
     out.counts[e.kind]++;
     if (e.kind === "build-log") {
+      seen[index] = LOG;
+      vmOf[index] = e.vm;
       out.buildLogs.push({ index, entry: e });
       if (!finalOf.has(sessionOf(e.path))) finalOf.set(sessionOf(e.path), index);
     } else if (e.kind === "log-prefix") {
-      const list = out.prefixes.get(e.path) ?? [];
-      list.push({ index, entry: e });
-      out.prefixes.set(e.path, list);
-      if (!e.path.startsWith(`${e.vm}/`)) problems.push({ index, message: `log-prefix of ${e.vm} names a log of another VM (${e.path})` });
+      seen[index] = LOG;
+      vmOf[index] = e.vm;
+      const list = out.prefixes.get(e.path);
+      if (list) list.push({ index, entry: e });
+      else out.prefixes.set(e.path, [{ index, entry: e }]);
+      if (!e.path.startsWith(`${e.vm}/`)) links.push({ index, message: `log-prefix of ${e.vm} names a log of another VM (${e.path})` });
     } else {
+      seen[index] = REQUEST;
       for (const l of e.logs) {
-        const target = l < index ? parsed[l] : undefined;
-        if (l >= index) problems.push({ index, message: `signature request points at entry ${l}, which is not earlier` });
-        else if (!target) problems.push({ index, message: `signature request points at entry ${l}, which is unreadable` });
-        else if (target.kind === "signature-request") problems.push({ index, message: `signature request points at entry ${l}, another signature request` });
-        else if (target.vm !== e.vm) problems.push({ index, message: `signature request of ${e.vm} points at entry ${l}, a log of ${target.vm}` });
+        if (l >= index) links.push({ index, message: `signature request points at entry ${l}, which is not earlier` });
+        else if (seen[l] === UNREADABLE) links.push({ index, message: `signature request points at entry ${l}, which is unreadable` });
+        else if (seen[l] === REQUEST) links.push({ index, message: `signature request points at entry ${l}, another signature request` });
+        else if (vmOf[l] !== e.vm) links.push({ index, message: `signature request of ${e.vm} points at entry ${l}, a log of ${vmOf[l]}` });
       }
     }
-  });
+  }
+  const problems = unreadable.concat(links);
+  out.problems = problems;
   for (const [session, list] of out.prefixes) {
     const fin = finalOf.get(session);
     for (const p of list) {

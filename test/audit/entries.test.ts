@@ -175,3 +175,36 @@ test("entriesOut refuses a line that is not the tool's, or out of order", () => 
   ];
   for (const [text, line] of cases) expect(() => entriesOut(Buffer.from(text))).toThrow(`--entries-out ${line}: not {"index":`);
 });
+
+test("checkEntries: links and order problems, each with its entry, unreadable entries first", () => {
+  const p = (vm: string, file: string) => canonical({ ...prefix, vm, path: `${vm}/d/${file}` });
+  const req = (logs: number[], vm = "build-a") => canonical({ ...request, vm, logs });
+  const fin = (file: string) => canonical({ ...final, path: `build-a/d/${file}` });
+  const raw = [
+    p("build-a", "log_1"), // 0
+    "not json", // 1
+    p("build-b", "log_2"), // 2
+    req([0, 1, 2, 3, 9]), // 3: unreadable 1, another VM's 2, itself 3, later 9
+    req([3], "build-a"), // 4: a request
+    canonical({ ...prefix, vm: "build-b", path: "build-a/d/log_3" }), // 5: another VM's log
+    fin("log_1.xz"), // 6: final of build-a/d/log_1
+    p("build-a", "log_1"), // 7: prefix after the final
+    `${p("build-a", "log_4")} `, // 8
+    req([7, 6, 0]), // 9
+  ];
+  const r = checkEntries(raw);
+  expect(r.problems).toEqual([
+    { index: 1, message: "entry is not JSON" },
+    { index: 8, message: "entry is not in canonical form" },
+    { index: 3, message: "signature request points at entry 1, which is unreadable" },
+    { index: 3, message: "signature request of build-a points at entry 2, a log of build-b" },
+    { index: 3, message: "signature request points at entry 3, which is not earlier" },
+    { index: 3, message: "signature request points at entry 9, which is not earlier" },
+    { index: 4, message: "signature request points at entry 3, another signature request" },
+    { index: 5, message: "log-prefix of build-b names a log of another VM (build-a/d/log_3)" },
+    { index: 7, message: "prefix of build-a/d/log_1 logged after the session's final log (entry 6)" },
+  ]);
+  expect(r.counts).toEqual({ "build-log": 1, "log-prefix": 4, "signature-request": 3 });
+  expect(r.buildLogs.map((b) => b.index)).toEqual([6]);
+  expect([...r.prefixes].map(([k, v]) => [k, v.map((x) => x.index)])).toEqual([["build-a/d/log_1", [0, 7]], ["build-b/d/log_2", [2]], ["build-a/d/log_3", [5]]]);
+});
