@@ -2,7 +2,7 @@
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { Site } from "./site/components";
-import { parseSiteConfig } from "./site/config";
+import { parseSiteConfig, type SiteConfig } from "./site/config";
 import { rawSiteConfig } from "./site/stackConfig";
 
 // The SDK takes a full stack trace for every resource and several of its promises. Formatting
@@ -13,7 +13,13 @@ delete (Error as { prepareStackTrace?: unknown }).prepareStackTrace;
 process.setSourceMapsEnabled(process.env.QBI_SOURCE_MAPS === "1");
 
 const namespace = "qubes-build-infra";
-const config = parseSiteConfig(rawSiteConfig(pulumi.runtime.allConfig(), namespace, __dirname, process.env));
+// A bad config is the operator's to fix: its message names every key; no stack trace (RunError).
+let config: SiteConfig;
+try {
+  config = parseSiteConfig(rawSiteConfig(pulumi.runtime.allConfig(), namespace, __dirname, process.env));
+} catch (e) {
+  throw new pulumi.RunError((e as Error).message);
+}
 const site = new Site("site", {
   config,
   webhookSecret: new pulumi.Config(namespace).requireSecret("webhookSecret"),

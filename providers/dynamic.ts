@@ -9,12 +9,16 @@
  * code is therefore always the code that runs, and each implementation's `diff` compares what the
  * current code would apply with what the outputs record was applied, so a change of behaviour
  * shows up in `pulumi preview` as a precise diff.
+ *
+ * Caveat of that design: `read` and `delete` run the shim stored in the resource's outputs, and
+ * the outputs are rewritten only by a create or an update. A shim change therefore reaches old
+ * resources at their next update; the implementations keep working with older shims.
  */
 import * as pulumi from "@pulumi/pulumi";
 
 /** A provider implementation module: the dynamic-provider methods, typed loosely at this edge. */
 export type ProviderImpl = Required<Pick<pulumi.dynamic.ResourceProvider, "create" | "diff" | "read" | "update" | "delete">> &
-  Pick<pulumi.dynamic.ResourceProvider, "check">;
+  Pick<pulumi.dynamic.ResourceProvider, "check" | "configure">;
 
 // One provider object per module: the SDK serializes a provider's closure once per object (by
 // inspecting it through node:inspector, ~1.5 ms), so sharing it keeps that cost per kind, not per resource.
@@ -61,6 +65,12 @@ function makeDiskProvider(modulePath: string): pulumi.dynamic.ResourceProvider {
     return impl;
   };
   return {
+    // The engine passes the stack configuration of the current run: the Admin connection comes
+    // from there (providers/impl/admin.ts), never from the state.
+    configure: async (req) => {
+      const impl = load();
+      if (impl.configure) await impl.configure(req);
+    },
     check: async (olds, news) => {
       const impl = load();
       return impl.check ? impl.check(olds, news) : { inputs: news };

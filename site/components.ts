@@ -7,7 +7,6 @@
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { renderNginxConfig } from "../services/nginx";
-import type { AdminConnection } from "../providers/connection";
 import { LogsRepository } from "../providers/logsRepository";
 import { ManagedFile } from "../providers/managedFile";
 import { projectFile, ProjectFileRef } from "../providers/projectFile";
@@ -17,7 +16,7 @@ import { RpcService } from "../providers/rpcService";
 import { SigningKey } from "../providers/signingKey";
 import { SshProxyConfig } from "../providers/sshProxyConfig";
 import { TemplateRequirement } from "../providers/templateRequirement";
-import type { SiteConfig } from "./config";
+import { logsOf, type SiteConfig } from "./config";
 import { buildVm, keysVm, planSite, POLICY_FILE, type PlannedVm, winKeysVm } from "./plan";
 
 /** Where site files live inside the VMs (see docs/layout.md). */
@@ -74,38 +73,46 @@ function program(servicesDir: string, name: string): ProjectFileRef {
 }
 const programs = new Map<string, ProjectFileRef>();
 
+/**
+ * Where a resource in a VM lives: a VM the site creates (its resource: what is placed in it is tied
+ * to its uuid, replaced and gone with it) or a VM named by the config (it must exist in dom0).
+ */
+type Holder = { vm: QubesVm } | { configKey: string };
+
+const tie = (h: Holder) => ("vm" in h ? { vmUuid: h.vm.uuid } : { configKeys: { vm: h.configKey } });
+
 /** Helpers bound to one VM, so that each component declares its files in a line each. */
 class InVm {
   constructor(
     private readonly parent: pulumi.Resource,
-    private readonly admin: AdminConnection,
     readonly name: string,
     private readonly servicesDir: string,
-    /** What must exist first: the VM, when the site creates it. */
-    private readonly dependsOn: pulumi.Resource[],
+    private readonly holder: Holder,
+    /** What must exist first (besides the VM itself). */
+    private readonly dependsOn: pulumi.Resource[] = [],
   ) {}
 
   private opts(): pulumi.CustomResourceOptions {
-    return { parent: this.parent, dependsOn: this.dependsOn };
+    return { parent: this.parent, dependsOn: "vm" in this.holder ? [this.holder.vm, ...this.dependsOn] : this.dependsOn };
   }
 
   service(service: string, programName: string): RpcService {
     return new RpcService(`${this.name}:${service}`, {
-      admin: this.admin, vm: this.name, service, ...program(this.servicesDir, programName), mode: 0o755,
+      vm: this.name, ...tie(this.holder), service, ...program(this.servicesDir, programName), mode: 0o755,
     }, this.opts());
   }
 
   file(filePath: string, content: pulumi.Input<string> | ProjectFileRef, mode = 0o644, owner = "root"): ManagedFile {
     const text = typeof content === "object" && "contentFile" in content ? content : { content };
     return new ManagedFile(`${this.name}:${filePath}`, {
-      admin: this.admin, vm: this.name, path: filePath, ...text, mode, owner, kind: "file",
+      vm: this.name, ...tie(this.holder), path: filePath, ...text, mode, owner, kind: "file",
     }, this.opts());
   }
 
   /** A managed block of a file shared with others (e.g. /rw/config/rc.local). */
   block(filePath: string, blockId: string, content: string, mode: number): ManagedFile {
     return new ManagedFile(`${this.name}:${filePath}#${blockId}`, {
-      admin: this.admin, vm: this.name, path: filePath, content, mode, owner: "root", kind: "block", blockId,
+      vm: this.name, ...tie(this.holder), path: filePath, content, mode, owner: "root", kind: "block", blockId,
     }, this.opts());
   }
 
@@ -114,19 +121,36 @@ class InVm {
   }
 }
 
-function vmResource(parent: pulumi.Resource, admin: AdminConnection, v: PlannedVm, dependsOn: pulumi.Resource[]): QubesVm {
+/** The stack config keys that name a planned VM's template and netvm, for messages. */
+function configKeysOf(v: PlannedVm): Record<string, string> {
+  const ns = "qubes-build-infra";
+  switch (v.role) {
+    case "logs": return { template: `${ns}:logsTemplate`, netvm: `${ns}:logsNetvm` };
+    case "keys":
+    case "win-keys": return { template: `${ns}:keysTemplate` };
+    default: return { template: `${ns}:buildTemplate`, netvm: `${ns}:buildNetvm` };
+  }
+}
+
+/**
+ * A planned VM. `siteVms` are the VMs created before it that it may name (the disposable
+ * templates): it names them through their uuid output, so that a preview before they exist does
+ * not look them up in dom0.
+ */
+function vmResource(parent: pulumi.Resource, v: PlannedVm, dependsOn: pulumi.Resource[], siteVms: ReadonlyMap<string, QubesVm> = new Map()): QubesVm {
+  const dvm = typeof v.defaultDispvm === "string" ? siteVms.get(v.defaultDispvm) : undefined;
   return new QubesVm(v.name, {
-    admin,
     name: v.name,
     klass: v.klass,
     template: v.template,
     label: v.label,
     netvm: v.netvm,
-    ...(v.defaultDispvm !== undefined ? { defaultDispvm: v.defaultDispvm } : {}),
+    ...(v.defaultDispvm !== undefined ? { defaultDispvm: dvm ? dvm.uuid.apply(() => v.defaultDispvm!) : v.defaultDispvm } : {}),
     ...(v.templateForDispvms !== undefined ? { templateForDispvms: v.templateForDispvms } : {}),
     ...(v.privateVolumeSize !== undefined ? { privateVolumeSize: v.privateVolumeSize } : {}),
     features: {},
     tags: v.tags,
+    configKeys: configKeysOf(v),
   }, { parent, dependsOn, protect: v.protect });
 }
 
@@ -134,12 +158,11 @@ function vmResource(parent: pulumi.Resource, admin: AdminConnection, v: PlannedV
 export interface BuildEnvironmentArgs {
   config: SiteConfig;
   env: string;
-  admin: AdminConnection;
   servicesDir: string;
   vms: Map<string, PlannedVm>;
-  /** The logs VM resource this environment reports to, and dispvm templates it uses. */
+  /** The logs VM resource this environment reports to, and the dispvm templates by name. */
   logsVm: QubesVm;
-  dispvmTemplates: QubesVm[];
+  dispvmTemplates: ReadonlyMap<string, QubesVm>;
 }
 
 /** build-ENV, keys-ENV (and win-keys-ENV) with everything placed in them. */
@@ -153,20 +176,20 @@ export class BuildEnvironment extends pulumi.ComponentResource {
 
   constructor(name: string, args: BuildEnvironmentArgs, opts?: pulumi.ComponentResourceOptions) {
     super("qubes-build-infra:site:BuildEnvironment", name, {}, opts);
-    const { config: cfg, env, admin, servicesDir } = args;
+    const { config: cfg, env, servicesDir } = args;
     const e = cfg.envs[env];
     const b = buildVm(env);
     const k = keysVm(env);
     const logs = e.logs;
 
-    this.keysVm = vmResource(this, admin, args.vms.get(k)!, []);
-    this.buildVm = vmResource(this, admin, args.vms.get(b)!, e.builderv2 || e.windows ? args.dispvmTemplates : []);
-    if (e.windows) vmResource(this, admin, args.vms.get(winKeysVm(env))!, []);
+    this.keysVm = vmResource(this, args.vms.get(k)!, []);
+    this.buildVm = vmResource(this, args.vms.get(b)!, e.builderv2 || e.windows ? [...args.dispvmTemplates.values()] : [], args.dispvmTemplates);
+    if (e.windows) vmResource(this, args.vms.get(winKeysVm(env))!, []);
 
     // keys-ENV: the key, the acknowledgement service and the signing gate.
-    const keys = new InVm(this, admin, k, servicesDir, [this.keysVm]);
+    const keys = new InVm(this, k, servicesDir, { vm: this.keysVm });
     this.signingKey = new SigningKey(`${k}:signing-key`, {
-      admin, vm: k, uid: `Qubes OS build signing key (${env})`, expectFingerprint: e.signingKey,
+      vm: k, vmUuid: this.keysVm.uuid, uid: `Qubes OS build signing key (${env})`, expectFingerprint: e.signingKey,
     }, { parent: this, dependsOn: [this.keysVm], protect: cfg.protectKeys });
     keys.service("qubesbuilder.LogReceived", "log-received");
     keys.config("log-received", { logsVms: [logs], buildVms: [b], windowSeconds: cfg.signingWindowSeconds });
@@ -174,7 +197,7 @@ export class BuildEnvironment extends pulumi.ComponentResource {
     keys.config("gpg-gate", this.signingKey.fingerprint.apply((fpr) => ({ clients: [b], keys: [fpr], defaultKey: fpr })));
 
     // build-ENV: split-GPG client side, builders, GitHub services, the ssh proxy.
-    const build = new InVm(this, admin, b, servicesDir, [this.buildVm]);
+    const build = new InVm(this, b, servicesDir, { vm: this.buildVm });
     build.file("/rw/config/gpg-split-domain", `${k}\n`);
     build.file(PATHS.gpgClient, program(servicesDir, "gpg-client"), 0o755);
     build.file("/home/user/.rpmmacros", `%__gpg ${PATHS.gpgClient}\n%_gpg_sign_cmd_extra_args --batch\n`, 0o644, "user");
@@ -203,7 +226,7 @@ export class BuildEnvironment extends pulumi.ComponentResource {
     });
     if (Object.keys(cfg.uploadHosts).length > 0) {
       new SshProxyConfig(`${b}:ssh`, {
-        admin, vm: b, netvm: cfg.netvm,
+        vm: b, vmUuid: this.buildVm.uuid, netvm: cfg.netvm, configKeys: { netvm: "qubes-build-infra:netvm" },
         hosts: Object.entries(cfg.uploadHosts).map(([host, h]) => ({ host, user: h.user, hostKeys: h.hostKeys })),
       }, { parent: this, dependsOn: [this.buildVm] });
     }
@@ -223,57 +246,59 @@ export class Site extends pulumi.ComponentResource {
   constructor(name: string, args: SiteArgs, opts?: pulumi.ComponentResourceOptions) {
     super("qubes-build-infra:site:Site", name, {}, opts);
     const { config: cfg, servicesDir } = args;
-    const admin = cfg.admin as AdminConnection;
     const plan = planSite(cfg);
     const vms = new Map(plan.vms.map((v) => [v.name, v]));
 
     // Templates must carry what the services run on; a missing command fails the preview.
-    const needs: Record<string, { cmds: string[]; why: string }> = {};
-    const need = (t: string, cmds: string[], why: string) => {
-      const cur = needs[t] ?? { cmds: [], why: "" };
-      needs[t] = { cmds: [...new Set([...cur.cmds, ...cmds])], why: cur.why ? `${cur.why}; ${why}` : why };
+    const needs: Record<string, { cmds: string[]; why: string; keys: string[] }> = {};
+    const need = (key: "buildTemplate" | "keysTemplate" | "logsTemplate" | "netTemplate", cmds: string[], why: string) => {
+      const t = cfg[key];
+      const cur = needs[t] ?? { cmds: [], why: "", keys: [] };
+      needs[t] = { cmds: [...new Set([...cur.cmds, ...cmds])], why: cur.why ? `${cur.why}; ${why}` : why, keys: [...cur.keys, `qubes-build-infra:${key}`] };
     };
-    need(cfg.buildTemplate, ["node", "git", "gpg", "flock"], "build VMs");
-    need(cfg.keysTemplate, ["node", "gpg"], "keys VMs (signing gate)");
-    need(cfg.logsTemplate, ["node", "git", "gpg", "xz"], "logs VMs");
-    need(cfg.netTemplate, ["node", "nginx"], "the net VM (ConnectSSH, webhooks)");
+    need("buildTemplate", ["node", "git", "gpg", "flock"], "build VMs");
+    need("keysTemplate", ["node", "gpg"], "keys VMs (signing gate)");
+    need("logsTemplate", ["node", "git", "gpg", "xz"], "logs VMs");
+    need("netTemplate", ["node", "nginx"], "the net VM (ConnectSSH, webhooks)");
     const requirements = Object.entries(needs).map(([t, n]) =>
-      new TemplateRequirement(`template:${t}`, { admin, vm: t, commands: n.cmds, purpose: n.why }, { parent: this }));
+      new TemplateRequirement(`template:${t}`, { vm: t, commands: n.cmds, purpose: n.why, configKeys: { vm: n.keys.join(", ") } }, { parent: this }));
 
-    const dispvmTemplates = plan.vms
+    const dispvmTemplates = new Map(plan.vms
       .filter((v) => v.role === "builder-dvm" || v.role === "windows-dvm")
-      .map((v) => vmResource(this, admin, v, requirements));
+      .map((v) => [v.name, vmResource(this, v, requirements)]));
 
     // One logs VM per distinct `logs` value, each with its key, repository and BuildLog service.
     const logsVms = new Map<string, QubesVm>();
     for (const v of plan.vms.filter((x) => x.role === "logs")) {
-      const vm = vmResource(this, admin, v, requirements);
+      const vm = vmResource(this, v, requirements);
       logsVms.set(v.name, vm);
-      const inVm = new InVm(this, admin, v.name, servicesDir, [vm]);
+      const logs = logsOf(cfg, v.name);
+      const inVm = new InVm(this, v.name, servicesDir, { vm });
+      // The logs key is protected like the keys VMs' keys: the logs repository's history is signed by it.
       const key = new SigningKey(`${v.name}:logs-key`, {
-        admin, vm: v.name, uid: `${cfg.logs.botName} <${cfg.logs.botEmail}>`, expectFingerprint: cfg.logs.keyFingerprint,
-      }, { parent: this, dependsOn: [vm] });
+        vm: v.name, vmUuid: vm.uuid, uid: `${cfg.logs.botName} <${cfg.logs.botEmail}>`, expectFingerprint: logs.keyFingerprint,
+      }, { parent: this, dependsOn: [vm], protect: cfg.protectKeys });
       new LogsRepository(`${v.name}:logs-repo`, {
-        admin, vm: v.name, dir: PATHS.logsRepo, remote: cfg.logs.repo, branch: cfg.logs.branch,
+        vm: v.name, vmUuid: vm.uuid, dir: PATHS.logsRepo, remote: logs.repo, branch: logs.branch, previousKeys: logs.previousKeys,
         signingKey: key.fingerprint, authorName: cfg.logs.botName, authorEmail: cfg.logs.botEmail,
       }, { parent: this, dependsOn: [vm, key] });
       inVm.service("qubesbuilder.BuildLog", "build-log");
       inVm.config("build-log", key.fingerprint.apply((fpr) => ({
-        repoDir: PATHS.logsRepo, remote: cfg.logs.repo, branch: cfg.logs.branch, signingKey: fpr,
+        repoDir: PATHS.logsRepo, remote: logs.repo, branch: logs.branch, signingKey: fpr,
         authorName: cfg.logs.botName, authorEmail: cfg.logs.botEmail,
       })));
     }
 
     for (const env of Object.keys(cfg.envs)) {
       this.envs[env] = new BuildEnvironment(env, {
-        config: cfg, env, admin, servicesDir, vms, logsVm: logsVms.get(cfg.envs[env].logs)!, dispvmTemplates,
+        config: cfg, env, servicesDir, vms, logsVm: logsVms.get(cfg.envs[env].logs)!, dispvmTemplates,
       }, { parent: this, dependsOn: requirements });
       this.signingKeys[env] = this.envs[env].signingKey.fingerprint;
     }
 
     // The net VM (not created here): ConnectSSH for the upload hosts, the webhook receiver.
     const netvm = cfg.netvm;
-    const net = new InVm(this, admin, netvm, servicesDir, requirements);
+    const net = new InVm(this, netvm, servicesDir, { configKey: "qubes-build-infra:netvm" }, requirements);
     net.service("local.ConnectSSH", "connect-ssh");
     net.config("connect-ssh", {
       hosts: Object.fromEntries(Object.entries(cfg.uploadHosts).map(([h, u]) => [h, {
@@ -295,8 +320,8 @@ export class Site extends pulumi.ComponentResource {
     }));
 
     // The one policy file, written after every VM it names exists and removed before them.
-    const allVms = [...dispvmTemplates, ...logsVms.values(), ...Object.values(this.envs).flatMap((e) => [e.buildVm, e.keysVm])];
-    new QrexecPolicy("policy", { admin, name: POLICY_FILE, rules: plan.rules }, { parent: this, dependsOn: allVms });
+    const allVms = [...dispvmTemplates.values(), ...logsVms.values(), ...Object.values(this.envs).flatMap((e) => [e.buildVm, e.keysVm])];
+    new QrexecPolicy("policy", { name: POLICY_FILE, rules: plan.rules }, { parent: this, dependsOn: allVms });
     this.registerOutputs({ signingKeys: this.signingKeys });
   }
 }

@@ -1,16 +1,19 @@
 // Implementation of ManagedFile (see providers/managedFile.ts).
 import { z } from "zod";
-import { adminConnection, adminFor } from "./admin";
+import { runAdmin } from "./admin";
 import { blockMarkers, normalizeInner } from "./blocks";
-import { checkWith, DiffResult, hasUnknown, parseProps, sha256, step } from "./common";
-import { dropBlock, readBlock, readText, writeBlock, writeWhole } from "./files";
+import { DiffResult, hasUnknown, holdsConnection, legacyAdmin, parseProps, sha256, withoutAdmin } from "./common";
+import { dropBlock, readBlock, readText, removeWhole, writeBlock, writeWhole } from "./files";
+import { checkPlaced, externalVms, GONE, inVm, vmIdentity, vmReplaced } from "./inVm";
 import { contentFields, loadContent, oneContent, wantedSha256 } from "./source";
 
 const KIND = "ManagedFile";
 
 const fileBase = z.object({
-  admin: adminConnection,
+  ...legacyAdmin,
   vm: z.string().min(1),
+  ...vmIdentity,
+  ...externalVms,
   path: z.string().regex(/^\/[^\0]*[^/]$/, "an absolute file path"),
   ...contentFields,
   mode: z.number().int().min(0).max(0o7777).default(0o644),
@@ -39,16 +42,18 @@ type FileInputs = z.infer<typeof fileInputs>;
 const fileOutputs = fileBase.safeExtend({ sha256: z.string() });
 type FileOutputs = z.infer<typeof fileOutputs>;
 
-const who = (p: { vm: string; path: string; kind: string; blockId: string }) => (p.kind === "block" ? `${KIND} (block ${p.blockId})` : KIND);
+const who = (p: { kind: string; blockId: string }) => (p.kind === "block" ? `${KIND} (block ${p.blockId})` : KIND);
 /** The hash of what is managed: the whole file, or the block's inner text as written. */
 const digest = (p: FileInputs) => (p.kind === "block" ? sha256(normalizeInner(p.content ?? "")) : wantedSha256(p));
 
 export async function check(_olds: unknown, news: unknown) {
-  return checkWith(fileInputs, news);
+  return checkPlaced(fileInputs, news);
 }
 
 export async function diff(_id: string, oldsRaw: unknown, newsRaw: unknown): Promise<DiffResult> {
   const o = parseProps(fileOutputs, oldsRaw, KIND);
+  const moved = vmReplaced(o, newsRaw);
+  if (moved) return moved;
   if (hasUnknown(newsRaw)) return { changes: true };
   const n = parseProps(fileInputs, newsRaw, KIND);
   const replaces = (["vm", "path", "kind", "blockId"] as const).filter((k) => o[k] !== n[k]);
@@ -56,46 +61,52 @@ export async function diff(_id: string, oldsRaw: unknown, newsRaw: unknown): Pro
   // Outputs that do not record the content the way the inputs give it (inline text recorded, a
   // reference not holding the text) are brought in line once, by an update.
   const unrecorded = (n.content !== undefined) !== (o.content !== undefined);
-  return { changes: unrecorded || o.sha256 !== digest(n) || o.mode !== n.mode || o.owner !== n.owner };
+  return { changes: unrecorded || o.sha256 !== digest(n) || o.mode !== n.mode || o.owner !== n.owner || o.vmUuid !== n.vmUuid || holdsConnection(oldsRaw) };
 }
 
 async function apply(p: FileInputs): Promise<FileOutputs> {
-  const admin = adminFor(p.admin);
+  const admin = runAdmin(p.admin);
+  const q = withoutAdmin(p);
   if (p.kind === "block") {
     await writeBlock(admin, who(p), p, p.blockId, p.content ?? "");
-    return { ...p, sha256: digest(p) };
+    return { ...q, sha256: digest(p) };
   }
   const text = loadContent(`${who(p)} ${p.vm}:${p.path}`, p);
   await writeWhole(admin, who(p), p, text);
-  return { ...p, sha256: sha256(text) };
+  return { ...q, sha256: sha256(text) };
 }
 
+/** Writing is idempotent (whole file atomically, or one marked block): a create after an interrupted one just writes again. */
 export async function create(inputs: unknown) {
   const p = parseProps(fileInputs, inputs, KIND);
   return { id: p.kind === "block" ? `${p.vm}:${p.path}#${p.blockId}` : `${p.vm}:${p.path}`, outs: await apply(p) };
 }
 
-export async function update(_id: string, _olds: unknown, newsRaw: unknown) {
-  return { outs: await apply(parseProps(fileInputs, newsRaw, KIND)) };
+/** Writes only when what is in the VM must change; bookkeeping changes (vmUuid, old outputs) cost no Admin call. */
+export async function update(_id: string, oldsRaw: unknown, newsRaw: unknown) {
+  const o = parseProps(fileOutputs, oldsRaw, KIND);
+  const n = parseProps(fileInputs, newsRaw, KIND);
+  const same = o.sha256 === digest(n) && o.mode === n.mode && o.owner === n.owner && (o.content !== undefined) === (n.content !== undefined);
+  if (same) return { outs: { ...withoutAdmin(n), sha256: o.sha256 } };
+  return { outs: await apply(n) };
 }
 
 /**
  * The hash of what is in the VM now (the content itself is not returned: it may be secret). A
- * changed hash is drift: the next `up` writes the content again. A missing file (or block) means
- * the resource is gone, and the next `up` creates it.
+ * changed hash is drift: the next `up` writes the content again. A missing file (or block), or a
+ * VM that is gone, means the resource is gone, and the next `up` creates it.
  */
 export async function read(id: string, raw: unknown) {
   const o = parseProps(fileOutputs, raw, KIND);
-  const admin = adminFor(o.admin);
-  const now = o.kind === "block" ? await readBlock(admin, who(o), o, o.blockId) : await readText(admin, who(o), o);
-  if (now === null) return { id: "", props: {} };
-  return { id, props: { ...o, sha256: sha256(now) } };
+  const admin = runAdmin(o.admin);
+  const now = await inVm(admin, o, () => (o.kind === "block" ? readBlock(admin, who(o), o, o.blockId) : readText(admin, who(o), o)));
+  if (now === null || now === GONE) return { id: "", props: {} };
+  return { id, props: { ...withoutAdmin(o), sha256: sha256(now) } };
 }
 
 async function delete_(_id: string, raw: unknown): Promise<void> {
   const o = parseProps(fileOutputs, raw, KIND);
-  const admin = adminFor(o.admin);
-  if (o.kind === "block") await dropBlock(admin, who(o), o, o.blockId);
-  else await step(`${KIND} ${o.vm}:${o.path}: removing`, () => admin.removeFile(o.vm, o.path));
+  const admin = runAdmin(o.admin);
+  await inVm(admin, o, () => (o.kind === "block" ? dropBlock(admin, who(o), o, o.blockId) : removeWhole(admin, who(o), o)));
 }
 export { delete_ as delete };
