@@ -137,7 +137,8 @@ export const siteConfigSchema = z.strictObject({
       const r = envName.safeParse(name);
       if (!r.success) ctx.addIssue({ code: "custom", path: [name], message: `environment name: ${r.error.issues[0].message}` });
     }
-  }),
+    // Names are checked even when an environment's values are wrong too: every finding at once.
+  }, { when: () => true }),
   uploadHosts: z.record(hostname, uploadHost).default({}),
   logs: z.strictObject({
     /** Git URL of the public build-logs repository (ssh in production). */
@@ -153,7 +154,7 @@ export const siteConfigSchema = z.strictObject({
       repo: z.string().min(1).optional(),
       branch: gitRef.optional(),
       keyFingerprint: fingerprint.optional(),
-      previousKeys: previousKeys.optional(),
+      previousKeys: z.record(fingerprint, armoredKey).optional(),
     })).default({}),
   }),
   commands: z

@@ -53,13 +53,19 @@ export async function findMissing(admin: QubesAdmin, p: ReqInputs): Promise<stri
   return r.stdout.toString().split("\n").map((l) => l.trim()).filter((l) => l !== "");
 }
 
-/** Fails the preview when the template is not in dom0 (checked without starting anything), or a command is missing. */
-export async function check(_olds: unknown, news: unknown): Promise<CheckResult> {
+/**
+ * Fails the preview when the template is not in dom0 (checked on every run, from dom0's list:
+ * nothing started), or when a command is missing: that check starts the template, so it runs
+ * when the requirement is new or changed; afterwards `pulumi refresh` re-checks.
+ */
+export async function check(olds: unknown, news: unknown): Promise<CheckResult> {
   const base = checkWith(reqInputs, news, (p) => withoutAdmin(p));
   if (base.failures || hasUnknown(news)) return base;
   const p = reqInputs.parse(base.inputs);
   const admin = runAdmin((news as { admin?: unknown }).admin);
   if (!(await listedVm(admin, p.vm))) return { inputs: base.inputs, failures: [{ property: "vm", reason: notThere(p) }] };
+  const o = reqInputs.safeParse(olds);
+  if (o.success && o.data.vm === p.vm && JSON.stringify(o.data.commands) === JSON.stringify(p.commands)) return { inputs: withoutAdmin(p) };
   const missing = await findMissing(admin, p);
   if (missing.length > 0) return { inputs: base.inputs, failures: [{ property: "commands", reason: missingMessage(p.vm, missing, p.purpose) }] };
   return { inputs: withoutAdmin(p) };
@@ -69,8 +75,12 @@ export async function diff(_id: string, oldsRaw: unknown, newsRaw: unknown): Pro
   const o = parseProps(reqOutputs, oldsRaw, KIND);
   if (hasUnknown(newsRaw)) return { changes: true };
   const n = parseProps(reqInputs, newsRaw, KIND);
-  const same = o.vm === n.vm && o.purpose === n.purpose && JSON.stringify(o.commands) === JSON.stringify(n.commands) && o.missing.length === 0;
-  return { changes: !same || holdsConnection(oldsRaw) };
+  const same = o.vm === n.vm && JSON.stringify(o.commands) === JSON.stringify(n.commands);
+  // What the last refresh found missing fails the preview (the check no longer starts the template).
+  const stillMissing = same ? o.missing.filter((c) => n.commands.includes(c)) : [];
+  if (stillMissing.length > 0) throw new ProviderError(`${KIND} ${n.vm}`, "checking", undefined,
+    `${missingMessage(n.vm, stillMissing, n.purpose)} (as the last pulumi refresh found: run pulumi refresh again after installing them)`);
+  return { changes: !same || o.purpose !== n.purpose || holdsConnection(oldsRaw) };
 }
 
 async function verify(p: ReqInputs) {
