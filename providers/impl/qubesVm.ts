@@ -48,6 +48,8 @@ export const vmInputs = z.object({
   configKeys: z.record(z.string(), z.string()).optional(),
   /** Set by check: how dom0 differs from what the state recorded (shown by the preview). */
   drift: z.string().optional(),
+  /** Set by check for an existing VM: its uuid in dom0 now. */
+  uuid: z.string().optional(),
 }).superRefine((p, ctx) => {
   if (p.klass === "DispVM" && !p.template) ctx.addIssue({ code: "custom", path: ["template"], message: "a DispVM needs a template (a VM with templateForDispvms)" });
 });
@@ -57,8 +59,6 @@ export type VmInputs = z.infer<typeof vmInputs>;
 const vmOutputs = vmInputs.safeExtend({
   /** The private volume's size as last applied. */
   privateVolumeBytes: z.number().optional(),
-  /** The VM's uuid when created or adopted (absent in state written before it was recorded). */
-  uuid: z.string().optional(),
 });
 export type VmOutputs = z.infer<typeof vmOutputs>;
 
@@ -260,11 +260,16 @@ export async function check(olds: unknown, news: unknown): Promise<CheckResult> 
   const admin = runAdmin(raw.admin);
   const failures = await missingReferences(admin, p, raw);
   if (failures.length > 0) return { inputs: base.inputs, failures };
-  // An existing VM: how dom0 differs from what the state recorded, shown in the preview.
+  // An existing VM: how dom0 differs from what the state recorded, shown in the preview. Its uuid
+  // goes into the inputs too: a preview then knows it (outputs of an update are the inputs until it
+  // runs), so what is placed in the VM is replaced only when the VM really is another one.
   const o = vmOutputs.safeParse(olds);
-  let drift = "";
-  if (o.success && o.data.name === p.name && !hasUnknown(raw)) drift = (await compare(admin, o.data)).text;
-  return { inputs: { ...(hasUnknown(raw) ? withoutAdmin(raw) : p), drift } };
+  let found: { drift: string; uuid?: string } = { drift: "" };
+  if (o.success && o.data.name === p.name && !hasUnknown(raw)) {
+    const now = await compare(admin, o.data);
+    found = { drift: now.text, ...(now.live ? { uuid: now.live.uuid } : {}) };
+  }
+  return { inputs: { ...(hasUnknown(raw) ? withoutAdmin(raw) : p), ...found } };
 }
 
 export async function diff(_id: string, oldsRaw: unknown, newsRaw: unknown): Promise<DiffResult> {
