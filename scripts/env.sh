@@ -8,6 +8,9 @@ export PULUMI_SKIP_UPDATE_CHECK=true
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
 export PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK=
 export PULUMI_BACKEND_URL="${PULUMI_BACKEND_URL:-file://$QBI_ROOT/.pulumi-state}"
+# refresh and destroy run the program too: the engine then configures the providers with the current
+# stack config (the Admin connection comes from there), not with the copy stored at the last up.
+export PULUMI_RUN_PROGRAM="${PULUMI_RUN_PROGRAM:-true}"
 # The `local` stack's secrets use this documented passphrase; a real site sets its own
 # PULUMI_CONFIG_PASSPHRASE (or _FILE) before sourcing this file.
 if [ -z "${PULUMI_CONFIG_PASSPHRASE+set}" ] && [ -z "${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ]; then

@@ -7,10 +7,18 @@
  * - `admin [--stack NAME] <method> <dest> [arg] [payload]`: one Admin API call to the Qubes machine of
  *   a stack (its `qubes-build-infra:admin`, or QBI_ADMIN): the recovery commands the providers print
  *   (e.g. tagging a VM an interrupted run created) work the same against dom0 and qubes-sim.
+ * - `settle [--stack NAME]`: what a killed `pulumi up` leaves, settled so that the next `up`
+ *   converges: a lock held by a pulumi process of this machine that no longer runs is removed
+ *   (`pulumi cancel`), and the state's pending operations are dropped (`pulumi stack export` /
+ *   `import`). Dropping them is safe because every creation is idempotent: the next `up` creates
+ *   those resources again, taking over what the killed run made (see providers/qubesVm.ts).
  */
+import { execFileSync } from "child_process";
 import * as fs from "fs";
+import * as os from "os";
 import * as path from "path";
 import { parse, stringify } from "yaml";
+import { z } from "zod";
 import { ADMIN_CONFIG_KEY, resolveAdminConnection } from "../providers/connection";
 import { importPillarFiles } from "./pillar";
 
@@ -18,7 +26,65 @@ const ROOT = path.resolve(__dirname, "..");
 const USAGE = [
   "usage: qubes-build-infra import-pillar <build-infra.sls | pillar dir>...",
   "       qubes-build-infra admin [--stack NAME] <method> <dest> [arg] [payload]",
+  "       qubes-build-infra settle [--stack NAME]",
 ].join("\n");
+
+/** `--stack NAME` in front of the other arguments (default: the local stack). */
+function stackArg(args: string[]): [string, string[]] {
+  return args[0] === "--stack" ? [args[1] ?? "", args.slice(2)] : ["local", args];
+}
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+};
+
+/** Lock files of the stack in a file backend (`file://DIR`): DIR/.pulumi/locks/[organization/<project>/]<stack>/*.json. */
+function lockFiles(stack: string): string[] {
+  const url = process.env.PULUMI_BACKEND_URL ?? "";
+  if (!url.startsWith("file://")) return [];
+  const project = (parse(fs.readFileSync(path.join(ROOT, "Pulumi.yaml"), "utf8")) as { name: string }).name;
+  const base = path.join(url.slice("file://".length).replace(/\?.*$/, ""), ".pulumi", "locks");
+  return [path.join(base, "organization", project, stack), path.join(base, stack)]
+    .filter((d) => fs.existsSync(d))
+    .flatMap((d) => fs.readdirSync(d).filter((f) => f.endsWith(".json")).map((f) => path.join(d, f)));
+}
+
+function settle(args: string[]): number {
+  const [stack] = stackArg(args);
+  const pulumi = (...a: string[]) => execFileSync("pulumi", [...a, "--stack", stack], { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], maxBuffer: 1 << 30 });
+  const Lock = z.object({ pid: z.number(), hostname: z.string() });
+  const locks = lockFiles(stack).map((f) => ({ f, lock: Lock.safeParse(JSON.parse(fs.readFileSync(f, "utf8"))) }));
+  const running = locks.filter((l) => !l.lock.success || l.lock.data.hostname !== os.hostname() || alive(l.lock.data.pid));
+  if (running.length > 0) {
+    const who = running.map((l) => (l.lock.success ? `pid ${l.lock.data.pid} on ${l.lock.data.hostname}` : l.f)).join(", ");
+    process.stderr.write(`stack ${stack} is locked by a pulumi that may still run (${who}): wait for it to end; if it is gone, pulumi cancel --stack ${stack}\n`);
+    return 1;
+  }
+  if (locks.length > 0) {
+    pulumi("cancel", "--yes");
+    process.stderr.write(`removed the lock left by a killed run (pid ${locks.map((l) => (l.lock.success ? l.lock.data.pid : "?")).join(", ")}, no longer running)\n`);
+  }
+  const exported = JSON.parse(pulumi("stack", "export")) as { deployment?: { pending_operations?: { type: string; resource: { urn: string } }[] } };
+  const pending = exported.deployment?.pending_operations ?? [];
+  if (pending.length > 0) {
+    delete exported.deployment!.pending_operations;
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "qbi-settle-")), "state.json");
+    try {
+      fs.writeFileSync(file, JSON.stringify(exported), { mode: 0o600 });
+      pulumi("stack", "import", "--file", file);
+    } finally {
+      fs.rmSync(path.dirname(file), { recursive: true, force: true });
+    }
+    for (const op of pending) process.stderr.write(`dropped the pending operation ${op.type} ${op.resource.urn}: the next up does it again (creation is idempotent)\n`);
+  }
+  if (locks.length === 0 && pending.length === 0) process.stderr.write(`stack ${stack}: nothing to settle\n`);
+  return 0;
+}
 
 function importPillar(args: string[]): number {
   if (args.length === 0) {
@@ -36,12 +102,8 @@ function importPillar(args: string[]): number {
   return 0;
 }
 
-async function admin(args: string[]): Promise<number> {
-  let stack = "local";
-  if (args[0] === "--stack") {
-    stack = args[1] ?? "";
-    args = args.slice(2);
-  }
+async function admin(all: string[]): Promise<number> {
+  const [stack, args] = stackArg(all);
   const [method, dest, arg = "", payload] = args;
   if (!method || !dest || !/^admin\.[A-Za-z0-9_.]+$/.test(method)) {
     process.stderr.write(`${USAGE}\n`);
@@ -66,6 +128,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     if (cmd === "import-pillar") return importPillar(rest);
     if (cmd === "admin") return await admin(rest);
+    if (cmd === "settle") return settle(rest);
     process.stderr.write(`${USAGE}\n`);
     return 2;
   } catch (e) {
