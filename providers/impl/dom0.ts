@@ -41,7 +41,7 @@ async function fetchSystem(admin: QubesAdmin): Promise<Map<string, ListedVm>> {
   } catch (e) {
     if (!hasQubesCode(e, "permission-denied", "protocol")) throw e;
   }
-  for (const v of await step(WHO, "listing VMs", () => admin.vmList())) out.set(v.name, { name: v.name, klass: v.klass, power: v.state });
+  for (const v of await step(WHO, "listing VMs", () => admin.vmList())) out.set(v.name, { name: v.name, klass: v.klass, power: v.state, ...(v.uuid ? { uuid: v.uuid } : {}) });
   return out;
 }
 
