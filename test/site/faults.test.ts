@@ -21,8 +21,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 describe("kill -9 at many points of a deployment, a change and a destroy; the documented recovery converges", () => {
   let sim: StartedSim;
   let stack: Stack;
+  let name = "";
+  let round = 0;
   const backend = tempDir("faults-backend");
-  const name = `faults${process.pid}`;
   const env = { ...process.env, ...pulumiEnv(backend), PULUMI_RUN_PROGRAM: "true" } as Record<string, string>;
   const report: string[] = [];
 
@@ -89,27 +90,24 @@ describe("kill -9 at many points of a deployment, a change and a destroy; the do
     }
   }
 
-  /** A fresh start: nothing deployed, an empty stand-in GitHub. */
-  async function clean(): Promise<void> {
-    if ((deployment().resources ?? []).length > 0) recover("destroy");
-    const repo = path.join(sim.stateDir, "github", "build-logs.git");
-    fs.rmSync(repo, { recursive: true, force: true });
-    execFileSync("git", ["init", "-q", "--bare", "-b", "main", repo]);
+  /** A fresh start: a new qubes-sim (nothing deployed, an empty stand-in GitHub) and a new stack. */
+  async function fresh(): Promise<void> {
+    await sim?.stop();
+    if (name) fs.rmSync(stackFile(name), { force: true });
+    sim = await startSim();
+    name = `faults${process.pid}r${++round}`;
+    stack = await siteStack(name, backend, sim);
   }
 
-  beforeAll(async () => {
-    sim = await startSim();
-    stack = await siteStack(name, backend, sim);
-  });
   afterAll(async () => {
     process.stdout.write(`\nfault injection (kill -9 points and results):\n${report.map((l) => `  ${l}`).join("\n")}\n`);
     await sim?.stop();
-    fs.rmSync(stackFile(name), { force: true });
+    if (name) fs.rmSync(stackFile(name), { force: true });
     fs.rmSync(backend, { recursive: true, force: true });
   });
 
   it.each([3, 12, 30, 60, 100])("first deployment of two environments killed after %i Admin writes", async (after) => {
-    await clean();
+    await fresh();
     const killed = await killedRun("up", after);
     const how = recover("up");
     await assertConverged(`first up, kill at ${after}`, true);
@@ -117,7 +115,7 @@ describe("kill -9 at many points of a deployment, a change and a destroy; the do
   });
 
   it.each([4, 20])("a change (a new environment, a grown volume) killed after %i Admin writes", async (after) => {
-    await stack.setAllConfig(siteConfig(sim));
+    await fresh();
     pulumi("up", "--yes", "--non-interactive", "--skip-preview");
     const grown = { ...SITE_ENVS, fedora: { ...SITE_ENVS.fedora, volumeSize: `${30 + after}GiB` }, arch: { logs: "logs", builders: [{ dir: "/home/user/builder-arch", release: "4.3" }] } };
     await stack.setAllConfig(siteConfig(sim, { [`${NS}:envs`]: grown }));
@@ -126,12 +124,10 @@ describe("kill -9 at many points of a deployment, a change and a destroy; the do
     await assertConverged(`change, kill at ${after}`, true);
     expect((await sim.client.vmList()).map((v) => v.name)).toContain("build-arch");
     report.push(`change, kill at ${after}: ${killed}; ${how}: converged`);
-    await clean();
-    await stack.setAllConfig(siteConfig(sim));
   });
 
   it.each([3, 15, 40])("destroy killed after %i Admin writes", async (after) => {
-    await clean();
+    await fresh();
     pulumi("up", "--yes", "--non-interactive", "--skip-preview");
     const killed = await killedRun("destroy", after);
     const how = recover("destroy");
