@@ -213,6 +213,30 @@ describe("the providers through the Pulumi engine against qubes-sim", () => {
     await stack.setConfig("volumeSize", { value: "8GiB" });
   });
 
+  it("state written when resources kept the connection is migrated: one up drops it without an Admin write; refresh never uses it", async () => {
+    const old = { transport: "sim", socket: "/nonexistent/old-machine/qubesd.sock" };
+    const withOldConnection = async () => {
+      const exported = await stack.exportStack();
+      const d = exported.deployment as { resources: { type: string; inputs?: Record<string, unknown>; outputs?: Record<string, unknown> }[] };
+      for (const r of d.resources.filter((x) => x.type.startsWith("pulumi-nodejs:dynamic"))) {
+        r.inputs = { ...r.inputs, admin: old };
+        r.outputs = { ...r.outputs, admin: old };
+      }
+      await stack.importStack(exported);
+    };
+    await withOldConnection();
+    const before = await stats();
+    const up = await stack.up();
+    expect(up.summary.resourceChanges).toMatchObject({ update: 7 });
+    expect(delta(before, await stats(), MUTATING)).toEqual({});
+    expect(JSON.stringify((await stack.exportStack()).deployment)).not.toContain("old-machine");
+    expect(await planned()).toEqual({});
+    await withOldConnection();
+    expect((await stack.refresh()).summary.result).toBe("succeeded");
+    await stack.up();
+    expect(JSON.stringify((await stack.exportStack()).deployment)).not.toContain("old-machine");
+  });
+
   it("moved to another socket (the same machine), refresh and destroy reach it through the current config, not the state", async () => {
     const state = sim.stateDir;
     await sim.stop();

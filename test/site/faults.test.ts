@@ -29,7 +29,14 @@ describe("kill -9 at many points of a deployment, a change and a destroy; the do
 
   const writes = async () => Object.entries(parseStats((await sim.client.call("sim.Stats", "dom0")).toString()))
     .filter(([m]) => WRITES.test(m)).reduce((n, [, c]) => n + c, 0);
-  const pulumi = (...args: string[]) => execFileSync("pulumi", [...args, "--stack", name], { cwd: projectRoot, env, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], maxBuffer: 1 << 30 });
+  const pulumi = (...args: string[]): string => {
+    try {
+      return execFileSync("pulumi", [...args, "--stack", name], { cwd: projectRoot, env, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], maxBuffer: 1 << 30 });
+    } catch (e) {
+      const x = e as { stdout?: string; stderr?: string };
+      throw new Error(`pulumi ${args.join(" ")} failed:\n${`${x.stdout ?? ""}\n${x.stderr ?? ""}`.split("\n").filter((l) => /error|rror:/.test(l)).slice(0, 12).join("\n")}`);
+    }
+  };
   const deployment = () => (JSON.parse(pulumi("stack", "export")) as { deployment: { resources?: { type: string; outputs?: { name?: string } }[]; pending_operations?: { type: string; resource: { urn: string } }[] } }).deployment;
 
   /** Runs `pulumi <op>` and kills its whole process group once it made `after` Admin writes (if it gets that far). */
