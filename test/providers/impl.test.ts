@@ -246,6 +246,17 @@ describe("QrexecPolicy", () => {
     expect(await policy.diff("x", c.outs, checked.inputs)).toEqual({ changes: false });
   });
 
+  it("outputs that held the connection are rewritten once, without writing the file", async () => {
+    const c = await policy.create((await policy.check({}, args)).inputs);
+    const old = { ...c.outs, admin: { transport: "sim", socket: "/old.sock" } };
+    newProcess();
+    expect(await policy.diff("x", old, (await policy.check(args, args)).inputs)).toEqual({ changes: true });
+    fake.calls.length = 0;
+    const u = await policy.update("x", old, (await policy.check(args, args)).inputs);
+    expect(u.outs).not.toHaveProperty("admin");
+    expect(writes()).toEqual([]);
+  });
+
   it("never overwrites an edit made after this run read the file", async () => {
     const c = await policy.create((await policy.check({}, args)).inputs);
     newProcess();
