@@ -131,6 +131,15 @@ export function withoutAdmin<T extends { admin?: unknown }>(p: T): Omit<T, "admi
   return rest;
 }
 
+/**
+ * What `read` keeps of old outputs' `admin`: it stays until an update rewrites the resource, because
+ * outputs that hold it also hold the provider code of their time (serialized by the SDK), which
+ * `read` and `delete` run and which cannot take the run's config: it falls back to that `admin`.
+ */
+export function keptAdmin(o: { admin?: unknown }): { admin?: unknown } {
+  return o.admin !== undefined ? { admin: o.admin } : {};
+}
+
 /** True when outputs still hold the connection: one update rewrites them (no Admin call). */
 export function holdsConnection(oldsRaw: unknown): boolean {
   return typeof oldsRaw === "object" && oldsRaw !== null && "admin" in oldsRaw;

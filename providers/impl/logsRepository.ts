@@ -156,7 +156,7 @@ export async function read(id: string, raw: unknown) {
   if (got === GONE) return { id: "", props: {} };
   if (got.exitCode !== 0) throw new ProviderError(who(p), "reading the clone's remote", undefined, got.stderr.toString().trim() || `exit ${got.exitCode}`);
   if (got.stdout.toString().trim() !== p.remote) return { id: "", props: {} };
-  return { id, props: withoutAdmin(p) };
+  return { id, props: p };
 }
 
 /** The working copy may hold unpushed logs: it is never removed by Pulumi. */

@@ -101,7 +101,7 @@ export async function read(id: string, raw: unknown) {
   const admin = runAdmin(o.admin);
   const now = await inVm(admin, o, () => (o.kind === "block" ? readBlock(admin, who(o), o, o.blockId) : readText(admin, who(o), o)));
   if (now === null || now === GONE) return { id: "", props: {} };
-  return { id, props: { ...withoutAdmin(o), sha256: sha256(now) } };
+  return { id, props: { ...o, sha256: sha256(now) } };
 }
 
 async function delete_(_id: string, raw: unknown): Promise<void> {

@@ -6,7 +6,7 @@ import { hasQubesCode } from "../../admin/errors";
 import { checkRules, diffRules, isManaged, parsePolicyFile, renderPolicy, type Rule } from "../../qrexec";
 import { dropRunCache, runAdmin, runCache } from "./admin";
 import {
-  checkWith, CheckResult, describeError, DiffResult, hasUnknown, holdsConnection, isPolicyNotFound, legacyAdmin, parseProps, ProviderError, step,
+  checkWith, CheckResult, describeError, DiffResult, hasUnknown, holdsConnection, isPolicyNotFound, keptAdmin, legacyAdmin, parseProps, ProviderError, step,
   withoutAdmin,
 } from "./common";
 
@@ -184,7 +184,7 @@ export async function read(id: string, raw: unknown) {
   const parseErrors = parsed.errors.map((e) => `line ${e.line}: ${e.message}`);
   return {
     id,
-    props: { ...inputs, content: got.content, token: got.token, ruleDiff: summarizeRuleDiff(o.name, o.rules, rules), ...(parseErrors.length ? { parseErrors } : {}) },
+    props: { ...inputs, ...keptAdmin(o), content: got.content, token: got.token, ruleDiff: summarizeRuleDiff(o.name, o.rules, rules), ...(parseErrors.length ? { parseErrors } : {}) },
     inputs,
   };
 }

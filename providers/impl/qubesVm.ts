@@ -6,7 +6,7 @@ import { vmNameProblem } from "../../qrexec";
 import { parseSize, formatSize } from "../size";
 import { runAdmin, runCache, runConnection } from "./admin";
 import {
-  CheckResult, checkWith, describeError, DiffResult, hasUnknown, holdsConnection, isVmNotFound, legacyAdmin, parseProps, ProviderError, step, withoutAdmin,
+  CheckResult, checkWith, describeError, DiffResult, hasUnknown, holdsConnection, isVmNotFound, keptAdmin, legacyAdmin, parseProps, ProviderError, step, withoutAdmin,
 } from "./common";
 import { forgetVm, listedVm, liveVm, type LiveVm, vmListChanged } from "./dom0";
 
@@ -402,7 +402,7 @@ export async function read(id: string, raw: unknown) {
     drift: "",
   };
   // No `undefined` may reach the engine: protobuf's Struct cannot carry it (refresh would fail).
-  const out = { ...real, ...(o.privateVolumeBytes !== undefined ? { privateVolumeBytes: o.privateVolumeBytes } : {}), uuid: now.live!.uuid };
+  const out = { ...real, ...(o.privateVolumeBytes !== undefined ? { privateVolumeBytes: o.privateVolumeBytes } : {}), uuid: now.live!.uuid, ...keptAdmin(o) };
   return { id, props: out, inputs: real };
 }
 

@@ -72,7 +72,7 @@ export async function read(id: string, raw: unknown) {
   const admin = runAdmin(o.admin);
   const text = await inVm(admin, o, () => readText(admin, who(o.service), { vm: o.vm, path: pathOf(o.service) }));
   if (text === null || text === GONE) return { id: "", props: {} };
-  const { content: _ignored, ...rest } = withoutAdmin(o);
+  const { content: _ignored, ...rest } = o;
   // Inputs are reported only for inline content: a referenced program stays a reference.
   if (o.contentFile !== undefined) return { id, props: { ...rest, sha256: sha256(text) } };
   const real = { vm: o.vm, ...(o.vmUuid !== undefined ? { vmUuid: o.vmUuid } : {}), service: o.service, mode: o.mode, content: text };

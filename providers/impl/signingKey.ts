@@ -114,7 +114,7 @@ export async function read(id: string, raw: unknown) {
   const fpr = p.fingerprint;
   const got = await inVm(admin, p, async () => ((await secretKeys(admin, p)).includes(fpr) ? exportPublic(admin, p, fpr) : null));
   if (got === GONE || got === null) return { id: "", props: {} };
-  return { id, props: { ...withoutAdmin(p), publicKey: got } };
+  return { id, props: { ...p, publicKey: got } };
 }
 
 /** Never deletes a signing key: forgetting it in state is all a destroy does. */

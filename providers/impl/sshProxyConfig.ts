@@ -136,7 +136,7 @@ export async function read(id: string, raw: unknown) {
   return {
     id,
     props: {
-      ...withoutAdmin(o),
+      ...o,
       configSha256: config === null ? "absent" : sha256(normalizeInner(config)),
       knownHostsSha256: known === null ? "absent" : sha256(normalizeInner(known)),
     },

@@ -106,7 +106,7 @@ export async function read(id: string, raw: unknown) {
   const admin = runAdmin(o.admin);
   if (!(await listedVm(admin, o.vm))) return { id: "", props: {} };
   const missing = await findMissing(admin, o);
-  return { id, props: { ...withoutAdmin(o), missing } };
+  return { id, props: { ...o, missing } };
 }
 
 /** Nothing to undo: the requirement changes nothing. */
