@@ -295,7 +295,7 @@ export const intentFeature = (name: string): string => `qbi-creating-${name}`;
 function recoveryCommands(name: string, ownerTag: string): string {
   const conn = runConnection();
   if (conn.transport === "sim") {
-    const qbi = "bin/qubes-build-infra admin";
+    const qbi = `QBI_ADMIN='${JSON.stringify(conn)}' bin/qubes-build-infra admin`;
     return `if it is this site's VM: ${qbi} admin.vm.tag.Set ${name} ${ownerTag}; if not: ${qbi} admin.vm.Remove ${name} (after moving its data), then run pulumi up again`;
   }
   return `if it is this site's VM, in dom0: qvm-tags ${name} add ${ownerTag}; if not: qvm-remove ${name} (after moving its data), or rename this site's VM; then run pulumi up again`;

@@ -106,7 +106,7 @@ describe("QubesVm", () => {
       `QubesVm build-a: creating the VM: a VM named build-a already exists and this stack did not create it (it lacks the tag ${OWNER}): ` +
       `if it is this site's VM, in dom0: qvm-tags build-a add ${OWNER}; if not: qvm-remove build-a`);
     setRunConnectionForTests({ transport: "sim", socket: "/s.sock" });
-    await expect(vm.create(inputs)).rejects.toThrow(`bin/qubes-build-infra admin admin.vm.tag.Set build-a ${OWNER}`);
+    await expect(vm.create(inputs)).rejects.toThrow(`QBI_ADMIN='{"transport":"sim","socket":"/s.sock"}' bin/qubes-build-infra admin admin.vm.tag.Set build-a ${OWNER}`);
     expect(writes()).toEqual([]);
   });
 
