@@ -3,7 +3,7 @@ SHELL := /bin/bash
 ENV := . scripts/env.sh &&
 STACK ?= local
 
-.PHONY: setup up preview refresh destroy test sim sim-stop bench lint
+.PHONY: setup up preview refresh destroy test sim sim-stop bench lint postgres postgres-stop fleet-preview fleet-up
 setup:
 	@bash scripts/setup.sh
 
@@ -28,7 +28,7 @@ destroy: setup
 	@$(ENV) bash scripts/sim.sh start && bin/qubes-build-infra settle --stack $(STACK) && \
 	  pulumi destroy --yes --non-interactive --stack $(STACK) --exclude-protected
 
-## Sets up, then lint, type-check and every jest test.
+## Sets up, then lint, type-check, the Go tests of tools/tlog and every jest test.
 test: setup
 	@$(ENV) npm test
 
@@ -40,3 +40,19 @@ sim-stop:
 
 bench: setup
 	@$(ENV) npm run bench
+
+## The team's shared Pulumi state: a PostgreSQL server in .postgres/ (README, "Team"); it prints
+## the `pulumi login` line. Without a login, the file backend in .pulumi-state/ stays the default.
+postgres: setup
+	@bash scripts/postgres.sh start
+
+postgres-stop:
+	@bash scripts/postgres.sh stop
+
+## Several Qubes machines, one stack each (README, "Fleet"): STACKS=a,b or FLEET=<file> (default fleet.yaml).
+FLEET_ARGS = $(if $(STACKS),--stacks $(STACKS),--file $(or $(FLEET),fleet.yaml))
+fleet-preview: setup
+	@$(ENV) bin/qubes-build-infra fleet preview $(FLEET_ARGS)
+
+fleet-up: setup
+	@$(ENV) bin/qubes-build-infra fleet up $(FLEET_ARGS)

@@ -20,11 +20,26 @@ try {
 } catch (e) {
   throw new pulumi.RunError((e as Error).message);
 }
+const stackConfig = new pulumi.Config(namespace);
+const openqaKey = stackConfig.getSecret("openqaKey");
+const openqaSecret = stackConfig.getSecret("openqaSecret");
+if ((openqaKey === undefined) !== (openqaSecret === undefined)) {
+  throw new pulumi.RunError("qubes-build-infra:openqaKey and qubes-build-infra:openqaSecret go together: set both (pulumi config set --secret) or neither");
+}
 const site = new Site("site", {
   config,
-  webhookSecret: new pulumi.Config(namespace).requireSecret("webhookSecret"),
+  webhookSecret: stackConfig.requireSecret("webhookSecret"),
   servicesDir: path.join(__dirname, "dist", "services"),
+  githubApiToken: stackConfig.getSecret("githubApiToken"),
+  ...(openqaKey && openqaSecret ? { openqa: { key: openqaKey, secret: openqaSecret } } : {}),
+  toolsDir: path.join(__dirname, ".tools", "bin"),
 });
 
 export const policyFile = site.policyFile;
 export const signingKeys = site.signingKeys;
+/** Register each on GitHub as a deploy key with write access to the logs repository. */
+export const deployKeys = site.deployKeys;
+/** Authorise each on the upload hosts (the env's build VM uploads with it). */
+export const uploadKeys = site.uploadKeys;
+/** The transparency log verifier key of each logs VM: what `verify-log --verifier` takes. */
+export const logVerifiers = site.logVerifiers;

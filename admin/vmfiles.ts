@@ -14,8 +14,9 @@ export function readFileScript(path: string): string {
 }
 
 /**
- * Writes stdin to `path` atomically with the mode and owner. In qubes-sim (QUBES_SIM_VM set) an
- * owner unknown to the host's passwd is skipped (the sandbox runs as root with the host's /etc).
+ * Writes stdin to `path` atomically with the mode and owner; directories it creates for a file of
+ * another owner than root belong to that owner. An owner unknown to the VM is an error, except in
+ * qubes-sim (QUBES_SIM_VM set), whose VMs know `root` and `user` only.
  */
 export function writeFileScript(path: string, mode: number, owner: string): string {
   if (!/^[a-z_][a-z0-9_-]*$/.test(owner)) throw new Error(`invalid owner ${JSON.stringify(owner)}`);
@@ -24,7 +25,12 @@ export function writeFileScript(path: string, mode: number, owner: string): stri
   return [
     "set -e",
     `p=${shQuote(path)}; o=${shQuote(owner)}`,
-    'd=$(dirname -- "$p"); mkdir -p -- "$d"',
+    'd=$(dirname -- "$p")',
+    // Directories created for a user's file are the user's (root's `mkdir -p` would leave the
+    // user unable to write next to its own file, e.g. a builder directory in /home/user).
+    'if [ ! -d "$d" ]; then n=$d; while [ ! -e "$n" ]; do m=$n; n=$(dirname -- "$n"); done; mkdir -p -- "$d"',
+    '  if [ "$o" != root ] && id -u "$o" >/dev/null 2>&1; then chown -R "$o:$(id -gn "$o")" -- "$m"; fi',
+    "fi",
     't=$(mktemp -p "$d" ".qbi-tmp.XXXXXX")',
     "trap 'rm -f -- \"$t\"' EXIT",
     'cat > "$t"',

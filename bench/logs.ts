@@ -5,8 +5,8 @@
  *
  * The bundled `dist/services/build-log.js` runs as a subprocess with the qrexec environment it
  * expects (QREXEC_REMOTE_DOMAIN, QBI_CONFIG, QBI_STATE_DIR), a throwaway gpg key, a file:// bare
- * remote and a fake `qrexec-client-vm` (exit 0) so that its end-of-stream signed commit, push and
- * acknowledgement all work.
+ * remote, the real qbi-tlog and a fake `qrexec-client-vm` (exit 0) so that its end-of-stream signed
+ * commit, push and transparency log entry all work.
  *
  * "Durable" is observed, not assumed: the service runs with `node -r <probe>`, a preload that
  * wraps `fs.fdatasyncSync` and records (monotonic time, file size) after each call returns. A
@@ -20,6 +20,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { buildServices } from "../services/build";
 import { fakeQrexec, makeKey, sh } from "../test/services/helpers";
+import { tlogProgram } from "../test/services/signSite";
 import { Distribution, distribution, now, ratio, roundSummary, secondsSince, sig, summary, Summary, table } from "./stats";
 
 export interface LogsOptions {
@@ -94,11 +95,18 @@ function newRepo(env: Env): Repo {
   const repoDir = path.join(dir, "QubesIncomingBuildLog");
   sh("git", ["clone", "-q", "-b", "main", `file://${remote}`, repoDir]);
   const config = path.join(dir, "build-log.json");
+  const tlogKey = path.join(dir, "tlog.key");
+  sh(tlogProgram(), ["keygen", "--origin", "bench.example.org/logs", "--private-out", tlogKey]);
+  // Every caller the cases use is a served build VM.
+  const buildVms = Object.fromEntries(["b", "l"].flatMap((p) => Array.from({ length: 16 }, (_v, i) => [`build-${p}${i}`, { env: `${p}${i}`, keysVm: `keys-${p}${i}` }])));
   // Defaults (fsync every 200 ms, 64 KiB lines) except: no xz (a separate, one-off cost at the
-  // end, not ingest) and a short push backoff.
+  // end, not ingest), no size cut, and a short push backoff.
   fs.writeFileSync(
     config,
-    JSON.stringify({ repoDir, remote: `file://${remote}`, branch: "main", signingKey: env.fpr, gnupgHome: env.gnupg, xzThresholdBytes: 1 << 30, pushBackoffMs: 100 }),
+    JSON.stringify({
+      repoDir, remote: `file://${remote}`, branch: "main", signingKey: env.fpr, gnupgHome: env.gnupg, xzThresholdBytes: 1 << 30, maxLogBytes: 1 << 30,
+      pushBackoffMs: 100, buildVms, tlog: { program: tlogProgram(), privateKey: tlogKey, repoSubdir: "tlog/logs" },
+    }),
   );
   return { dir, repoDir, config, state: path.join(dir, "state") };
 }

@@ -5,6 +5,7 @@
  *   npm run bench                       # every case (under 15 minutes on 2 cores)
  *   BENCH_QUICK=1 npm run bench         # smoke run (~2 minutes)
  *   npm run bench -- --only logs        # one case (repeatable, or comma-separated)
+ *   npm run bench -- --quick --only team   # state on PostgreSQL against the file backend
  *   npm run bench -- --quick --only policy,webhooks
  *
  * Writes bench/results/<timestamp>.json and bench/results/latest.json, and
@@ -18,10 +19,12 @@ import { lineChart, Series } from "./chart";
 import { benchConvergence } from "./convergence";
 import { benchLogs } from "./logs";
 import { benchQrexec } from "./qrexec";
+import { benchSigning } from "./signing";
 import { secondsSince, now, table, sig } from "./stats";
+import { benchTeam } from "./team";
 import { benchWebhooks } from "./webhooks";
 
-const CASES = ["policy", "logs", "webhooks", "convergence"] as const;
+const CASES = ["policy", "logs", "signing", "webhooks", "team", "convergence"] as const;
 type Case = (typeof CASES)[number];
 
 const resultsDir = path.join(__dirname, "results");
@@ -126,11 +129,21 @@ async function main(): Promise<void> {
           tables.push(String(r.table));
           delete r.table;
           results.logs = r;
+        } else if (c === "signing") {
+          const r = await benchSigning({ quick, workRoot, log });
+          tables.push(String(r.table));
+          delete r.table;
+          results.signing = r;
         } else if (c === "webhooks") {
           const r = await benchWebhooks({ quick, workRoot, log });
           tables.push(String(r.table));
           delete r.table;
           results.webhooks = r;
+        } else if (c === "team") {
+          const r = await benchTeam({ quick, workRoot, log });
+          tables.push(String(r.table));
+          delete r.table;
+          results.team = r;
         } else {
           // Whatever the other cases left of the 15 minutes, at most 9 minutes.
           // BENCH_CONVERGENCE_BUDGET (seconds) lets a longer run reach the larger sites.

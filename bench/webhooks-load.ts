@@ -1,8 +1,10 @@
 /**
  * Load generator for the webhook benchmark, run as its own process (so that the receiver and the
- * client do not share an event loop): `n` signed GitHub push deliveries with a fixed concurrency
- * over keep-alive connections, after `warmup` unmeasured ones. Prints one JSON line:
- * `{seconds, statuses, latenciesMs}`.
+ * client do not share an event loop): `n` signed GitHub push deliveries over keep-alive
+ * connections, after `warmup` unmeasured ones; closed loop at a fixed concurrency, or open loop at
+ * `ratePerSecond` (at most `concurrency` in flight). Each body is another push (its own `after`
+ * commit), as GitHub's are: the receiver refuses a body it has seen. Prints one JSON line:
+ * `{seconds, statuses, latenciesMs, sentMs?}` (`sentMs`: [delivery id, monotonic send time in ms]).
  *
  *   node -r ts-node/register/transpile-only bench/webhooks-load.ts '<json LoadSpec>'
  */
@@ -21,29 +23,40 @@ export interface LoadSpec {
   bodyBytes: number;
   /** Send a wrong signature (every request must then get 401). */
   badSignature?: boolean;
+  /** Open loop: request i is sent at start + i / rate (never more than `concurrency` in flight). */
+  ratePerSecond?: number;
+  /** Return the monotonic send time of every measured request (process.hrtime, system-wide on Linux). */
+  recordSendTimes?: boolean;
 }
 
 export interface LoadResult {
   seconds: number;
   statuses: Record<string, number>;
   latenciesMs: number[];
+  sentMs?: [string, number][];
 }
 
-function body(bytes: number): Buffer {
-  const base = { ref: "refs/heads/main", repository: { full_name: "QubesOS/qubes-core-admin", name: "qubes-core-admin" }, commits: [] as unknown[], pad: "" };
+/** A push body of about `bytes` bytes whose `after` commit is derived from the delivery id. */
+function makeBody(bytes: number): (id: string) => Buffer {
+  const repository = { full_name: "QubesOS/qubes-core-admin", name: "qubes-core-admin" };
+  const base = { ref: "refs/heads/main", after: "0".repeat(40), repository, commits: [] as unknown[], pad: "" };
   base.pad = "p".repeat(Math.max(0, bytes - JSON.stringify(base).length));
-  return Buffer.from(JSON.stringify(base));
+  return (id) => Buffer.from(JSON.stringify({ ...base, after: crypto.createHash("sha1").update(id).digest("hex") }));
 }
 
 export async function load(spec: LoadSpec): Promise<LoadResult> {
   const u = new URL(spec.url);
   const agent = new http.Agent({ keepAlive: true, maxSockets: spec.concurrency });
-  const payload = body(spec.bodyBytes);
-  const sig = `sha256=${crypto.createHmac("sha256", spec.badSignature ? "wrong-secret-wrong-secret" : spec.secret).update(payload).digest("hex")}`;
+  const body = makeBody(spec.bodyBytes);
+  const key = spec.badSignature ? "wrong-secret-wrong-secret" : spec.secret;
   const statuses: Record<string, number> = {};
-  const one = (id: string): Promise<{ status: number; ms: number }> =>
+  const sentMs: [string, number][] = [];
+  const one = (id: string, record: boolean): Promise<{ status: number; ms: number }> =>
     new Promise((resolve, reject) => {
+      const payload = body(id);
+      const sig = `sha256=${crypto.createHmac("sha256", key).update(payload).digest("hex")}`;
       const t0 = process.hrtime.bigint();
+      if (record && spec.recordSendTimes) sentMs.push([id, Number(t0) / 1e6]);
       const req = http.request(
         {
           agent,
@@ -70,11 +83,17 @@ export async function load(spec: LoadSpec): Promise<LoadResult> {
   const runMany = async (count: number, tag: string, record: boolean): Promise<number[]> => {
     const lat: number[] = [];
     let next = 0;
+    const start = process.hrtime.bigint();
     const worker = async () => {
       for (;;) {
         const i = next++;
         if (i >= count) return;
-        const r = await one(`${spec.prefix}-${tag}-${i}`);
+        if (spec.ratePerSecond) {
+          const due = Number(start) / 1e6 + (i * 1000) / spec.ratePerSecond;
+          const wait = due - Number(process.hrtime.bigint()) / 1e6;
+          if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        }
+        const r = await one(`${spec.prefix}-${tag}-${i}`, record);
         if (record) {
           lat.push(r.ms);
           statuses[r.status] = (statuses[r.status] ?? 0) + 1;
@@ -89,7 +108,7 @@ export async function load(spec: LoadSpec): Promise<LoadResult> {
   const latenciesMs = await runMany(spec.n, "run", true);
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   agent.destroy();
-  return { seconds, statuses, latenciesMs };
+  return { seconds, statuses, latenciesMs, ...(spec.recordSendTimes ? { sentMs } : {}) };
 }
 
 if (require.main === module) {

@@ -7,7 +7,8 @@
  * wires these into a CrossGuard pack.
  */
 import { Rule, Verdict, evaluate, isDom0, ruleKey, servicesInPolicy } from "../qrexec";
-import { OUTSIDER, ResourceInput, Site, Vm, readSite } from "./model";
+import { z } from "zod";
+import { OUTSIDER, ResourceInput, Site, UNKNOWN_AT_PREVIEW, Vm, readSite } from "./model";
 
 export type { ResourceInput } from "./model";
 
@@ -18,6 +19,8 @@ export type PolicyName =
   | "gpg-only-from-own-build-vm"
   | "log-received-only-via-dom0-redirect"
   | "build-log-only-to-logs-vm"
+  | "log-digest-only-from-own-envs"
+  | "winsign-existing-keys-only"
   | "one-keys-vm-per-env"
   | "build-network-through-tor"
   | "dom0-and-admin-api-scoped"
@@ -59,6 +62,15 @@ export const WEBHOOK_SECRET_PATH = "/usr/local/etc/qubes-build-infra/secrets/web
 const GPG = "qubes.Gpg";
 const LOG_RECEIVED = "qubesbuilder.LogReceived";
 const BUILD_LOG = "qubesbuilder.BuildLog";
+const LOG_DIGEST = "qubesbuilder.LogDigest";
+const WINSIGN = "qubesbuilder.WinSign";
+/** What a build VM may ask of its Windows keys VM: use existing keys. */
+const WINSIGN_USE = ["QueryKey", "GetCert", "Sign"].map((op) => `${WINSIGN}.${op}`);
+/** Key creation and deletion: the site's job (AuthenticodeKey), never a VM's. */
+const WINSIGN_MAKE = ["CreateKey", "DeleteKey"].map((op) => `${WINSIGN}.${op}`);
+/** The Windows keys VM's WinSign configuration (services/win-sign.ts): `keys` lists the key names its services use. */
+export const WIN_SIGN_CONFIG_PATH = "/usr/local/etc/qubes-build-infra/win-sign.json";
+const WinSignKeys = z.looseObject({ keys: z.array(z.string().regex(/^[A-Za-z0-9_]{1,64}$/, "a key name")).min(1) });
 const CONNECT_SSH = "local.ConnectSSH";
 /** Admin calls a build VM may make about itself (read-only or its own loop devices). */
 const SELF_ADMIN = new Set(["admin.vm.device.block.Available", "admin.vm.CurrentState"]);
@@ -156,14 +168,26 @@ class Findings {
 
 const policyUrn = (site: Site, r: Rule | undefined): string | undefined => (r ? site.policyUrns.get(r.file) : undefined);
 
-/** A direct call to a keys VM must be decided by the site's own file, not left to later files. */
+/**
+ * A call must be decided by the site's own file, not left to files loaded later (they could allow
+ * it): an undecided call is denied by the evaluator without a rule.
+ */
+function undecidedCall(
+  site: Site, f: Findings, subject: string, service: string, source: string, argument: string, target: string, fix: string,
+  urn?: string, what = service,
+): void {
+  const v = ask(site, service, argument, source, target);
+  if (v.action !== "deny" || v.rule !== undefined) return;
+  const files = site.policyFiles.join(", ") || "none";
+  const calls = target === subject ? "to it" : `requesting ${target}`;
+  const item = what === service ? `from ${source}${argument ? ` with ${argument}` : ""}` : `${service}${argument} from ${source}`;
+  f.add(`undecided\0${subject}\0${what}\0${target}`,
+    `${subject}: the site's policy (${files}) does not decide ${what} calls ${calls}, so files loaded later (90-default.policy) would`, item, fix, urn);
+}
+
+/** A direct call to a keys VM must be decided by the site's own file. */
 function undecided(site: Site, f: Findings, k: Vm, service: string, source: string, argument: string): void {
-  const v = ask(site, service, argument, source, k.name);
-  if (v.action === "deny" && v.rule === undefined) {
-    f.add(`undecided\0${k.name}\0${service}`, `${k.name}: the site's policy (${site.policyFiles.join(", ") || "none"}) does not decide ${service} calls to it, so files loaded later (90-default.policy) would`,
-      `from ${source}${argument ? ` with ${argument}` : ""}`,
-      `keep the fence rule \`* * @anyvm ${k.name} deny\` after the site's allow rules`, k.urn);
-  }
+  undecidedCall(site, f, k.name, service, source, argument, k.name, `keep the fence rule \`* * @anyvm ${k.name} deny\` after the site's allow rules`, k.urn);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -194,7 +218,33 @@ export function checkKeysIsolated(site: Site): Violation[] {
       if (v.defaultDispvm === k.name) f.one(`${k.name}: is the default disposable template of ${v.name}`, `set defaultDispvm of ${v.name} to a dispvm template such as builder-dvm`, v.urn);
     }
   }
+  if (!unusable(site)) servicesOnKeysVms(site, f);
   return f.violations();
+}
+
+/** What may reach a keys VM at all: signing and the logs VM's hand-over (judged in detail by their own policies). */
+const KEYS_VM_SERVICES = [GPG, LOG_RECEIVED];
+
+/** Any other service that lands on keys-ENV (by any caller, argument or requested target) is a violation. */
+function servicesOnKeysVms(site: Site, f: Findings): void {
+  const targets = requestTargets(site);
+  const services = probeServices(site).filter((svc) => !KEYS_VM_SERVICES.includes(svc));
+  for (const s of callers(site)) {
+    for (const svc of services) {
+      for (const a of argsFor(site, svc)) {
+        for (const t of targets) {
+          const v = ask(site, svc, a, s, t);
+          if (!v.rule || v.action === "deny") continue;
+          for (const k of keysVms(site)) {
+            if (!reaches(v, k.name)) continue;
+            const what = svc === PROBE_SERVICE ? "any service" : svc;
+            f.add(`${k.name}\0svc\0${at(v.rule)}`, `${k.name}: ${what} is ${v.action === "ask" ? "offered" : "allowed"} on it by ${cite(v.rule)}; only ${KEYS_VM_SERVICES.join(" and ")} may reach a keys VM`,
+              `${s} calling ${svc}${a} requesting ${t}`, `remove the rule or narrow its target; keep \`* * @anyvm ${k.name} deny\` after the allows`, policyUrn(site, v.rule));
+          }
+        }
+      }
+    }
+  }
 }
 
 /** 2. qubes.Gpg reaches keys-ENV from build-ENV only. */
@@ -282,7 +332,206 @@ export function checkBuildLog(site: Site): Violation[] {
   return f.violations();
 }
 
-/** 5. One keys VM per environment; no VM but the logs VM serves several environments. */
+/**
+ * 5. qubesbuilder.LogDigest (sign-if-logged: nothing is signed before the logs VM logged its
+ * digest) lands only on a logs VM, and there only from a build VM of an environment it serves, or
+ * from that environment's Windows keys VM on behalf of its own build VM (`+build-ENV`), both
+ * through dom0 (`@adminvm`). Keys VMs never call it. Each build VM (and Windows keys VM) does
+ * reach its logs VM: without that rule nothing could be signed.
+ */
+export function checkLogDigest(site: Site): Violation[] {
+  const f = new Findings("log-digest-only-from-own-envs");
+  if (unusable(site)) return [];
+  const targets = requestTargets(site);
+  const logsVms = site.vms.filter((v) => v.role === "logs");
+  const logsOf = (envs: readonly string[]) => logsVms.filter((l) => overlaps(l.envs, envs)).map((l) => l.name);
+  const buildsOf = (envs: readonly string[]) => buildVms(site).filter((b) => overlaps(b.envs, envs)).map((b) => b.name);
+  const fences = `\`${LOG_DIGEST} * @anyvm @anyvm deny\` and \`${LOG_DIGEST} * @anyvm @adminvm deny\``;
+  const fix = (logs: string) =>
+    `allow only \`${LOG_DIGEST} * build-ENV @adminvm allow target=${logs}\` and ` +
+    `\`${LOG_DIGEST} +build-ENV win-keys-ENV @adminvm allow target=${logs}\` for the environments ${logs} serves, then keep the fences ${fences}`;
+
+  /** Why a call landing on logs VM `l` is not one the site means, or undefined when it is. */
+  const wrong = (l: Vm, s: string, a: string, t: string): string | undefined => {
+    const src = site.byName.get(s);
+    const served = l.envs.join(", ");
+    if (src?.role !== "build" && src?.role !== "win-keys") return `${s} is neither a build VM nor a Windows keys VM of ${served}`;
+    const kind = src.role === "build" ? "build VM" : "Windows keys VM";
+    if (!overlaps(src.envs, l.envs)) return `${s} is the ${kind} of ${src.envs.join(", ")}, which ${l.name} does not serve (${served})`;
+    if (!isDom0(t)) return `requested ${t} directly instead of @adminvm (no dom0 redirect)`;
+    if (src.role === "win-keys") {
+      const ok = buildsOf(src.envs).map((b) => `+${b}`);
+      if (!ok.includes(a)) return `argument ${a || "(none)"}, not its own build VM ${ok.join(" or ") || "(none)"}`;
+    }
+    return undefined;
+  };
+
+  const buildArgs = buildVms(site).map((b) => `+${b.name}`);
+  for (const s of callers(site)) {
+    const src = site.byName.get(s);
+    for (const a of argsFor(site, LOG_DIGEST, [...buildArgs, `+${s}`])) {
+      for (const t of targets) {
+        const v = ask(site, LOG_DIGEST, a, s, t);
+        if (!v.rule || v.action === "deny") continue;
+        const call = `${s} requesting ${t}${a ? ` with ${a}` : ""}`;
+        const urn = policyUrn(site, v.rule);
+        if (src?.role === "keys") {
+          f.add(`keys\0${s}\0${at(v.rule)}`, `${s}: a keys VM may call ${LOG_DIGEST} (it only receives logged entries, through LogReceived) by ${cite(v.rule)}`,
+            `${call} (lands on ${landings(v).join(", ")})`, `narrow the rule's source to build VMs and Windows keys VMs, and keep the fences ${fences}`, urn);
+          continue;
+        }
+        for (const x of landings(v)) {
+          const l = site.byName.get(x);
+          if (l?.role !== "logs") {
+            f.add(`where\0${x}\0${at(v.rule)}`, `${x}: ${LOG_DIGEST} lands on it, and it is not a logs VM, by ${cite(v.rule)}`, call,
+              `redirect ${LOG_DIGEST} only to the logs VM of the caller's environment`, urn);
+            continue;
+          }
+          const why = wrong(l, s, a, t);
+          if (why !== undefined) f.add(`${x}\0${at(v.rule)}`, `${x}: ${LOG_DIGEST} lands on it by ${cite(v.rule)}`, `${call} (${why})`, fix(x), urn);
+        }
+      }
+    }
+  }
+
+  // Without its rule a build VM (or a Windows keys VM) cannot log, so nothing it asks for is ever signed.
+  const mustReach = (vm: Vm, argument: string, what: string) => {
+    const logs = logsOf(vm.envs);
+    if (logs.length === 0) {
+      f.one(`${vm.name}: no logs VM serves ${vm.envs.join(", ") || "its environment"}, so ${what} cannot be logged and nothing is signed`,
+        `set envs.<ENV>.logs`, vm.urn);
+      return;
+    }
+    const v = ask(site, LOG_DIGEST, argument, vm.name, "@adminvm");
+    if (logs.some((l) => reaches(v, l))) return;
+    f.add(`pos\0${vm.name}`, `${vm.name}: cannot log ${what} with its logs VM ${logs.join(", ")} (so nothing is signed)`,
+      `requesting @adminvm${argument ? ` with ${argument}` : ""}: ${outcome(v)}`,
+      `add \`${LOG_DIGEST} ${argument || "*"} ${vm.name} @adminvm allow target=${logs[0]}\` before the fences`, vm.urn);
+  };
+  for (const b of buildVms(site)) mustReach(b, "", "the digests it wants signed");
+  for (const w of site.vms.filter((v) => v.role === "win-keys")) {
+    for (const b of buildsOf(w.envs)) mustReach(w, `+${b}`, `what ${b} asks it to sign`);
+  }
+
+  // Calls to dom0 and to the logs VMs must be decided by the site's own file.
+  for (const s of callers(site)) {
+    for (const a of ["", PROBE_ARG]) {
+      undecidedCall(site, f, "dom0", LOG_DIGEST, s, a, "@adminvm", `keep the fence \`${LOG_DIGEST} * @anyvm @adminvm deny\` after the site's allow rules`);
+      for (const l of logsVms) {
+        undecidedCall(site, f, l.name, LOG_DIGEST, s, a, l.name, `keep the fence \`${LOG_DIGEST} * @anyvm @anyvm deny\` after the site's allow rules`, l.urn);
+      }
+    }
+  }
+  return f.violations();
+}
+
+/**
+ * The key names a Windows keys VM signs with: the `keys` of its WinSign configuration (what its
+ * services accept); while that file's content is not known yet (a preview before the logs VM's
+ * verifier key exists), the names of the AuthenticodeKey resources the site makes in it.
+ */
+function windowsKeyNames(site: Site, wk: Vm): { keys: string[] } | { problem: string } {
+  const file = site.files.find((x) => x.vm === wk.name && x.path === WIN_SIGN_CONFIG_PATH);
+  if (file?.content !== undefined && file.content !== UNKNOWN_AT_PREVIEW) {
+    let json: unknown;
+    try {
+      json = JSON.parse(file.content);
+    } catch {
+      return { problem: `its ${WIN_SIGN_CONFIG_PATH} is not JSON` };
+    }
+    const p = WinSignKeys.safeParse(json);
+    if (p.success) return { keys: p.data.keys };
+    return { problem: `its ${WIN_SIGN_CONFIG_PATH}: ${p.error.issues.map((i) => `${i.path.join(".") || "(file)"}: ${i.message}`).join("; ")}` };
+  }
+  const made = site.authenticodeKeys.filter((k) => k.vm === wk.name).map((k) => k.name);
+  if (made.length > 0) return { keys: [...new Set(made)] };
+  return { problem: `has neither a readable ${WIN_SIGN_CONFIG_PATH} nor an AuthenticodeKey, so the pack cannot tell which keys exist` };
+}
+
+/**
+ * 6. A Windows keys VM is reached only by its own build VM's qubesbuilder.WinSign.QueryKey, GetCert
+ * and Sign, with an existing key's name as argument (the `+Qubes__Windows__Tools` builderv2 sends):
+ * no CreateKey or DeleteKey from any VM, nothing from another environment, no other service. The
+ * build VM does reach it directly and through `@default`, and direct calls to it are decided by
+ * the site's own file.
+ */
+export function checkWinSign(site: Site): Violation[] {
+  const f = new Findings("winsign-existing-keys-only");
+  if (unusable(site)) return [];
+  const targets = requestTargets(site);
+  const wks = site.vms.filter((v) => v.role === "win-keys").map((w) => {
+    const k = windowsKeyNames(site, w);
+    if ("problem" in k) {
+      f.one(`${w.name}: ${k.problem}`, `give ${w.name} its WinSign configuration (keys: the configured windowsKeyName) and its AuthenticodeKey`, w.urn);
+    }
+    return {
+      w,
+      /** undefined: the keys cannot be told (reported above), so arguments are not judged. */
+      keyArgs: "keys" in k ? k.keys.map((x) => `+${x}`) : undefined,
+      own: buildVms(site).filter((b) => overlaps(b.envs, w.envs)).map((b) => b.name),
+    };
+  });
+  if (wks.length === 0) return f.violations();
+  const allKeyArgs = [...new Set(wks.flatMap((x) => x.keyArgs ?? []))];
+  const services = probeServices(site, [...WINSIGN_USE, ...WINSIGN_MAKE, `${WINSIGN}.Timestamp`]);
+  // Each call is evaluated once; the Windows keys VMs it lands on are then judged one by one.
+  for (const s of callers(site)) {
+    for (const svc of services) {
+      for (const a of argsFor(site, svc, svc.startsWith(`${WINSIGN}.`) ? allKeyArgs : [])) {
+        for (const t of targets) {
+          const v = ask(site, svc, a, s, t);
+          if (!v.rule || v.action === "deny") continue;
+          for (const { w, keyArgs, own } of wks) {
+            if (!reaches(v, w.name)) continue;
+            const call = `${s} calling ${svc}${a} requesting ${t}`;
+            const key = `${w.name}\0${at(v.rule)}`;
+            const urn = policyUrn(site, v.rule);
+            const keep = `keep \`* * @anyvm ${w.name} deny\` after the allows`;
+            const allowed = `${v.action === "ask" ? "offered" : "allowed"}`;
+            if (WINSIGN_MAKE.includes(svc)) {
+              f.add(`make\0${key}`, `${w.name}: key creation or deletion (${WINSIGN_MAKE.join(", ")}) is ${allowed} by ${cite(v.rule)}`, call,
+                `remove the rule: Windows keys are made by the site (AuthenticodeKey), never on a VM's request; ${keep}`, urn);
+            } else if (!WINSIGN_USE.includes(svc)) {
+              const what = svc === PROBE_SERVICE ? "any service" : svc;
+              f.add(`svc\0${key}`, `${w.name}: ${what} is ${allowed} on it by ${cite(v.rule)}; only ${WINSIGN_USE.join(", ")} may reach it`, call,
+                `remove the rule or narrow its service; ${keep}`, urn);
+            } else if (!own.includes(s)) {
+              f.add(`src\0${key}`, `${w.name}: ${WINSIGN} is ${allowed} from VMs other than ${own.join(", ") || "its build VM"} by ${cite(v.rule)}`, call,
+                `narrow the rule's source to ${own[0] ?? "the env's build VM"}; ${keep}`, urn);
+            } else if (keyArgs !== undefined && !keyArgs.includes(a)) {
+              const shown = keyArgs.join(" or ");
+              f.add(`arg\0${key}`, `${w.name}: ${WINSIGN} is ${allowed} with arguments other than the existing key ${shown} by ${cite(v.rule)}`, call,
+                `set the rule's argument to ${shown}`, urn);
+            }
+          }
+        }
+      }
+    }
+  }
+  for (const { w, keyArgs, own } of wks) {
+    const key = keyArgs?.[0];
+    for (const b of own) {
+      if (key === undefined) break;
+      for (const svc of WINSIGN_USE) {
+        for (const t of [w.name, "@default"]) {
+          const v = ask(site, svc, key, b, t);
+          if (reaches(v, w.name)) continue;
+          f.add(`pos\0${w.name}`, `${w.name}: its build VM ${b} cannot use it for Windows signing`, `${svc}${key} requesting ${t}: ${outcome(v)}`,
+            `allow \`${svc} ${key} ${b} ${w.name} allow\` and \`${svc} ${key} ${b} @default allow target=${w.name}\` before the fences`, w.urn);
+        }
+      }
+    }
+    const fence = `keep the fence rule \`* * @anyvm ${w.name} deny\` after the site's allow rules`;
+    for (const s of callers(site)) {
+      for (const svc of [...WINSIGN_USE, ...WINSIGN_MAKE, PROBE_SERVICE]) {
+        for (const a of [key ?? "", PROBE_ARG]) undecidedCall(site, f, w.name, svc, s, a, w.name, fence, w.urn, "any service's");
+      }
+    }
+  }
+  return f.violations();
+}
+
+/** 7. One keys VM per environment; no VM but the logs VM serves several environments. */
 export function checkEnvSeparation(site: Site): Violation[] {
   const f = new Findings("one-keys-vm-per-env");
   const envs = new Set(site.vms.flatMap((v) => v.envs));
@@ -300,7 +549,7 @@ export function checkEnvSeparation(site: Site): Violation[] {
   return f.violations();
 }
 
-/** 6. Build VMs reach the network only through the Tor gateway; the only clearnet path is ConnectSSH to configured hosts. */
+/** 8. Build VMs reach the network only through the Tor gateway; the only clearnet path is ConnectSSH to configured hosts. */
 export function checkBuildNetwork(site: Site, cfg: PackConfig): Violation[] {
   const f = new Findings("build-network-through-tor");
   const builders = site.vms.filter((v) => v.role === "build" || v.role === "builder-dvm" || v.role === "windows-dvm");
@@ -353,7 +602,7 @@ export function checkBuildNetwork(site: Site, cfg: PackConfig): Violation[] {
   return f.violations();
 }
 
-/** 7. Nothing outside the site calls dom0 with allow; admin.vm.* only on the env's own disposables or dispvm template. */
+/** 9. Nothing outside the site calls dom0 with allow; admin.vm.* only on the env's own disposables or dispvm template. */
 export function checkDom0(site: Site): Violation[] {
   const f = new Findings("dom0-and-admin-api-scoped");
   if (unusable(site)) return [];
@@ -396,7 +645,7 @@ export function checkDom0(site: Site): Violation[] {
   return f.violations();
 }
 
-/** 8. The webhook receiver's HMAC secret is set, and set as a Pulumi secret. */
+/** 10. The webhook receiver's HMAC secret is set, and set as a Pulumi secret. */
 export function checkWebhookSecret(site: Site, cfg: PackConfig): Violation[] {
   const f = new Findings("webhook-secret-is-secret");
   if (site.vms.length === 0) return [];
@@ -414,7 +663,7 @@ export function checkWebhookSecret(site: Site, cfg: PackConfig): Violation[] {
   return f.violations();
 }
 
-/** 9 (advisory). Labels, volume sizes, template freshness. */
+/** 11 (advisory). Labels, volume sizes, template freshness. */
 export function checkHygiene(site: Site, cfg: PackConfig): Violation[] {
   const f = new Findings("vm-hygiene");
   const gib = (n: number) => `${(n / 2 ** 30).toFixed(1).replace(/\.0$/, "")} GiB`;
@@ -457,6 +706,18 @@ export const POLICIES: readonly {
   { name: "gpg-only-from-own-build-vm", description: "qubes.Gpg reaches keys-ENV from build-ENV only (any source, any requested target).", enforcementLevel: "mandatory", check: checkGpg, config: [] },
   { name: "log-received-only-via-dom0-redirect", description: "qubesbuilder.LogReceived reaches keys-ENV only from the env's logs VM, via @adminvm with target=keys-ENV, with +build-ENV.", enforcementLevel: "mandatory", check: checkLogReceived, config: [] },
   { name: "build-log-only-to-logs-vm", description: "qubesbuilder.BuildLog from build VMs lands only on their logs VM.", enforcementLevel: "mandatory", check: checkBuildLog, config: [] },
+  {
+    name: "log-digest-only-from-own-envs",
+    description: "qubesbuilder.LogDigest lands only on a logs VM, from build VMs of the envs it serves (via @adminvm) and from win-keys-ENV with " +
+      "+build-ENV; keys VMs never call it; every build VM reaches its logs VM.",
+    enforcementLevel: "mandatory", check: checkLogDigest, config: [],
+  },
+  {
+    name: "winsign-existing-keys-only",
+    description: "Only build-ENV's qubesbuilder.WinSign QueryKey/GetCert/Sign with an existing key reach win-keys-ENV; CreateKey/DeleteKey reach " +
+      "no VM; the site's file decides direct calls.",
+    enforcementLevel: "mandatory", check: checkWinSign, config: [],
+  },
   { name: "one-keys-vm-per-env", description: "One keys VM per environment; no VM but the logs VM serves several environments.", enforcementLevel: "mandatory", check: checkEnvSeparation, config: [] },
   { name: "build-network-through-tor", description: "Build VMs use the Tor gateway as netvm; the only clearnet path is local.ConnectSSH to the net VM for the configured upload hosts.", enforcementLevel: "mandatory", check: checkBuildNetwork, config: ["torGateway", "netvm"] },
   { name: "dom0-and-admin-api-scoped", description: "No VM outside the site may call dom0 with allow; admin.vm.* only on the env's own disposables or dispvm template.", enforcementLevel: "mandatory", check: checkDom0, config: [] },

@@ -7,12 +7,12 @@
 import { PolicyConfigSchema, PolicyPack, PolicyResource, StackValidationPolicy } from "@pulumi/policy";
 import { z } from "zod";
 import { DEFAULT_CONFIG, PackConfig, POLICIES, ResourceInput, runChecks } from "./checks";
+import { UNKNOWN_AT_PREVIEW } from "./model";
 import { installSecretTracking, secretKeysOf } from "./secrets";
 
 installSecretTracking();
 
-/** Stands for a value the engine does not know yet (preview); the checks treat it as suspect. */
-export const UNKNOWN_AT_PREVIEW = "<unknown at preview>";
+export { UNKNOWN_AT_PREVIEW };
 
 /** Reads one proxied value; the SDK throws when a value is not known yet during a preview. */
 function read(get: () => unknown): unknown {

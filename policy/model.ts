@@ -22,9 +22,12 @@ export interface ResourceInput {
   secretKeys?: ReadonlySet<string>;
 }
 
-/** The kinds of resource the site's providers create. */
-export type Kind = "QubesVm" | "QrexecPolicy" | "ManagedFile" | "RpcService" | "SshProxyConfig";
-const KINDS: readonly Kind[] = ["QubesVm", "QrexecPolicy", "ManagedFile", "RpcService", "SshProxyConfig"];
+/** The kinds of resource the site's providers create (those the pack reads). */
+export type Kind = "QubesVm" | "QrexecPolicy" | "ManagedFile" | "RpcService" | "SshProxyConfig" | "AuthenticodeKey";
+const KINDS: readonly Kind[] = ["QubesVm", "QrexecPolicy", "ManagedFile", "RpcService", "SshProxyConfig", "AuthenticodeKey"];
+
+/** Stands for a value the engine does not know yet (preview): `policy/index.ts` puts it in place of such a value. */
+export const UNKNOWN_AT_PREVIEW = "<unknown at preview>";
 
 export const QubesVmProps = z.looseObject({
   name: z.string(),
@@ -67,6 +70,8 @@ export const ManagedFileProps = z.looseObject({
   kind: z.string().nullish(),
 });
 export const RpcServiceProps = z.looseObject({ vm: z.string(), service: z.string(), content: z.string().nullish(), mode: z.union([z.string(), z.number()]).nullish() });
+/** A Windows code-signing key the site makes in a Windows keys VM (its name as builderv2 sends it). */
+export const AuthenticodeKeyProps = z.looseObject({ vm: z.string(), name: z.string() });
 export const SshProxyConfigProps = z.looseObject({
   vm: z.string(),
   netvm: z.string().nullish(),
@@ -105,6 +110,13 @@ export interface FileRes {
   contentSecret?: boolean;
 }
 
+/** A Windows code-signing key made by the site. */
+export interface AuthenticodeKeyRes {
+  urn: string;
+  vm: string;
+  name: string;
+}
+
 export interface ProxyRes {
   urn: string;
   vm: string;
@@ -129,6 +141,7 @@ export interface Site {
   files: FileRes[];
   rpcServices: { urn: string; vm: string; service: string }[];
   proxies: ProxyRes[];
+  authenticodeKeys: AuthenticodeKeyRes[];
   problems: Problem[];
   system: SystemInfo;
   /** Names of domains of the synthetic system that belong to the site (managed VMs and their disposables). */
@@ -151,6 +164,7 @@ export function kindOf(type: string, props: unknown): Kind | undefined {
   if (has("klass") && has("tags")) return "QubesVm";
   if (has("rules")) return "QrexecPolicy";
   if (has("hosts")) return "SshProxyConfig";
+  if (has("vm") && has("name") && has("days")) return "AuthenticodeKey";
   const hasContent = has("content") || has("contentFile");
   if (has("service") && hasContent) return "RpcService";
   if (has("path") && hasContent) return "ManagedFile";
@@ -189,6 +203,7 @@ export function readSite(resources: readonly ResourceInput[]): Site {
   const files: FileRes[] = [];
   const rpcServices: Site["rpcServices"] = [];
   const proxies: ProxyRes[] = [];
+  const authenticodeKeys: AuthenticodeKeyRes[] = [];
   const problems: Problem[] = [];
   const policyTexts: { name: string; text: string }[] = [];
   const policyUrns = new Map<string, string>();
@@ -236,6 +251,10 @@ export function readSite(resources: readonly ResourceInput[]): Site {
       const p = RpcServiceProps.safeParse(r.props);
       if (!p.success) { bad(p.error); continue; }
       rpcServices.push({ urn: r.urn, vm: p.data.vm, service: p.data.service });
+    } else if (kind === "AuthenticodeKey") {
+      const p = AuthenticodeKeyProps.safeParse(r.props);
+      if (!p.success) { bad(p.error); continue; }
+      authenticodeKeys.push({ urn: r.urn, vm: p.data.vm, name: p.data.name });
     } else {
       const p = SshProxyConfigProps.safeParse(r.props);
       if (!p.success) { bad(p.error); continue; }
@@ -247,9 +266,9 @@ export function readSite(resources: readonly ResourceInput[]): Site {
     problems.push({ urn: policyUrns.get(e.file) ?? "", message: `qrexec policy ${e.file}:${e.line}: ${e.message}` });
   }
   const byName = new Map(vms.map((v) => [v.name, v]));
-  const { system, siteDomains, disposablesOf } = syntheticSystem(vms, policy, proxies, files, rpcServices);
+  const { system, siteDomains, disposablesOf } = syntheticSystem(vms, policy, proxies, [...files, ...rpcServices, ...authenticodeKeys]);
   return {
-    vms, byName, policy, policyFiles: policyTexts.map((t) => t.name), policyUrns, files, rpcServices, proxies, problems,
+    vms, byName, policy, policyFiles: policyTexts.map((t) => t.name), policyUrns, files, rpcServices, proxies, authenticodeKeys, problems,
     system, siteDomains, disposablesOf,
   };
 }
@@ -267,7 +286,7 @@ function plainName(token: string | undefined): string | undefined {
  * own dispvm template and disposable to probe `@anyvm` and `@dispvm`.
  */
 function syntheticSystem(
-  vms: readonly Vm[], policy: PolicySet, proxies: readonly ProxyRes[], files: readonly FileRes[], rpc: readonly { vm: string }[],
+  vms: readonly Vm[], policy: PolicySet, proxies: readonly ProxyRes[], placed: readonly { vm: string }[],
 ): { system: SystemInfo; siteDomains: Set<string>; disposablesOf: Map<string, string> } {
   const domains: Record<string, DomainInfo> = {};
   let n = 0;
@@ -291,7 +310,7 @@ function syntheticSystem(
     });
     siteDomains.add(v.name);
   }
-  // Referenced VMs: templates, netvms and dispvm templates of managed VMs, VMs files and proxies live in.
+  // Referenced VMs: templates, netvms and dispvm templates of managed VMs, VMs files, keys and proxies live in.
   const templates = new Set(vms.flatMap((v) => v.template ?? []));
   for (const t of templates) add(t, { type: "TemplateVM" });
   for (const v of vms) {
@@ -299,7 +318,7 @@ function syntheticSystem(
     if (v.defaultDispvm) add(v.defaultDispvm, { template_for_dispvms: true });
   }
   for (const p of proxies) { add(p.vm, {}); if (p.netvm) add(p.netvm, {}); }
-  for (const f of [...files, ...rpc]) add(f.vm, {});
+  for (const f of placed) add(f.vm, {});
   for (const r of policy.rules) {
     for (const t of [r.source, r.target, r.params.target, r.params.default_target]) {
       const name = plainName(t);

@@ -1,6 +1,7 @@
 /**
  * `ManagedFile`: a file in a VM (kind `file`: the whole file, written atomically with mode and
- * owner), or one marked block of a file (kind `block`: only the text between
+ * owner), a symbolic link (kind `symlink`: `content` is the link's target), or one marked block of a
+ * file (kind `block`: only the text between
  * `# BEGIN qubes-build-infra <blockId>` and `# END qubes-build-infra <blockId>` is ours; the rest
  * of the file, e.g. /rw/config/rc.local, is left untouched).
  *
@@ -28,7 +29,7 @@ export interface ManagedFileArgs extends ContentArgs {
   /** Owner (`root` by default, or `user`). */
   owner?: pulumi.Input<string>;
   /** `file` (default): the whole file; `block`: one marked block of it. */
-  kind?: pulumi.Input<"file" | "block">;
+  kind?: pulumi.Input<"file" | "block" | "symlink">;
   /** Name of the block in its markers (kind `block`; default `main`). */
   blockId?: pulumi.Input<string>;
 }

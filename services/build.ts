@@ -1,6 +1,7 @@
 /**
  * Bundles every in-VM service into one standalone file `dist/services/<name>.js` (esbuild,
- * node22, cjs, `#!/usr/bin/env node`, mode 0755). A VM needs only `node` to run them.
+ * node22, cjs, minified, mode 0755, started by `/usr/bin/env -S` with V8's compile cache in the
+ * user's `~/.cache`). A VM needs only `node` to run them.
  *
  *   npx ts-node --transpile-only services/build.ts [outdir]
  */
@@ -10,9 +11,11 @@ import * as path from "path";
 /** Program file (without `.js`) → the qrexec service name it is installed as (if any). */
 export const SERVICE_PROGRAMS: Record<string, string | null> = {
   "build-log": "qubesbuilder.BuildLog",
+  "log-digest": "qubesbuilder.LogDigest",
   "log-received": "qubesbuilder.LogReceived",
   "gpg-gate": "qubes.Gpg",
   "gpg-client": null, // build VM: the qubes-gpg-client-wrapper replacement, e.g. /usr/local/bin/qbi-gpg-client
+  "win-sign": null, // win-keys VMs: installed as qubesbuilder.WinSign.QueryKey, .GetCert and .Sign
   "connect-ssh": "local.ConnectSSH",
   webhooks: null, // sys-net: long-running HTTP server behind nginx
   "trigger-build": "qubesbuilder.TriggerBuild",
@@ -35,7 +38,11 @@ export async function buildServices(outDir: string): Promise<string[]> {
         platform: "node",
         target: "node22",
         format: "cjs",
-        banner: { js: "#!/usr/bin/env node" },
+        // V8's compile cache (per user, survives between calls) and a minified bundle: a service's
+        // start is on the signing path several times per signature (~50 ms and ~30 ms saved).
+        banner: { js: "#!/usr/bin/env -S NODE_COMPILE_CACHE=${HOME}/.cache/qubes-build-infra/node node" },
+        minify: true,
+        keepNames: true,
         logLevel: "silent",
         legalComments: "none",
       });

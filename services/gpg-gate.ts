@@ -1,18 +1,24 @@
 /**
- * qubes.Gpg gate (keys VM): split-gpg server side. Signs only for configured build VMs whose
- * signing window (opened by qubesbuilder.LogReceived after their log was published) is open,
- * and only with a strict allowlist of gpg options. See services/README.md.
+ * qubes.Gpg gate (keys VM): split-gpg server side of sign-if-logged. It signs only bytes whose
+ * sha256 the logs VM logged in its transparency log as a signature request of this build VM,
+ * with this key, and handed to this keys VM with proofs it verified itself
+ * (qubesbuilder.LogReceived): one signature per logged entry, before the entry expires, with a
+ * strict allowlist of gpg options. The data is spooled and hashed first, so the key never
+ * touches unlogged bytes. `--export` of a configured public key needs no log. See
+ * services/README.md.
  *
  * Protocol: stdin line 1 = gpg options separated by single spaces (≤ 4096 bytes, `\n`
  * terminated); the rest of stdin = the data to sign. stdout = gpg's output (the signature),
  * stderr = gpg's messages (and status lines with `--status-fd 2`). Exit = gpg's exit code,
- * or 1 when refused, 2 on a configuration error.
+ * or 1 when refused (the reason on stderr and in the journal), 2 on a configuration error.
  */
 import { spawn } from "child_process";
+import * as fs from "fs";
 import * as path from "path";
 import { z } from "zod";
-import { Refusal, acquireLock, appendJsonLine, fingerprint, loadConfig, log, printable, qrexecEnv, runMain, vmName } from "./lib/common";
-import { readWindow, signingStateDir, writeWindow } from "./lib/window";
+import { Refusal, appendJsonLine, fingerprint, loadConfig, log, printable, qrexecEnv, runMain, vmName } from "./lib/common";
+import { awaitEntry, refuseOnAlarm, signingStateDir } from "./lib/signing";
+import { spool } from "./lib/spool";
 
 const SERVICE = "qubes.Gpg";
 
@@ -22,14 +28,14 @@ export const GpgGateConfig = z
     clients: z.array(vmName).min(1),
     /** GNUPGHOME of the keys VM's keyring (default: gpg's default, ~/.gnupg). */
     gnupgHome: z.string().startsWith("/").optional(),
-    /** Signing keys a client may select with -u; empty = any secret key of the keyring. */
-    keys: z.array(fingerprint).default([]),
-    /** Key used when the client gives no -u (default: gpg's default key). */
+    /** Signing keys a client may select with -u (and whose public keys it may export). */
+    keys: z.array(fingerprint).min(1),
+    /** Key used when the client gives no -u; logged requests then name `default`. */
     defaultKey: fingerprint.optional(),
-    /** Signatures allowed per window; unset = unlimited within the window's time. */
-    maxSignaturesPerWindow: z.number().int().positive().optional(),
     maxInputBytes: z.number().int().positive().default(1024 * 1024 * 1024),
     gpgProgram: z.string().startsWith("/").optional(),
+    /** How long the data may wait for its logged entry (the client logs and sends at once). */
+    entryWaitSeconds: z.number().int().min(0).max(600).default(60),
   })
   .strict();
 type GpgGateConfig = z.infer<typeof GpgGateConfig>;
@@ -61,11 +67,42 @@ const VALUED: Record<string, { canon: string; re: RegExp }> = {
   "--digest-algo": { canon: "--digest-algo", re: /^(SHA256|SHA384|SHA512)$/ },
 };
 
+/** A parsed request: a signature, or the export of one public key. */
+export type GateRequest = { mode: "sign"; args: string[]; localUser?: string } | { mode: "export"; args: string[]; key: string };
+
+const EXPORT_FLAGS = new Set(["--armor", "--batch", "--no-tty", "--quiet", "--yes", "--no-verbose", "--no-secmem-warning"]);
+
+/**
+ * `--export <fingerprint>` with harmless flags only: public keys of the configured signing keys
+ * (builderv2's sign and publish plugins import them into their own keyrings). Never secret keys.
+ */
+function parseExport(tokens: string[]): GateRequest {
+  const args: string[] = [];
+  let key: string | undefined;
+  for (const tok of tokens) {
+    if (tok === "--export") continue;
+    const flag = FLAGS[tok];
+    if (flag && EXPORT_FLAGS.has(flag)) {
+      args.push(flag);
+      continue;
+    }
+    if (/^(0x)?[0-9A-Fa-f]{40}$/.test(tok) && key === undefined) {
+      key = tok.replace(/^0x/, "").toUpperCase();
+      continue;
+    }
+    throw new Refusal(`option not allowed with --export: ${printable(tok)}`);
+  }
+  if (!key) throw new Refusal("--export needs exactly one key fingerprint");
+  return { mode: "export", args: [...args, "--export", key], key };
+}
+
 /** Parses the client's option line into canonical gpg options, or throws Refusal. */
-export function parseOptions(line: string): { args: string[]; localUser?: string } {
+export function parseOptions(line: string): GateRequest {
   if (line.length > 4096) throw new Refusal("option line too long");
   if (!/^[A-Za-z0-9 =_-]*$/.test(line)) throw new Refusal("option line has characters outside [A-Za-z0-9 =_-]");
   const tokens = line === "" ? [] : line.split(" ");
+  if (tokens.includes("")) throw new Refusal("empty option (double space)");
+  if (tokens.includes("--export")) return parseExport(tokens);
   const args: string[] = [];
   let localUser: string | undefined;
   const modes = new Set<string>();
@@ -107,7 +144,7 @@ export function parseOptions(line: string): { args: string[]; localUser?: string
   const signing = modes.has("--sign") || modes.has("--detach-sign") || modes.has("--clearsign");
   if (!signing) throw new Refusal("one of --sign, --detach-sign, --clearsign is required");
   if (modes.has("--detach-sign") && modes.has("--clearsign")) throw new Refusal("--detach-sign and --clearsign exclude each other");
-  return { args, localUser };
+  return { mode: "sign", args, localUser };
 }
 
 /** Reads stdin up to the first `\n` (≤ 4097 bytes); returns the line and what followed it. */
@@ -144,79 +181,81 @@ async function readFirstLine(): Promise<{ line: string; rest: Buffer }> {
   }
 }
 
-function checkWindow(cfg: GpgGateConfig, dir: string, vm: string): void {
-  const w = readWindow(dir, vm);
-  const now = Date.now();
-  if (!w) throw new Refusal(`no published log acknowledged for ${vm}: signing window closed`);
-  if (now >= w.expiresAt || now < w.openedAt - 5000) throw new Refusal(`signing window for ${vm} closed (expired ${new Date(w.expiresAt).toISOString()})`);
-  if (cfg.maxSignaturesPerWindow !== undefined && w.signatures >= cfg.maxSignaturesPerWindow) {
-    throw new Refusal(`signing window for ${vm} used up (${w.signatures} signatures)`);
+function gpgEnv(cfg: GpgGateConfig): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  if (cfg.gnupgHome) env.GNUPGHOME = cfg.gnupgHome;
+  return env;
+}
+
+/** Runs gpg with stdin from `input` (a file) or nothing; stdout and stderr go to the caller. */
+function runGpg(cfg: GpgGateConfig, args: string[], input?: string): Promise<number> {
+  const child = spawn(cfg.gpgProgram ?? "gpg", ["--batch", "--no-tty", "--no-auto-key-retrieve", ...args], {
+    env: gpgEnv(cfg),
+    stdio: [input ? "pipe" : "ignore", "inherit", "inherit"],
+  });
+  if (input && child.stdin) {
+    child.stdin.on("error", () => undefined);
+    fs.createReadStream(input).pipe(child.stdin);
   }
-  writeWindow(dir, { ...w, signatures: w.signatures + 1 });
+  return new Promise<number>((resolve, reject) => {
+    child.on("error", reject);
+    child.on("close", (c) => resolve(c ?? 2));
+  });
 }
 
 async function main(): Promise<number> {
   const q = qrexecEnv();
   const cfg = loadConfig("gpg-gate", GpgGateConfig);
   const dir = signingStateDir();
-  const journal = path.join(dir, "gpg-gate.jsonl");
-  const refuse = (reason: string): never => {
-    appendJsonLine(journal, { caller: q.remoteDomain, decision: "refused", reason });
+  const journal = path.join(dir, "gate.jsonl");
+  const refuse = (reason: string, extra: Record<string, unknown> = {}): never => {
+    appendJsonLine(journal, { caller: q.remoteDomain, decision: "refused", reason, ...extra });
     throw new Refusal(reason);
   };
   if (!cfg.clients.includes(q.remoteDomain)) refuse(`caller ${printable(q.remoteDomain)} is not an allowed client`);
-  let opts: { args: string[]; localUser?: string };
+  let req: GateRequest;
   let rest: Buffer;
   try {
     const first = await readFirstLine();
     rest = first.rest;
-    opts = parseOptions(first.line);
+    req = parseOptions(first.line);
   } catch (e) {
     return refuse((e as Error).message);
   }
-  const key = opts.localUser ?? cfg.defaultKey;
-  if (cfg.keys.length > 0 && (!key || !cfg.keys.includes(key))) refuse(`signing key ${key ?? "(default)"} is not allowed`);
-  const release = await acquireLock(path.join(dir, "windows", `${q.remoteDomain}.lock`), 10000);
+  if (req.mode === "export") {
+    if (!cfg.keys.includes(req.key)) refuse(`key ${req.key} is not a signing key of this VM`);
+    appendJsonLine(journal, { caller: q.remoteDomain, decision: "export", key: req.key });
+    process.stdin.destroy();
+    return runGpg(cfg, req.args);
+  }
+  const key = req.localUser ?? cfg.defaultKey;
+  if (!key || !cfg.keys.includes(key)) refuse(`signing key ${key ?? "(default)"} is not allowed`);
+  refuseOnAlarm(dir);
+  // Everything is received and hashed before the log is consulted: a call opened while an entry
+  // was valid but fed after it expired is refused.
+  let data;
   try {
-    checkWindow(cfg, dir, q.remoteDomain);
+    data = await spool(path.join(dir, "spool"), process.stdin, cfg.maxInputBytes, rest);
   } catch (e) {
-    release();
     return refuse((e as Error).message);
   }
-  release();
-  appendJsonLine(journal, { caller: q.remoteDomain, decision: "allowed", options: opts.args });
-
-  const args = ["--batch", "--no-tty", "--no-auto-key-retrieve", ...opts.args];
-  if (!opts.localUser && cfg.defaultKey) args.push("--local-user", cfg.defaultKey);
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  if (cfg.gnupgHome) env.GNUPGHOME = cfg.gnupgHome;
-  const child = spawn(cfg.gpgProgram ?? "gpg", args, { env, stdio: ["pipe", "inherit", "inherit"] });
-  child.stdin.on("error", () => undefined);
-  let size = rest.length;
-  let tooBig = size > cfg.maxInputBytes;
-  if (!tooBig) child.stdin.write(rest);
-  process.stdin.on("data", (d: Buffer) => {
-    size += d.length;
-    if (size > cfg.maxInputBytes) {
-      tooBig = true;
-      child.kill("SIGKILL");
-      process.stdin.destroy();
-      return;
+  try {
+    const wanted = { vm: q.remoteDomain, key: req.localUser ?? "default", sha256: data.sha256, size: data.size };
+    let entry;
+    try {
+      entry = await awaitEntry(dir, wanted, cfg.entryWaitSeconds * 1000);
+    } catch (e) {
+      return refuse((e as Error).message, { sha256: data.sha256, size: data.size, key: wanted.key });
     }
-    if (!child.stdin.write(d)) {
-      process.stdin.pause();
-      child.stdin.once("drain", () => process.stdin.resume());
-    }
-  });
-  process.stdin.on("end", () => child.stdin.end());
-  process.stdin.resume();
-  const code = await new Promise<number>((resolve, reject) => {
-    child.on("error", reject);
-    child.on("close", (c) => resolve(c ?? 2));
-  });
-  if (tooBig) throw new Refusal(`input larger than ${cfg.maxInputBytes} bytes`);
-  if (code !== 0) log(SERVICE, `gpg exited with ${code}`);
-  return code;
+    appendJsonLine(journal, { caller: q.remoteDomain, decision: "signed", entry: entry.index, sha256: data.sha256, size: data.size, key: wanted.key, options: req.args });
+    const args = [...req.args];
+    if (!req.localUser && cfg.defaultKey) args.push("--local-user", cfg.defaultKey);
+    const code = await runGpg(cfg, args, data.file);
+    if (code !== 0) log(SERVICE, `gpg exited with ${code}`);
+    return code;
+  } finally {
+    data.remove();
+  }
 }
 
-if (require.main === module) runMain(SERVICE, main);
+if (require.main === module) runMain(SERVICE, main, { reasonOnStdout: true });

@@ -1,53 +1,84 @@
 /**
- * qubesbuilder.LogReceived (keys VM): the logs VM tells us (through dom0's redirect) that a
- * build VM's log was committed and pushed. Records the acknowledgement and opens that build VM's
- * signing window for `windowSeconds`. See services/README.md.
+ * qubesbuilder.LogReceived (keys VM): the logs VM hands over (through dom0's redirect, which pins
+ * the build VM as argument) one signature request it has logged and published: the entry, the
+ * log's checkpoint, an inclusion proof and a consistency proof from the checkpoint this keys VM
+ * accepted last. This VM checks all of it itself (`qbi-tlog witness`): the checkpoint signature by
+ * the logs VM's log key, consistency (a fork or rewind raises a sticky alarm and stops all
+ * signing), inclusion. Only then the entry is recorded as signable, once, for a limited time.
+ * See services/README.md.
  *
- * stdin: exactly one line `<commit: 40 or 64 lowercase hex> <relative log path>\n`.
+ * stdin: the proof bundle as JSON (≤ 1 MiB). stdout: `ok <checkpoint size>`, or `have <size>`
+ * (exit 1) when the bundle's consistency proof starts from another size than ours.
  */
 import * as path from "path";
 import { z } from "zod";
-import { EXIT, Refusal, appendJsonLine, isVmName, loadConfig, log, printable, qrexecEnv, readStdinLimited, runMain, vmName } from "./lib/common";
-import { signingStateDir, writeWindow } from "./lib/window";
+import { EXIT, Refusal, appendJsonLine, isVmName, loadConfig, printable, qrexecEnv, readStdinLimited, runMain, vmName } from "./lib/common";
+import { pruneEntries, recordEntry, refuseOnAlarm, signingStateDir, witnessStateFile } from "./lib/signing";
+import { ProofBundle, TlogTool, parseEntry } from "./lib/tlog";
 
 const SERVICE = "qubesbuilder.LogReceived";
 
 export const LogReceivedConfig = z
   .object({
-    /** Logs VMs allowed to acknowledge (QREXEC_REMOTE_DOMAIN). */
+    /** Logs VMs allowed to hand over entries (QREXEC_REMOTE_DOMAIN). */
     logsVms: z.array(vmName).min(1),
-    /** Build VMs this keys VM serves; the argument must be one of them. */
+    /** Build VMs this keys VM signs for; the argument must be one of them. */
     buildVms: z.array(vmName).min(1),
-    windowSeconds: z.number().int().min(1).max(3600).default(300),
+    /** This keys VM's name: entries must name it as signer. */
+    self: vmName,
+    /** The logs VM's note verifier key (`<origin>+<hash>+<base64>`). */
+    verifier: z.string().regex(/^[^\s+]+\+[0-9a-f]{8}\+[A-Za-z0-9+/]+=*$/, "a note verifier key"),
+    /** Seconds an accepted entry may be used for its signature. */
+    entryTtlSeconds: z.number().int().min(1).max(3600).default(300),
+    tlogProgram: z.string().min(1).default("qbi-tlog"),
   })
   .strict();
-
-const REL_PATH_RE = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+){0,8}$/;
-
-export function parseAck(text: string, vm: string): { commit: string; path: string } {
-  const m = /^([0-9a-f]{40}|[0-9a-f]{64}) ([^\n]{1,512})\n?$/.exec(text);
-  if (!m) throw new Refusal("stdin must be one line: <commit hex> <log path>");
-  const rel = m[2];
-  if (!REL_PATH_RE.test(rel) || rel.split("/").some((s) => s === "." || s === "..")) throw new Refusal(`bad log path: ${printable(rel)}`);
-  if (rel.split("/")[0] !== vm) throw new Refusal(`log path ${printable(rel)} is not a log of ${vm}`);
-  if (!/^log_[0-9-]+(\.[0-9]+)?(\.xz)?$/.test(path.posix.basename(rel))) throw new Refusal(`not a log file name: ${printable(rel)}`);
-  return { commit: m[1], path: rel };
-}
 
 async function main(): Promise<number> {
   const q = qrexecEnv();
   const cfg = loadConfig("log-received", LogReceivedConfig);
-  if (!cfg.logsVms.includes(q.remoteDomain)) throw new Refusal(`caller ${printable(q.remoteDomain)} is not a configured logs VM`);
-  if (!isVmName(q.argument) || !cfg.buildVms.includes(q.argument)) throw new Refusal(`argument ${printable(q.argument)} is not a build VM served here`);
-  const { data, overflow } = await readStdinLimited(1024);
-  if (overflow) throw new Refusal("stdin too long");
-  const ack = parseAck(data.toString("latin1"), q.argument);
   const dir = signingStateDir();
-  const now = Date.now();
-  appendJsonLine(path.join(dir, "acks.jsonl"), { from: q.remoteDomain, vm: q.argument, commit: ack.commit, path: ack.path });
-  writeWindow(dir, { vm: q.argument, openedAt: now, expiresAt: now + cfg.windowSeconds * 1000, commit: ack.commit, path: ack.path, signatures: 0 });
-  log(SERVICE, `signing window for ${q.argument} open for ${cfg.windowSeconds}s (log ${ack.path} at ${ack.commit.slice(0, 12)})`);
+  const journal = path.join(dir, "acks.jsonl");
+  const refuse = (reason: string): never => {
+    appendJsonLine(journal, { from: q.remoteDomain, vm: q.argument, decision: "refused", reason });
+    throw new Refusal(reason);
+  };
+  if (!cfg.logsVms.includes(q.remoteDomain)) refuse(`caller ${printable(q.remoteDomain)} is not a configured logs VM`);
+  if (!isVmName(q.argument) || !cfg.buildVms.includes(q.argument)) refuse(`argument ${printable(q.argument)} is not a build VM served here`);
+  refuseOnAlarm(dir);
+  const { data, overflow } = await readStdinLimited(1024 * 1024);
+  if (overflow) refuse("stdin too long");
+  let bundle: ProofBundle;
+  try {
+    bundle = ProofBundle.parse(JSON.parse(data.toString("utf8")));
+  } catch (e) {
+    return refuse(`malformed proof bundle: ${e instanceof z.ZodError ? e.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ") : "not JSON"}`);
+  }
+  const w = await new TlogTool(cfg.tlogProgram).witness(witnessStateFile(dir), cfg.verifier, bundle);
+  if (!w.ok) {
+    if (w.reason === "wrong-from") {
+      process.stdout.write(`have ${w.have}\n`);
+      appendJsonLine(journal, { from: q.remoteDomain, vm: q.argument, decision: "retry", reason: w.message, have: w.have });
+      return EXIT.REFUSED;
+    }
+    refuse(`transparency log check failed (${w.reason}): ${printable(w.message, 300)}`);
+  }
+  if (!w.ok) return EXIT.REFUSED;
+  let entry;
+  try {
+    entry = parseEntry(Buffer.from(bundle.entry, "base64"));
+  } catch (e) {
+    return refuse(`logged entry ${bundle.index}: ${(e as Error).message}`);
+  }
+  if (entry.kind !== "signature-request") refuse(`entry ${bundle.index} is a ${entry.kind} entry, not a signature request`);
+  if (entry.kind !== "signature-request") return EXIT.REFUSED;
+  if (entry.vm !== q.argument) refuse(`entry ${bundle.index} is a request of ${entry.vm}, not of ${q.argument}`);
+  if (entry.signer !== cfg.self) refuse(`entry ${bundle.index} is for signer ${entry.signer}, not for ${cfg.self}`);
+  const a = recordEntry(dir, w.origin, bundle.index, entry, cfg.entryTtlSeconds);
+  pruneEntries(dir);
+  appendJsonLine(journal, { from: q.remoteDomain, vm: q.argument, decision: "accepted", index: a.index, sha256: a.sha256, key: a.key, checkpointSize: w.size });
+  process.stdout.write(`ok ${w.size}\n`);
   return EXIT.OK;
 }
 
-if (require.main === module) runMain(SERVICE, main);
+if (require.main === module) runMain(SERVICE, main, { reasonOnStdout: true });

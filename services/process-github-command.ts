@@ -4,19 +4,19 @@
  * grammar (v1 and v2 commands) → per-maintainer authorisation → configured action under the
  * builder lock. Every rejection is journaled and sent to the notifier. See services/README.md.
  */
-import { spawn } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { z } from "zod";
+import { builderValues, fillArgv, fillEnv, startUnderLock } from "./lib/builders";
 import {
+  type BuilderLine,
   ConfigError,
   EXIT,
   Refusal,
   acquireLock,
   appendJsonLine,
-  fillTemplate,
   fingerprint,
   homeDir,
   loadConfig,
@@ -34,6 +34,24 @@ import {
 const SERVICE = "qubesbuilder.ProcessGithubCommand";
 
 const ListOrAll = z.union([z.literal("_all_"), z.array(z.string().min(1))]);
+
+/**
+ * How an accepted command runs. An argv template alone: once per builder of the release, under
+ * `{dir}/builder.lock`. Or `scope: "builder"` with its own `lock` (v2: github-command.py action,
+ * under the qubes-builderv2 lock), or `scope: "vm"`: once, without a lock of ours (v1
+ * builder-github's handlers take each builder's lock themselves).
+ */
+const Action = z.union([
+  z.array(z.string().min(1)).min(1),
+  z
+    .object({
+      command: z.array(z.string().min(1)).min(1),
+      scope: z.enum(["builder", "vm"]).default("builder"),
+      lock: z.string().min(1).optional(),
+      env: z.record(z.string().regex(/^[A-Z_][A-Z0-9_]*$/), z.string()).default({}),
+    })
+    .strict(),
+]);
 export const COMMAND_NAMES = ["Upload", "Build-template", "Upload-component", "Upload-template", "Build-iso"] as const;
 export type CommandName = (typeof COMMAND_NAMES)[number];
 
@@ -53,8 +71,8 @@ export const ProcessCommandConfig = z
         })
         .strict(),
     ),
-    /** argv templates per command; a command without one is refused. */
-    actions: z.partialRecord(z.enum(COMMAND_NAMES), z.array(z.string().min(1)).min(1)).default({}),
+    /** How each command runs (see `Action`); a command without one is refused. */
+    actions: z.partialRecord(z.enum(COMMAND_NAMES), Action).default({}),
     notify: z.array(z.string().min(1)).min(1).optional(),
     buildersList: z.string().startsWith("/").optional(),
     logDir: z.string().startsWith("/").optional(),
@@ -85,8 +103,11 @@ function crc24(data: Buffer): number {
   return crc & 0xffffff;
 }
 
-/** Checks that `sig` is exactly one v4 canonical-text signature packet with the given hash. */
-function checkSignaturePacket(sig: Buffer, hashAlgo: number): void {
+/**
+ * Checks that `sig` is exactly one v4 canonical-text signature packet with the given hash, and
+ * returns the creation time (epoch seconds) from its hashed subpacket area.
+ */
+function checkSignaturePacket(sig: Buffer, hashAlgo: number): number {
   if (sig.length < 2 || !(sig[0] & 0x80)) throw new Refusal("signature is not an OpenPGP packet");
   let tag: number;
   let len: number;
@@ -109,15 +130,52 @@ function checkSignaturePacket(sig: Buffer, hashAlgo: number): void {
   if (tag !== 2) throw new Refusal("not a signature packet");
   if (hdr + len !== sig.length) throw new Refusal("signature block must hold exactly one packet");
   const body = sig.subarray(hdr);
+  if (body.length < 6) throw new Refusal("truncated signature packet");
   if (body[0] !== 4) throw new Refusal("not a version 4 signature");
   if (body[1] !== 0x01) throw new Refusal("not a canonical-text signature");
   if (body[3] !== hashAlgo) throw new Refusal("signature hash does not match the Hash: header");
+  const hashedLen = body.readUInt16BE(4);
+  if (6 + hashedLen > body.length) throw new Refusal("signature's hashed subpacket area overruns the packet");
+  return hashedCreationTime(body.subarray(6, 6 + hashedLen));
+}
+
+/**
+ * The signature creation time from a v4 hashed subpacket area (RFC 4880 5.2.3.1). Exactly one
+ * creation-time subpacket is required there: the unhashed area is not covered by the signature,
+ * so a time found only there, or two differing ones, would let the same signature read as new.
+ */
+export function hashedCreationTime(area: Buffer): number {
+  const times: number[] = [];
+  let i = 0;
+  while (i < area.length) {
+    let len: number;
+    const l0 = area[i];
+    if (l0 < 192) [len, i] = [l0, i + 1];
+    else if (l0 < 255) {
+      if (i + 1 >= area.length) throw new Refusal("malformed hashed subpacket area");
+      [len, i] = [((l0 - 192) << 8) + area[i + 1] + 192, i + 2];
+    } else {
+      if (i + 4 >= area.length) throw new Refusal("malformed hashed subpacket area");
+      [len, i] = [area.readUInt32BE(i + 1), i + 5];
+    }
+    if (len < 1 || i + len > area.length) throw new Refusal("malformed hashed subpacket area");
+    const type = area[i] & 0x7f;
+    if (type === 2) {
+      if (len !== 5) throw new Refusal("malformed signature creation time subpacket");
+      times.push(area.readUInt32BE(i + 1));
+    }
+    i += len;
+  }
+  if (times.length !== 1) throw new Refusal(`signature must have exactly one hashed creation time (found ${times.length})`);
+  return times[0];
 }
 
 export interface Framed {
   command: string;
   hash: string;
   signature: Buffer;
+  /** Creation time (epoch seconds) from the signature's hashed subpackets. */
+  signedAtSeconds: number;
   text: string;
 }
 
@@ -146,8 +204,8 @@ export function parseFraming(input: Buffer): Framed {
     const crc = Buffer.from(crcLine.slice(1), "base64");
     if (crc.length !== 3 || crc.readUIntBE(0, 3) !== crc24(sig)) throw new Refusal("armor checksum mismatch");
   }
-  checkSignaturePacket(sig, HASHES[hash]);
-  return { command, hash, signature: sig, text };
+  const signedAtSeconds = checkSignaturePacket(sig, HASHES[hash]);
+  return { command, hash, signature: sig, signedAtSeconds, text };
 }
 
 // ---------------------------------------------------------------- grammar
@@ -270,31 +328,64 @@ async function verify(cfg: Config, framed: Framed): Promise<Verified> {
     if (v.code !== 0 || bad.length > 0 || valid.length !== 1 || has("GOODSIG").length !== 1) {
       throw new Refusal(`invalid signature${bad.length ? ` (${bad.join(", ")})` : ""}`);
     }
+    // VALIDSIG <fpr> <date> <sig-timestamp> <expire> <version> <reserved> <pubkey-algo> <hash-algo> <class> <primary-fpr>
     const f = valid[0].split(" ");
     const primary = (f[11] ?? f[2] ?? "").toUpperCase();
     if (!/^[0-9A-F]{40}$/.test(primary)) throw new Refusal("signer fingerprint is not a v4 fingerprint");
-    return { signer: primary, signedAt: Number(f[4]) * 1000 };
+    // The replay key uses the time read from the hashed subpackets: it must be the one gpgv verified.
+    if (f[4] !== String(framed.signedAtSeconds)) throw new Refusal("signature time reported by gpgv differs from the signed creation time");
+    return { signer: primary, signedAt: framed.signedAtSeconds * 1000 };
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
 }
 
-/** Refuses a signature seen before; remembers it until it would be too old anyway. */
-async function checkReplay(dir: string, sig: Buffer, keepUntil: number): Promise<void> {
-  const digest = crypto.createHash("sha256").update(sig).digest("hex");
+/**
+ * The replay key of a verified command: what the signature covers, nothing of its encoding.
+ * Signer (primary fingerprint of the key gpgv verified with), creation time (from the hashed
+ * subpackets, checked equal to gpgv's) and the signed text are all inside the signed hash or
+ * are the verifying key, so an unhashed subpacket, another packet length form, another armour
+ * (line length, checksum) or even a fresh signature of the same text by the same key in the same
+ * second all give the same key. The signed text of a canonical-text signature over our one-line
+ * command is that line itself: framing refused trailing whitespace and dash-escaping.
+ */
+export function replayKey(signer: string, signedAtSeconds: number, command: string): string {
+  const text = crypto.createHash("sha256").update(command, "latin1").digest("hex");
+  return crypto.createHash("sha256").update(`qbi-command-replay-v1\0${signer}\0${signedAtSeconds}\0${text}`).digest("hex");
+}
+
+/**
+ * Refuses a command seen before; remembers its replay key until the signature would be too old
+ * anyway. `legacy` is the digest of the packet bytes under which earlier versions remembered a
+ * signature: such entries are still honoured until they expire.
+ */
+async function checkReplay(dir: string, key: string, legacy: string, keepUntil: number): Promise<void> {
   const file = path.join(dir, "seen-signatures.json");
   const release = await acquireLock(path.join(dir, "seen.lock"), 30000);
   try {
     let seen: Record<string, number> = {};
+    let raw: string | null = null;
     try {
-      seen = z.record(z.string(), z.number()).parse(JSON.parse(fs.readFileSync(file, "utf8")));
-    } catch {
-      seen = {};
+      raw = fs.readFileSync(file, "utf8");
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+    }
+    if (raw !== null) {
+      // A store that cannot be read stops every command (exit 3) rather than forgetting what was used.
+      let data: unknown = null;
+      try {
+        data = JSON.parse(raw);
+      } catch {
+        data = null;
+      }
+      const parsed = z.record(z.string(), z.number()).safeParse(data);
+      if (!parsed.success) throw new Error(`replay store ${file} is corrupt; fix or remove it after checking ${path.join(dir, "commands.jsonl")}`);
+      seen = parsed.data;
     }
     const now = Date.now();
     for (const [k, until] of Object.entries(seen)) if (until < now) delete seen[k];
-    if (seen[digest] !== undefined) throw new Refusal("replayed command (signature already used)");
-    seen[digest] = keepUntil;
+    if (seen[`v1:${key}`] !== undefined || seen[legacy] !== undefined) throw new Refusal("replayed command (signature already used)");
+    seen[`v1:${key}`] = keepUntil;
     writeFileAtomic(file, JSON.stringify(seen));
   } finally {
     release();
@@ -310,6 +401,45 @@ async function notify(cfg: Config, record: Record<string, unknown>): Promise<voi
     if (r.code !== 0) log(SERVICE, `notifier exited with ${r.code}: ${printable(r.stderr.trim(), 200)}`);
   } catch (e) {
     log(SERVICE, `notifier failed: ${(e as Error).message}`);
+  }
+}
+
+/** Runs an accepted command's action: per builder under its lock, or once for the VM. */
+function startAction(
+  cfg: Config,
+  raw: Config["actions"][CommandName] & object,
+  c: Command,
+  line: string,
+  signer: string,
+  builders: BuilderLine[],
+  at: { state: string; logDir: string; journal: string; now: number },
+): void {
+  const action = Array.isArray(raw) ? { command: raw, scope: "builder" as const, lock: "{dir}/builder.lock", env: {} } : raw;
+  const flock = requireProgram(cfg.flockProgram);
+  fs.mkdirSync(at.logDir, { recursive: true, mode: 0o700 });
+  const values: Record<string, string> = {
+    release: c.release, signer, component: c.component ?? "", commit: c.commit ?? "", repo: c.repo ?? "",
+    dists: (c.dists ?? []).join(","), template: c.template ?? "", version: c.version ?? "", timestamp: c.timestamp ?? "",
+  };
+  // Handlers that read the command themselves (v1) get the verified line in a file of their own.
+  if (action.command.some((a) => a.includes("{commandFile}"))) {
+    const dir = path.join(at.state, "command-files");
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    for (const f of fs.readdirSync(dir)) {
+      if (fs.statSync(path.join(dir, f)).mtimeMs < at.now - 86400000) fs.rmSync(path.join(dir, f), { force: true });
+    }
+    values.commandFile = path.join(dir, `${Math.floor(at.now / 1000)}-${process.pid}.cmd`);
+    fs.writeFileSync(values.commandFile, `${line}\n`, { mode: 0o600 });
+  }
+  const env = { QBI_COMMAND: JSON.stringify({ ...c, signer }) };
+  const targets = action.scope === "vm" ? [builders[0]] : builders;
+  for (const b of targets) {
+    const all = action.scope === "vm" ? values : { ...values, ...builderValues(b) };
+    const argv = fillArgv(action.command, all, { dists: c.dists ?? [] });
+    const lock = action.scope === "vm" || !action.lock ? null : fillArgv([action.lock], all)[0];
+    const logFile = path.join(at.logDir, `${Math.floor(at.now / 1000)}-${process.pid}-${c.name}-${b.release}.log`);
+    const pid = startUnderLock({ flock, lock, argv, env: { ...fillEnv(action.env, all), ...env }, cwd: action.scope === "vm" ? homeDir() : b.dir, logFile });
+    appendJsonLine(at.journal, { outcome: "started", signer, command: line, release: b.release, dir: action.scope === "vm" ? null : b.dir, argv, lock, pid, log: logFile });
   }
 }
 
@@ -330,51 +460,26 @@ async function main(): Promise<number> {
     const now = Date.now();
     if (v.signedAt > now + cfg.timestampFutureSeconds * 1000) throw new Refusal("signature made in the future");
     if (v.signedAt < now - cfg.maxSignatureAgeSeconds * 1000) throw new Refusal("signature too old");
-    await checkReplay(state, framed.signature, v.signedAt + cfg.maxSignatureAgeSeconds * 1000 + 86400000);
+    const legacy = crypto.createHash("sha256").update(framed.signature).digest("hex");
+    await checkReplay(state, replayKey(v.signer, framed.signedAtSeconds, framed.command), legacy, v.signedAt + cfg.maxSignatureAgeSeconds * 1000 + 86400000);
     const c = parseCommand(framed.command);
     if (c.timestamp !== undefined) {
       const t = commandTime(c.timestamp);
       if (t < now - cfg.timestampPastSeconds * 1000 || t > now + cfg.timestampFutureSeconds * 1000) throw new Refusal(`timestamp ${c.timestamp} outside the accepted window`);
     }
     authorize(cfg, v.signer, c);
+    // Every build VM receives every comment: a command for builders this VM does not have (another
+    // release, or the other builder version's command) is journaled and left to the VMs that do.
     const action = cfg.actions[c.name];
-    if (!action) throw new Refusal(`command ${c.name} is not enabled here`);
     const list = cfg.buildersList ?? path.join(home, ".config/qubes-builder-github/builders.list");
     const builders = readBuildersList(list).filter((b) => b.release === c.release);
-    if (builders.length === 0) {
-      appendJsonLine(journal, { outcome: "not-for-this-vm", signer: v.signer, command: framed.command, reason: `no builder for release ${c.release}` });
-      log(SERVICE, `no builder for release ${c.release}; ignored`);
+    if (builders.length === 0 || !action) {
+      const reason = builders.length === 0 ? `no builder for release ${c.release}` : `no builder here takes ${c.name} (no action for it)`;
+      appendJsonLine(journal, { outcome: "not-for-this-vm", signer: v.signer, command: framed.command, reason });
+      log(SERVICE, `${reason}; ignored`);
       return EXIT.OK;
     }
-    const flock = requireProgram(cfg.flockProgram);
-    fs.mkdirSync(logDir, { recursive: true, mode: 0o700 });
-    for (const b of builders) {
-      const argv = fillTemplate(action, {
-        dir: b.dir,
-        builderDir: b.builderDir,
-        conf: b.conf,
-        release: c.release,
-        signer: v.signer,
-        component: c.component ?? "",
-        commit: c.commit ?? "",
-        repo: c.repo ?? "",
-        dists: (c.dists ?? []).join(","),
-        template: c.template ?? "",
-        version: c.version ?? "",
-        timestamp: c.timestamp ?? "",
-      });
-      const logFile = path.join(logDir, `${Math.floor(now / 1000)}-${process.pid}-${c.name}-${b.release}.log`);
-      const fd = fs.openSync(logFile, "a", 0o600);
-      const child = spawn(flock, ["-x", path.join(b.dir, "builder.lock"), ...argv], {
-        detached: true,
-        stdio: ["ignore", fd, fd],
-        cwd: b.dir,
-        env: { ...process.env, QBI_COMMAND: JSON.stringify({ ...c, signer: v.signer }) },
-      });
-      child.unref();
-      fs.closeSync(fd);
-      appendJsonLine(journal, { outcome: "started", signer: v.signer, command: framed.command, release: b.release, dir: b.dir, log: logFile });
-    }
+    startAction(cfg, action, c, framed.command, v.signer, builders, { state, logDir, journal, now });
     log(SERVICE, `accepted ${c.name} from ${v.signer}`);
     return EXIT.OK;
   } catch (e) {

@@ -1,21 +1,39 @@
 /**
- * qubesbuilder.TriggerBuild (build VM): the service argument names a component; every builder of
- * builders.list that lists it (in `<builder dir>/qbi-components.json`) runs its build command in
- * the background under `flock -x <builder dir>/builder.lock`. See services/README.md.
+ * qubesbuilder.TriggerBuild (build VM): the service argument names a component (or its
+ * repository); every builder of builders.list that has it starts its own entry point in the
+ * background under its lock: v1 `<builder>/scripts/auto-build <component>`, v2
+ * `github-command.py action build-component <qubes-builderv2> <builder.yml> <component>`. A builder
+ * has a component when the site listed it (`<builder dir>/qbi-components.json`) or, without such a
+ * list, when the builder's own configuration has it (its `listComponents`). See services/README.md.
  */
-import { spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { z } from "zod";
-import { COMPONENT_RE, EXIT, Refusal, appendJsonLine, fillTemplate, homeDir, loadConfig, log, printable, qrexecEnv, readBuildersList, requireProgram, runMain } from "./lib/common";
+import { builderComponentList, builderValues, EntryPoint, fillArgv, fillEnv, startUnderLock } from "./lib/builders";
+import {
+  COMPONENT_RE, EXIT, Refusal, appendJsonLine, homeDir, loadConfig, log, printable, qrexecEnv, readBuildersList, requireProgram, runMain,
+} from "./lib/common";
 
 const SERVICE = "qubesbuilder.TriggerBuild";
+
+/** The upstream entry points, where the formula put them; the site writes its own. */
+export const DEFAULT_ENTRY_POINTS = {
+  v1: {
+    command: ["{dir}/scripts/auto-build", "{component}"], lock: "{dir}/builder.lock", env: {},
+    listComponents: ["make", "-s", "-C", "{dir}", "get-var", "GET_VAR=COMPONENTS"],
+  },
+  v2: {
+    command: ["/home/user/qubes-builderv2-github/github-command.py", "action", "--no-signer-github-command-check", "build-component",
+      "{builderDir}", "{conf}", "{component}"],
+    lock: "{builderDir}/builder.lock",
+    env: { PYTHONPATH: "{builderDir}" },
+  },
+} satisfies Record<string, EntryPoint>;
 
 export const TriggerBuildConfig = z
   .object({
     buildersList: z.string().startsWith("/").optional(),
-    /** argv template; placeholders {dir} {builderDir} {conf} {release} {component}. */
-    command: z.array(z.string().min(1)).min(1).default(["{dir}/build", "{component}"]),
+    entryPoints: z.object({ v1: EntryPoint.optional(), v2: EntryPoint.optional() }).strict().default({}),
     logDir: z.string().startsWith("/").optional(),
     flockProgram: z.string().default("flock"),
   })
@@ -23,18 +41,22 @@ export const TriggerBuildConfig = z
 
 const Components = z.object({ components: z.array(z.string().regex(COMPONENT_RE)) });
 
+/** The site's component list of a builder, or null when it gave none (then: the builder's own). */
 export function builderComponents(dir: string): string[] | null {
+  let text: string;
   try {
-    const r = Components.safeParse(JSON.parse(fs.readFileSync(path.join(dir, "qbi-components.json"), "utf8")));
-    return r.success ? r.data.components : null;
+    text = fs.readFileSync(path.join(dir, "qbi-components.json"), "utf8");
   } catch {
     return null;
   }
+  const r = Components.safeParse(JSON.parse(text));
+  if (!r.success) throw new Error(`${dir}/qbi-components.json is not {"components": [...]}`);
+  return r.data.components.length ? r.data.components : null;
 }
 
 async function main(): Promise<number> {
-  const component = qrexecEnv().argument;
-  if (!COMPONENT_RE.test(component)) throw new Refusal(`bad component name: ${printable(component)}`);
+  const asked = qrexecEnv().argument;
+  if (!COMPONENT_RE.test(asked)) throw new Refusal(`bad component name: ${printable(asked)}`);
   const cfg = loadConfig("trigger-build", TriggerBuildConfig);
   const home = homeDir();
   const list = cfg.buildersList ?? path.join(home, ".config/qubes-builder-github/builders.list");
@@ -45,30 +67,42 @@ async function main(): Promise<number> {
   const flock = requireProgram(cfg.flockProgram);
   let started = 0;
   for (const b of builders) {
-    const comps = builderComponents(b.dir);
-    if (!comps) {
-      log(SERVICE, `${b.dir}: no readable qbi-components.json, skipped`);
+    const ep: EntryPoint = (b.version === 2 ? cfg.entryPoints.v2 : cfg.entryPoints.v1) ?? DEFAULT_ENTRY_POINTS[b.version === 2 ? "v2" : "v1"];
+    const values = builderValues(b);
+    // Which component of this builder the argument means: by name, or by its repository's name.
+    let component: string | null;
+    let how: string;
+    try {
+      const listed = builderComponents(b.dir);
+      if (listed) {
+        component = listed.includes(asked) ? asked : null;
+        how = "the site's component list";
+      } else if (ep.listComponents) {
+        const have = await builderComponentList(ep, values, fs.existsSync(b.dir) ? b.dir : home);
+        component = (have.find((c) => c.name === asked) ?? have.find((c) => c.repo === asked))?.name ?? null;
+        how = "the builder's configuration";
+      } else {
+        component = asked;
+        how = "the builder (it checks its configuration itself)";
+      }
+    } catch (e) {
+      appendJsonLine(journal, { component: asked, release: b.release, dir: b.dir, skipped: `cannot tell its components: ${(e as Error).message}` });
+      log(SERVICE, `${b.dir}: cannot tell its components (${printable((e as Error).message, 200)}); skipped`);
       continue;
     }
-    if (!comps.includes(component)) continue;
-    const argv = fillTemplate(cfg.command, { dir: b.dir, builderDir: b.builderDir, conf: b.conf, release: b.release, component });
+    if (!component) continue;
+    const all = { ...values, component };
+    const argv = fillArgv(ep.command, all);
     const logFile = path.join(logDir, `${Math.floor(Date.now() / 1000)}-${process.pid}-${component}-${b.release}.log`);
-    const fd = fs.openSync(logFile, "a", 0o600);
-    const child = spawn(flock, ["-x", path.join(b.dir, "builder.lock"), ...argv], {
-      detached: true,
-      stdio: ["ignore", fd, fd],
-      cwd: b.dir,
-    });
-    child.on("error", (e) => log(SERVICE, `cannot start ${argv[0]}: ${e.message}`));
-    child.unref();
-    fs.closeSync(fd);
-    appendJsonLine(journal, { component, release: b.release, dir: b.dir, pid: child.pid ?? null, log: logFile });
-    log(SERVICE, `started build of ${component} for r${b.release} in ${b.dir} (log ${logFile})`);
+    const lock = fillArgv([ep.lock], all)[0];
+    const pid = startUnderLock({ flock, lock, argv, env: fillEnv(ep.env, all), cwd: fs.existsSync(b.dir) ? b.dir : home, logFile });
+    appendJsonLine(journal, { component, asked, release: b.release, dir: b.dir, matchedBy: how, argv, lock, pid, log: logFile });
+    log(SERVICE, `started ${argv[0]} for ${component} (r${b.release}, ${b.dir}; log ${logFile})`);
     started++;
   }
   if (started === 0) {
-    appendJsonLine(journal, { component, started: 0, note: "no builder has this component" });
-    log(SERVICE, `no builder has component ${component}; nothing to do`);
+    appendJsonLine(journal, { component: asked, started: 0, note: "no builder has this component" });
+    log(SERVICE, `no builder has component ${asked}; nothing to do`);
   }
   return EXIT.OK;
 }

@@ -24,7 +24,7 @@ import { decodeReply } from "../admin/wire";
 import type { WireRequest } from "../admin/wire";
 import { evaluate, loadPolicySet, POLICY_DIR } from "../qrexec";
 import type { SystemInfo, Verdict } from "../qrexec";
-import { SandboxSpec, spawnInVm } from "./sandbox";
+import { spawnInVm, VmSandbox } from "./sandbox";
 
 export const QREXEC_SOCKET = "qrexec.sock";
 /** Exit status of a refused call (as qrexec-client-vm). */
@@ -51,8 +51,8 @@ export interface BrokerHost {
   dispatch(req: WireRequest): Promise<Buffer>;
   /** Start the VM if halted (with its boot, rc.local); throws with a message when it cannot. */
   ensureRunning(vm: string): void;
-  /** Sandbox spec of a VM (argv/env filled by the broker). */
-  sandbox(vm: string, user: string): SandboxSpec;
+  /** How a VM is sandboxed. */
+  sandbox(vm: string): VmSandbox;
   /** Host pid of the running VM's boot sandbox (its namespaces are the VM). */
   vmPid(vm: string): Promise<number>;
   log(msg: string): void;
@@ -268,16 +268,17 @@ export class QrexecBroker {
   }
 
   private async toVm(source: string, service: string, arg: string, full: string, target: string, vm: string, user: string, call: Call, pending: { type: string; data: Buffer }[]): Promise<void> {
-    let spec: SandboxSpec;
+    let sb: VmSandbox;
     let pid: number;
+    if (user !== "root" && user !== "user") return this.fail(call.c, `qrexec: ${vm} has no user ${user}`, REFUSED);
     try {
       this.host.ensureRunning(vm);
-      spec = this.host.sandbox(vm, user);
+      sb = this.host.sandbox(vm);
       pid = await this.host.vmPid(vm);
     } catch (e) {
       return this.fail(call.c, `qrexec: cannot start ${vm}: ${(e as Error).message}`, REFUSED);
     }
-    const rpc = path.join(spec.vmDir, "rw", "usrlocal", "etc", "qubes-rpc");
+    const rpc = path.join(sb.vmDir, "rw", "usrlocal", "etc", "qubes-rpc");
     const name = [`${service}+${arg}`, service].find((n) => fs.existsSync(path.join(rpc, n)));
     if (!name) return this.fail(call.c, `qrexec: service ${full} does not exist in ${vm}`, 127);
     const keyword = target.startsWith("@") || target === "dom0";
@@ -289,7 +290,7 @@ export class QrexecBroker {
     };
     if (keyword) env.QREXEC_REQUESTED_TARGET_KEYWORD = (target === "dom0" ? "@adminvm" : target).slice(1);
     if (full.includes("+")) env.QREXEC_SERVICE_ARGUMENT = arg;
-    const child = spawnInVm(pid, { ...spec, argv: [`/usr/local/etc/qubes-rpc/${name}`], command: "", env });
+    const child = spawnInVm(sb, pid, user, [`/usr/local/etc/qubes-rpc/${name}`], env);
     this.children.add(child);
     child.stdin?.on("error", () => undefined);
     child.stdout?.on("data", (d: Buffer) => call.out("O", d));

@@ -6,8 +6,10 @@
  *   qubes-sim show <vm> [--socket S] [--state D]   properties, features, tags, volumes of a VM
  *   qubes-sim reset [--state D]                  delete the state (the daemon must not be running)
  *   qubes-sim journal [--tail N] [--follow] [--json] [--state D]   the qrexec broker's journal
+ *   qubes-sim network [--state D]                 the running sim's addresses (<state>/network.json)
  *   qubes-sim trigger-build <component> [--repo owner/name] [--url URL] [--state D]
  *                                                 a signed GitHub push webhook to the site's receiver
+ *   qubes-sim standin-builders [--state D]         the stand-in builder repositories in <state>/github (sim/standin/)
  * Exit codes: 0 ok, 1 error, 2 usage.
  */
 import * as fs from "fs";
@@ -17,6 +19,7 @@ import { createAdminClient } from "../admin/client";
 import * as m from "./model";
 import { formatJournal, JournalEntry, readJournal } from "./broker";
 import { SimDaemon } from "./server";
+import { createStandinGithub, maintainerKeyring } from "./standin-builders";
 import { triggerBuild } from "./webhook";
 import { State, StateDir } from "./state";
 
@@ -24,7 +27,7 @@ const PROJECT = path.resolve(__dirname, "..");
 export const DEFAULT_SOCKET = path.join(PROJECT, ".qubes-sim", "qubesd.sock");
 export const DEFAULT_STATE = path.join(PROJECT, ".qubes-sim", "state");
 
-const USAGE = `usage: qubes-sim serve|ls|show <vm>|reset|journal [--tail N] [--follow] [--json]|trigger-build <component> [--socket PATH] [--state DIR]\n`;
+const USAGE = `usage: qubes-sim serve|ls|show <vm>|reset|journal [--tail N] [--follow] [--json]|network|trigger-build <component>|standin-builders [--socket PATH] [--state DIR]\n`;
 
 class UsageError extends Error {}
 
@@ -178,11 +181,26 @@ export async function main(argv: string[]): Promise<number> {
       case "journal":
         await journal(a);
         return 0;
+      case "network": {
+        const f = path.join(a.state, "network.json");
+        if (!fs.existsSync(f)) throw new Error(`${f} does not exist: is qubes-sim serving ${a.state}?`);
+        process.stdout.write(fs.readFileSync(f, "utf8"));
+        return 0;
+      }
       case "trigger-build": {
         if (a.rest.length !== 1) throw new UsageError("trigger-build needs one component name");
         const r = await triggerBuild({ stateDir: a.state, component: a.rest[0], repo: a.opts.repo, url: a.opts.url });
         process.stdout.write(`${r.status} ${r.body.trim()}\n`);
         return r.status === 202 ? 0 : 1;
+      }
+      case "standin-builders": {
+        // What the local stack pins: the repositories, their commits and the test maintainer.
+        const repos = createStandinGithub(path.join(a.state, "github"));
+        const key = maintainerKeyring();
+        key.done();
+        const out = { maintainer: key.fingerprint, repos: Object.fromEntries(Object.values(repos).map((r) => [r.name, { url: r.url, commit: r.commit, tag: r.tag }])) };
+        process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+        return 0;
       }
       case "reset":
         if (await alive(a.socket)) throw new Error(`a daemon is serving ${a.socket}: stop it first`);

@@ -85,7 +85,7 @@ export const PROPS: Record<string, PropDef> = {
   debug: { type: "bool", classes: QUBES, dflt: () => false },
   qrexec_timeout: { type: "int", classes: QUBES, dflt: () => 60, check: positive("qrexec_timeout") },
   shutdown_timeout: { type: "int", classes: QUBES, dflt: () => 60, check: positive("shutdown_timeout") },
-  ip: { type: "str", classes: QUBES, readOnly: true, dflt: (vm, s) => (get(vm, "netvm", s) ? `10.137.0.${vm.qid}` : "") },
+  ip: { type: "str", classes: QUBES, readOnly: true, dflt: (vm, s) => (get(vm, "netvm", s) ? `10.137.${vm.qid >> 8}.${vm.qid & 255}` : "") },
   updateable: { type: "bool", readOnly: true, dflt: (vm) => vm.klass === "TemplateVM" || vm.klass === "StandaloneVM" },
 };
 
@@ -202,9 +202,11 @@ function convert(holderName: string, prop: string, d: PropDef, raw: string, s: S
         if (!d.allowNone) throw new SimError("QubesPropertyValueError", `Property '${prop}' of ${holderName} cannot be none`);
         return null;
       }
-      const target = findVm(s, raw);
+      // qubesd's VMProperty: an unknown (or unnamable) qube is a bad value of the property.
+      const target = Object.prototype.hasOwnProperty.call(s.vms, raw) ? s.vms[raw] : undefined;
+      if (!target) throw new SimError("QubesPropertyValueError", `Can't set ${prop} to non-existing qube ${raw}`);
       if (d.target && !d.target.includes(target.klass))
-        throw new SimError("QubesPropertyValueError", `Invalid value for property '${prop}' of ${holderName}: '${raw}' is a ${target.klass}, expected ${d.target.join(" or ")}`);
+        throw new SimError("QubesPropertyValueError", `wrong VM class: domains['${raw}'] is of type ${target.klass} and not ${d.target.join(" or ")}`);
       return target.name;
     }
     case "str":
@@ -327,10 +329,17 @@ export function newVolumes(klass: SimVmClass): Record<string, Volume> {
   return { root: v(20n * GiB), private: v(2n * GiB), volatile: v(10n * GiB), kernel: v(0n) };
 }
 
+/** qubesd's enforce_arg over the destination's volumes. */
 export function findVolume(vm: Vm, vol: string): Volume {
   const v = Object.prototype.hasOwnProperty.call(vm.volumes, vol) ? vm.volumes[vol] : undefined;
-  if (!v) throw new SimError("PermissionDenied", `Volume '${vol}' not found in ${vm.name} volumes (${Object.keys(vm.volumes).sort().join(", ")})`);
+  if (!v) throw new SimError("PermissionDenied", `Argument not in '${vm.name} volumes'`);
   return v;
+}
+
+/** qubes.vm.Tags.validate_tag */
+export function validateTag(tag: string): void {
+  if (!tag) throw new SimError("QubesInvalidTagError", "tag cannot be empty");
+  if (!/^[A-Za-z0-9_-]+$/.test(tag)) throw new SimError("QubesInvalidTagError", "disallowed characters");
 }
 
 /** admin.vm.volume.Info text. */
@@ -384,45 +393,54 @@ function nextQid(s: State): number {
   return q;
 }
 
-/** admin.vm.Create.<Class> */
+/**
+ * admin.vm.Create.<Class>, in qubesd's order: the class, the template argument's shape, the
+ * payload's options; then (after the permission check, which the sim's callers always pass) an
+ * existing name, an unknown template and an unknown label, so that nothing leaks before permission.
+ */
 export function createVm(s: State, klass: string, templateArg: string, payload: string, source: string): Vm {
   if (!["AppVM", "TemplateVM", "StandaloneVM", "DispVM"].includes(klass)) throw protocolError(`no such method: 'admin.vm.Create.${klass}'`);
   const k = klass as SimVmClass;
+  let template: string | undefined;
+  let invalidTemplate = false;
+  if (templateArg) {
+    if (k !== "AppVM" && k !== "DispVM") throw protocolError(`${k} cannot be based on template`);
+    if (Object.prototype.hasOwnProperty.call(s.vms, templateArg)) template = templateArg;
+    else invalidTemplate = true;
+  }
   const kwargs: Record<string, string> = {};
+  let invalidLabel = false;
   for (const param of payload.split(" ")) {
     const eq = param.indexOf("=");
-    if (eq < 0) throw protocolError("Invalid param");
+    if (eq < 0) throw protocolError("Options does not match: name, label, pool, pool:");
     const key = param.slice(0, eq);
     const val = param.slice(eq + 1);
-    if (key in kwargs) throw protocolError("duplicated parameters");
+    if (key in kwargs) throw protocolError("Options must be unique");
     if (key === "name") validateName(val);
     else if (key === "label") {
-      if (/^\d+$/.test(val) || !/^[A-Za-z0-9_.-]+$/.test(val)) throw protocolError("Invalid label");
-      if (!LABELS.some((l) => l.name === val)) throw new SimError("QubesLabelNotFoundError", `Label does not exist: '${val}'`);
-    } else throw protocolError("Invalid param name");
+      if (/^\d+$/.test(val) || !/^[A-Za-z0-9_.-]+$/.test(val)) throw new SimError("QubesInvalidLabelError", "Invalid label name");
+      if (!LABELS.some((l) => l.name === val)) invalidLabel = true;
+    } else if (key === "pool" || key.startsWith("pool:")) throw protocolError("Pool option specified but 'allow_pool' is False");
+    else throw protocolError("Options does not match: name, label, pool, pool:");
     kwargs[key] = val;
   }
-  if (!kwargs.name || !kwargs.label) throw protocolError("Missing name or label");
-  let template: string | undefined;
-  if (templateArg) {
-    if (k !== "AppVM" && k !== "DispVM") throw new SimError("QubesValueError", `${k} cannot be based on template`);
-    const t = Object.prototype.hasOwnProperty.call(s.vms, templateArg) ? s.vms[templateArg] : undefined;
-    if (!t) throw new SimError("PermissionDenied", `Template ${templateArg} does not exist`);
-    template = t.name;
-  } else if (k === "AppVM") {
+  for (const required of ["name", "label"]) if (!(required in kwargs)) throw protocolError(`Creation requested without key: ${required}`);
+  if (Object.prototype.hasOwnProperty.call(s.vms, kwargs.name)) throw new SimError("QubesVMAlreadyExistsError", `Qube already exists: ${kwargs.name}`);
+  if (invalidTemplate) throw new SimError("QubesVMNotFoundError", `No such domain: '${templateArg}'`);
+  if (invalidLabel) throw new SimError("QubesLabelNotFoundError", "Label does not exist: 'untrusted label'");
+  if (template === undefined && k === "AppVM") {
     const dt = globalGet(s, "default_template");
-    if (typeof dt !== "string") throw new SimError("QubesValueError", `No template given for ${kwargs.name} and no default_template set`);
+    if (typeof dt !== "string") throw new SimError("QubesNoTemplateError", `Domain ${kwargs.name} does not have a template (no default_template set)`);
     template = dt;
-  } else if (k === "DispVM") {
+  } else if (template === undefined && k === "DispVM") {
     const dd = get(s.vms["dom0"], "default_dispvm", s);
-    if (typeof dd !== "string") throw new SimError("QubesValueError", `No template given for DispVM ${kwargs.name} and no default_dispvm set`);
+    if (typeof dd !== "string") throw new SimError("QubesNoTemplateError", `Domain ${kwargs.name} does not have a template (no default_dispvm set)`);
     template = dd;
   }
-  if (Object.prototype.hasOwnProperty.call(s.vms, kwargs.name)) throw new SimError("QubesValueError", `VM ${kwargs.name} already exists`);
   if (template !== undefined) {
     const t = s.vms[template];
     if (k === "AppVM" && t.klass !== "TemplateVM")
-      throw new SimError("QubesValueError", `Template for AppVM ${kwargs.name} must be a TemplateVM, '${t.name}' is a ${t.klass}`);
+      throw new SimError("QubesPropertyValueError", `wrong VM class: domains['${t.name}'] is of type ${t.klass} and not TemplateVM`);
     if (k === "DispVM" && get(t, "template_for_dispvms", s) !== true)
       throw new SimError("QubesException", `Refusing to create DispVM out of this AppVM, because template_for_dispvms=False (${t.name})`);
   }
@@ -456,8 +474,9 @@ export function usages(s: State, name: string): string[] {
   return out;
 }
 
-/** admin.vm.Remove (validation; the caller deletes the storage). */
+/** admin.vm.Remove (validation in qubesd's order; the caller deletes the storage). */
 export function removeVm(s: State, vm: Vm): void {
+  if (vm.name === "dom0") throw new SimError("QubesVMInUseError", "'dom0' cannot be removed");
   if (vm.power !== "Halted") throw new SimError("QubesVMNotHaltedError", `Domain is not powered off: '${vm.name}'`);
   const u = usages(s, vm.name);
   if (u.length) throw new SimError("QubesVMInUseError", `Domain is in use: '${vm.name}'; used as ${u.join(", ")}`);

@@ -16,13 +16,31 @@ import * as m from "./model";
 import { SimError, protocolError } from "./model";
 import { PolicyDir } from "./policy";
 import { QrexecBroker } from "./broker";
-import { runInSandbox, SandboxSpec, spawnInSandbox } from "./sandbox";
-import { State, StateDir, Vm } from "./state";
+import { HOST_NAMES, NET_CARD_VM, NetVm, SimNetwork, TOR_GATEWAY_TAG, webFrontOf, WebFront } from "./network";
+import { chownTree, GITHUB_MOUNT, ownVmStorage, runInVm, spawnBoot, USER_UID, VmSandbox, VmUser, writeVmEtc } from "./sandbox";
+import { atomicWrite, State, StateDir, Vm } from "./state";
 
 /** Largest request for sim.vm.Run (file contents travel in it). */
 export const SIM_MAX_REQUEST = 256 * 1024 * 1024;
 
 const RunPayload = z.object({ user: z.string().regex(/^[a-z_][a-z0-9_-]*$/), command: z.string(), stdinBase64: z.string() });
+
+/** `<state>/github-access.json`: who may push to which repository of the stand-in GitHub. */
+const GithubAccess = z.record(z.string().regex(/^[A-Za-z0-9_.-]+\.git$/), z.object({ writers: z.array(z.string().regex(/^(@tag:)?[A-Za-z0-9_.-]+$/)) }).strict());
+type GithubAccess = z.infer<typeof GithubAccess>;
+/** By default only the logs VMs (the site tags them) hold the logs repository's deploy key. */
+export const DEFAULT_GITHUB_ACCESS: GithubAccess = { "build-logs.git": { writers: ["@tag:qbi-role-logs"] } };
+
+/** `<state>/sim.json`: the sim's persistent identity (the host ids its VMs own files with). */
+const SimIdentity = z.object({ idBase: z.number().int().min(2 ** 31).max(2 ** 32 - 2 ** 26) }).strict();
+
+/** `QUBES_SIM_ISOLATION=off`: VMs as host root, no user namespace, no seccomp. Only for proving the escape suite can fail. */
+export function isolationEnabled(): boolean {
+  const v = process.env.QUBES_SIM_ISOLATION;
+  if (v === undefined || v === "" || v === "on") return true;
+  if (v === "off") return false;
+  throw new Error(`QUBES_SIM_ISOLATION must be on or off, not ${JSON.stringify(v)}`);
+}
 
 type Handler = (req: WireRequest) => string;
 
@@ -43,12 +61,19 @@ export class SimDaemon {
   private readonly booted = new Map<string, { child: ChildProcess; pid: Promise<number> }>();
   private readonly toolsBin: string;
   private readonly log: (msg: string) => void;
+  readonly isolation: boolean;
+  /** Host id of qid 0's uid 0; VM `q` owns host ids idBase + q*65536 .. + 65534. */
+  readonly idBase: number;
+  private network?: SimNetwork;
+  private front?: WebFront;
   private readonly handlers: Record<string, { fn: Handler; mutates: boolean }>;
 
   constructor(opts: SimOptions) {
     this.dir = new StateDir(path.resolve(opts.stateDir));
     this.toolsBin = opts.toolsBin ?? process.env.QUBES_SIM_TOOLS_BIN ?? path.join(__dirname, "..", ".tools", "bin");
     this.log = opts.log ?? ((msg) => process.stderr.write(`qubes-sim: ${msg}\n`));
+    this.isolation = isolationEnabled();
+    this.idBase = this.identity();
     const loaded = this.dir.load();
     this.state = loaded ?? m.defaultWorld();
     if (!loaded) this.dir.save(this.state);
@@ -63,12 +88,32 @@ export class SimDaemon {
         systemInfo: () => this.systemInfo() as never,
         dispatch: (req) => this.dispatch(req),
         ensureRunning: (vm) => this.ensureRunning(vm),
-        sandbox: (vm, user) => this.sandboxSpec(vm, user),
+        sandbox: (vm) => this.sandbox(vm),
         vmPid: (vm) => this.vmPid(vm),
         log: (msg) => this.log(msg),
       },
       (vm) => this.dir.runDir(vm),
     );
+  }
+
+  /** Reads or creates `<state>/sim.json`: a random block of 2^26 host ids above 2^31 per sim. */
+  private identity(): number {
+    const f = path.join(this.dir.root, "sim.json");
+    if (fs.existsSync(f)) {
+      const p = SimIdentity.safeParse(JSON.parse(fs.readFileSync(f, "utf8")));
+      if (!p.success) throw new Error(`${f}: invalid: ${p.error.message}`);
+      return p.data.idBase;
+    }
+    const idBase = 2 ** 31 + Math.floor(Math.random() * 31) * 2 ** 26;
+    fs.mkdirSync(this.dir.root, { recursive: true });
+    atomicWrite(f, JSON.stringify({ idBase }));
+    return idBase;
+  }
+
+  /** Host id of a VM's uid 0. */
+  vmIdBase(vm: Vm): number {
+    if (vm.qid >= 1024) throw new Error(`qid ${vm.qid} of ${vm.name}: qubes-sim maps ids for qids below 1024 only`);
+    return this.idBase + vm.qid * 65536;
   }
 
   /** `<state>/qrexec-journal.jsonl`: every qrexec call and its verdict. */
@@ -81,12 +126,56 @@ export class SimDaemon {
     return path.join(this.dir.root, "github");
   }
 
-  /** Creates the stand-in GitHub and its bare `build-logs.git` (branch main) when missing. */
+  /** `<state>/github-access.json`: which VMs may push to which repository. */
+  get githubAccessFile(): string {
+    return path.join(this.dir.root, "github-access.json");
+  }
+
+  /**
+   * Creates the stand-in GitHub with its bare `build-logs.git` (branch main) and the access file
+   * (DEFAULT_GITHUB_ACCESS) when missing. Repositories are group/world-writable files: who may
+   * write is decided by the mount (read-write only in the VMs the access file names).
+   */
   private ensureGithub(): void {
+    if (!fs.existsSync(this.githubAccessFile)) atomicWrite(this.githubAccessFile, JSON.stringify(DEFAULT_GITHUB_ACCESS, null, 2) + "\n");
+    this.githubAccess();
     const repo = path.join(this.githubDir, "build-logs.git");
     if (fs.existsSync(path.join(repo, "HEAD"))) return;
     fs.mkdirSync(repo, { recursive: true });
-    execFileSync("git", ["init", "-q", "--bare", "-b", "main", repo], { stdio: ["ignore", "ignore", "pipe"] });
+    execFileSync("git", ["init", "-q", "--bare", "--shared=0666", "-b", "main", repo], { stdio: ["ignore", "ignore", "pipe"] });
+  }
+
+  private githubAccess(): GithubAccess {
+    const f = this.githubAccessFile;
+    let raw: unknown;
+    try {
+      raw = JSON.parse(fs.readFileSync(f, "utf8"));
+    } catch (e) {
+      throw new Error(`${f}: ${(e as Error).message}`);
+    }
+    const p = GithubAccess.safeParse(raw);
+    if (!p.success) throw new Error(`${f}: expected {"<repo>.git": {"writers": ["<vm>" | "@tag:<tag>", ...]}}: ${p.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
+    return p.data;
+  }
+
+  /** The stand-in GitHub's repositories, as paths in a VM. */
+  private githubRepos(): string[] {
+    return fs.existsSync(this.githubDir) ? fs.readdirSync(this.githubDir).filter((r) => r.endsWith(".git")).sort().map((r) => `${GITHUB_MOUNT}/${r}`) : [];
+  }
+
+  /** Repositories of the stand-in GitHub a VM may push to. */
+  githubWritable(vm: Vm): string[] {
+    let access: GithubAccess;
+    try {
+      access = this.githubAccess();
+    } catch (e) {
+      this.log(`${(e as Error).message}: every repository is read-only`);
+      return [];
+    }
+    const match = (w: string) => (w.startsWith("@tag:") ? vm.tags.includes(w.slice(5)) : w === vm.name);
+    return Object.entries(access)
+      .filter(([repo, a]) => a.writers.some(match) && fs.existsSync(path.join(this.githubDir, repo)))
+      .map(([repo]) => repo);
   }
 
   /** A VM has network when it has a netvm or provides network itself (sys-net). */
@@ -94,36 +183,38 @@ export class SimDaemon {
     return typeof m.get(vm, "netvm", this.state) === "string" || m.get(vm, "provides_network", this.state) === true;
   }
 
-  sandboxSpec(name: string, user: string): SandboxSpec {
+  /** How a VM is sandboxed (its storage is created and given to its ids). */
+  sandbox(name: string): VmSandbox {
     const vm = m.findVm(this.state, name);
+    if (vm.klass === "AdminVM") throw protocolError("expected destination to not be AdminVM");
+    if (!this.network) throw new Error("qubes-sim is not serving (no network)");
     this.dir.ensureVmDirs(vm.name);
+    const idBase = this.vmIdBase(vm);
+    const vmDir = this.dir.vmDir(vm.name);
+    ownVmStorage(vmDir, idBase);
+    const binds: VmSandbox["binds"] = [];
+    if (this.hasNetwork(vm) && fs.existsSync(this.githubDir)) {
+      binds.push({ src: this.githubDir, dst: GITHUB_MOUNT, rw: false });
+      for (const repo of this.githubWritable(vm)) {
+        const src = path.join(this.githubDir, repo);
+        binds.push({ src, dst: `${GITHUB_MOUNT}/${repo}`, rw: true });
+        // git refuses a repository its user does not own (a file:// push runs receive-pack in it,
+        // and programs may ignore /etc/gitconfig's safe.directory): the writer's user owns it.
+        const uid = idBase + USER_UID;
+        if (fs.statSync(src).uid !== uid) chownTree(src, uid);
+      }
+    }
     return {
       vm: vm.name,
-      user,
-      command: "",
-      stdin: Buffer.alloc(0),
-      vmDir: this.dir.vmDir(vm.name),
+      vmDir,
       runDir: this.dir.runDir(vm.name),
-      network: this.hasNetwork(vm),
+      etcDir: path.join(this.dir.root, "etc", vm.name),
+      idBase,
+      netns: this.network.nsPath(vm.qid),
       toolsBin: this.toolsBin,
-      githubDir: this.githubDir,
-      githubReadOnly: !this.githubWriter(vm.name),
+      binds,
+      isolation: this.isolation,
     };
-  }
-
-  /**
-   * Who may push to the stand-in GitHub: every VM with network, unless `<state>/github/.writers`
-   * lists VM names (one per line), modelling that only those hold credentials; the others see it
-   * read-only.
-   */
-  private githubWriter(name: string): boolean {
-    let text: string;
-    try {
-      text = fs.readFileSync(path.join(this.githubDir, ".writers"), "utf8");
-    } catch {
-      return true;
-    }
-    return text.split("\n").map((l) => l.trim()).includes(name);
   }
 
   /** Start a VM (and its netvm chain) if halted, as qrexec does for a call's target. */
@@ -138,23 +229,70 @@ export class SimDaemon {
     if (reply[0] !== 0x30) throw new SimErrorReply(reply);
   }
 
-  /** Boot or halt the sandboxes of VMs whose power state changed. */
+  /** The network's view of the running VMs. */
+  private runningNetVms(): NetVm[] {
+    const s = this.state;
+    return Object.values(s.vms)
+      .filter((vm) => vm.klass !== "AdminVM" && vm.power !== "Halted")
+      .map((vm) => {
+        const netvm = m.get(vm, "netvm", s);
+        const nv = typeof netvm === "string" ? s.vms[netvm] : undefined;
+        const tmpl = typeof vm.props.template === "string" ? s.vms[vm.props.template] : undefined;
+        const provides = m.get(vm, "provides_network", s) === true;
+        const tor = provides && (vm.tags.includes(TOR_GATEWAY_TAG) || tmpl?.tags.includes(TOR_GATEWAY_TAG) === true || tmpl?.features.whonix === "1");
+        return { name: vm.name, qid: vm.qid, netvm: nv && nv.power !== "Halted" ? nv.name : null, providesNetwork: provides, torGateway: tor };
+      });
+  }
+
+  /** Boot or halt the sandboxes of VMs whose power state changed; the network follows. */
   private powerChanged(): void {
-    for (const vm of Object.values(this.state.vms)) {
-      if (vm.klass === "AdminVM") continue;
-      const running = vm.power !== "Halted";
-      if (running && !this.booted.has(vm.name)) this.boot(vm.name);
-      else if (!running && this.booted.has(vm.name)) this.halt(vm.name);
+    const running = (vm: Vm) => vm.klass !== "AdminVM" && vm.power !== "Halted";
+    for (const vm of Object.values(this.state.vms)) if (!running(vm) && this.booted.has(vm.name)) this.halt(vm.name);
+    for (const name of [...this.booted.keys()]) if (!this.state.vms[name]) this.halt(name);
+    this.syncNetwork();
+    for (const vm of Object.values(this.state.vms)) if (running(vm) && !this.booted.has(vm.name)) this.boot(vm.name);
+  }
+
+  /** Namespaces and rules for the running VMs; sys-net's webhook front is read from its storage. */
+  private syncNetwork(): void {
+    if (!this.network) return;
+    const card = this.state.vms[NET_CARD_VM];
+    this.front = card && card.power !== "Halted" ? webFrontOf(path.join(this.dir.vmDir(NET_CARD_VM), "rw"), (msg) => this.log(msg)) : undefined;
+    try {
+      this.network.sync(this.runningNetVms(), this.front);
+    } catch (e) {
+      this.log(`network: ${(e as Error).message}`);
     }
+    this.writeNetworkInfo();
+  }
+
+  /** `<state>/network.json`: the addresses of this run (tests and scripts reach the VMs by them). */
+  get networkFile(): string {
+    return path.join(this.dir.root, "network.json");
+  }
+
+  private writeNetworkInfo(): void {
+    if (!this.network) return;
+    const u = this.network.uplink;
+    const info = {
+      ...u,
+      hosts: { [HOST_NAMES.internet]: u.internet, [HOST_NAMES.github]: u.github },
+      webhookFront: this.front ? { url: `http://${u.sysNet}:${this.front.port}`, ...this.front } : null,
+    };
+    const text = JSON.stringify(info, null, 2) + "\n";
+    if (fs.existsSync(this.networkFile) && fs.readFileSync(this.networkFile, "utf8") === text) return;
+    atomicWrite(this.networkFile, text);
   }
 
   /** Runs /rw/config/rc.local (when present) in a sandbox that lives until the VM halts. */
   private boot(name: string): void {
-    const spec = this.sandboxSpec(name, "root");
-    const logFile = path.join(spec.vmDir, "console.log");
+    const sb = this.sandbox(name);
+    const u = this.network!.uplink;
+    writeVmEtc(sb, { [HOST_NAMES.internet]: u.internet, [HOST_NAMES.github]: u.github }, this.githubRepos());
+    const logFile = path.join(sb.vmDir, "console.log");
     const out = fs.openSync(logFile, "a", 0o644);
     const script = "echo qubes-sim: booted; if [ -f /rw/config/rc.local ]; then echo \"rc.local: starting $(date -u +%FT%TZ)\"; /bin/sh /rw/config/rc.local; echo \"rc.local: exit $?\"; fi; exec sleep infinity";
-    const child = spawnInSandbox({ ...spec, argv: ["/bin/sh", "-c", script], infoFd: true });
+    const child = spawnBoot(sb, ["/bin/sh", "-c", script]);
     child.stdin?.end();
     const pid = new Promise<number>((resolve, reject) => {
       // Ready when bwrap told the pid and the sandbox's first process runs (mounts are done).
@@ -225,6 +363,7 @@ export class SimDaemon {
       this.server?.listen(socket, () => resolve());
     });
     fs.chmodSync(socket, 0o660);
+    this.network = new SimNetwork((msg) => this.log(msg));
     for (const name of Object.keys(this.state.vms)) if (name !== "dom0") await this.broker.serve(name);
     this.powerChanged();
   }
@@ -232,6 +371,9 @@ export class SimDaemon {
   async close(): Promise<void> {
     for (const name of [...this.booted.keys()]) this.halt(name);
     await this.broker.close();
+    this.network?.close();
+    this.network = undefined;
+    fs.rmSync(this.networkFile, { force: true });
     const s = this.server;
     if (!s) return;
     const addr = s.address();
@@ -390,7 +532,8 @@ export class SimDaemon {
       }),
       "admin.vm.Remove": rw((r) => {
         this.noArg(r);
-        const vm = this.qube(r);
+        this.noPayload(r);
+        const vm = this.vm(r);
         m.removeVm(s(), vm);
         fs.rmSync(this.dir.vmDir(vm.name), { recursive: true, force: true });
         fs.rmSync(this.dir.runDir(vm.name), { recursive: true, force: true });
@@ -475,18 +618,20 @@ export class SimDaemon {
       "admin.vm.tag.List": ro((r) => list([...this.vm(r).tags].sort())),
       "admin.vm.tag.Get": ro((r) => {
         this.wantArg(r);
+        m.validateTag(r.arg);
         return this.vm(r).tags.includes(r.arg) ? "1" : "0";
       }),
       "admin.vm.tag.Set": rw((r) => {
         this.wantArg(r);
         this.noPayload(r);
-        if (!/^[A-Za-z0-9_-]+$/.test(r.arg)) throw protocolError(`invalid tag name '${r.arg}'`);
+        m.validateTag(r.arg);
         const vm = this.vm(r);
         if (!vm.tags.includes(r.arg)) vm.tags.push(r.arg);
         return "";
       }),
       "admin.vm.tag.Remove": rw((r) => {
         this.wantArg(r);
+        m.validateTag(r.arg);
         const vm = this.vm(r);
         if (!vm.tags.includes(r.arg)) throw new SimError("QubesTagNotFoundError", `Tag not set for domain ${vm.name}: ${r.arg}`);
         vm.tags = vm.tags.filter((t) => t !== r.arg);
@@ -496,6 +641,13 @@ export class SimDaemon {
       "admin.vm.volume.Info": ro((r) => {
         this.wantArg(r);
         return m.volumeInfo(this.vm(r), r.arg, s());
+      }),
+      "admin.vm.volume.ListSnapshots": ro((r) => {
+        this.wantArg(r);
+        this.noPayload(r);
+        m.findVolume(this.vm(r), r.arg);
+        // The sim keeps no revisions of a volume.
+        return "";
       }),
       "admin.vm.volume.Resize": rw((r) => {
         this.wantArg(r);
@@ -589,11 +741,11 @@ export class SimDaemon {
       return "";
     });
     if (started[0] !== 0x30) return Promise.reject(new SimErrorReply(started));
-    const res = await runInSandbox({
-      ...this.sandboxSpec(req.dest, p.data.user),
-      command: p.data.command,
-      stdin: Buffer.from(p.data.stdinBase64, "base64"),
-    });
+    const user = p.data.user;
+    if (user !== "root" && user !== "user") throw new SimError("QubesException", `sim.vm.Run: ${req.dest} has no user ${user} (root or user)`);
+    const sb = this.sandbox(req.dest);
+    const pid = await this.vmPid(req.dest);
+    const res = await runInVm(sb, pid, user as VmUser, p.data.command, Buffer.from(p.data.stdinBase64, "base64"));
     return JSON.stringify({ exitCode: res.exitCode, stdout: res.stdout.toString("base64"), stderr: res.stderr.toString("base64") });
   }
 }

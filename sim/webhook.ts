@@ -14,14 +14,25 @@ export interface WebhookResult {
   body: string;
 }
 
-/** sys-net's webhook secret and receiver port, from the sim's state directory. */
-export function receiverOf(stateDir: string, netvm = "sys-net"): { secret: string; port: number } {
+/**
+ * sys-net's webhook secret, the receiver's loopback port, and the URL the stand-in GitHub posts to:
+ * sys-net's uplink address and front port, from `<state>/network.json` (written by the running sim).
+ */
+export function receiverOf(stateDir: string, netvm = "sys-net"): { secret: string; port: number; url: string } {
   const etc = path.join(stateDir, "vms", netvm, "rw", "usrlocal", "etc", "qubes-build-infra");
   const secret = fs.readFileSync(path.join(etc, "secrets", "webhooks"), "utf8").trim();
   const cfg = JSON.parse(fs.readFileSync(path.join(etc, "webhooks.json"), "utf8")) as { listen?: { port?: number } };
   const port = cfg.listen?.port;
   if (typeof port !== "number") throw new Error(`${netvm}'s webhooks.json does not listen on a TCP port`);
-  return { secret, port };
+  const netFile = path.join(stateDir, "network.json");
+  let front: { url?: unknown } | null = null;
+  try {
+    front = (JSON.parse(fs.readFileSync(netFile, "utf8")) as { webhookFront?: { url?: unknown } | null }).webhookFront ?? null;
+  } catch (e) {
+    throw new Error(`${netFile}: ${(e as Error).message} (is qubes-sim running?)`);
+  }
+  if (!front || typeof front.url !== "string") throw new Error(`${netvm} has no webhook front on its uplink (${netFile}: webhookFront is null; is the site deployed and ${netvm} running?)`);
+  return { secret, port, url: front.url };
 }
 
 export function sign(secret: string, body: Buffer | string): string {
@@ -51,8 +62,8 @@ export function sendWebhook(opts: { url: string; event: string; payload: unknown
 
 /** A signed push of `QubesOS/qubes-<component>` to the receiver of the sim at `stateDir`. */
 export async function triggerBuild(opts: { stateDir: string; component: string; repo?: string; url?: string; secret?: string }): Promise<WebhookResult> {
-  const r = opts.secret && opts.url ? { secret: opts.secret, port: 0 } : receiverOf(opts.stateDir);
-  const url = opts.url ?? `http://127.0.0.1:${r.port}/api/services/trigger_build`;
+  const r = opts.secret && opts.url ? { secret: opts.secret, url: opts.url } : receiverOf(opts.stateDir);
+  const url = opts.url ?? `${r.url}/api/services/trigger_build`;
   const full = opts.repo ?? `QubesOS/qubes-${opts.component}`;
   return sendWebhook({
     url,

@@ -7,6 +7,8 @@
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { renderNginxConfig } from "../services/nginx";
+import { BuilderCheckout } from "../providers/builderCheckout";
+import { AuthenticodeKey } from "../providers/authenticodeKey";
 import { LogsRepository } from "../providers/logsRepository";
 import { ManagedFile } from "../providers/managedFile";
 import { projectFile, ProjectFileRef } from "../providers/projectFile";
@@ -14,10 +16,16 @@ import { QrexecPolicy } from "../providers/qrexecPolicy";
 import { QubesVm } from "../providers/qubesVm";
 import { RpcService } from "../providers/rpcService";
 import { SigningKey } from "../providers/signingKey";
+import { SshKey } from "../providers/sshKey";
 import { SshProxyConfig } from "../providers/sshProxyConfig";
 import { TemplateRequirement } from "../providers/templateRequirement";
-import { logsOf, type SiteConfig } from "./config";
-import { buildVm, keysVm, planSite, POLICY_FILE, type PlannedVm, winKeysVm } from "./plan";
+import { TransparencyLogKey } from "../providers/tlogKey";
+import {
+  BUILDER_PATHS, checkBuilders, checkoutsOf, commandActions, renderBuilderConf, renderBuilderGithubConf, renderBuilderGithubYml,
+  renderBuildersList, renderBuilderYml, renderOpenqaConf, triggerEntryPoint,
+} from "./builders";
+import { logsOf, tlogOrigin, type SiteConfig } from "./config";
+import { buildVm, keysVm, planSite, POLICY_FILE, type PlannedVm, WINSIGN_OPS, winKeysVm } from "./plan";
 
 /** Where site files live inside the VMs (see docs/layout.md). */
 export const PATHS = {
@@ -26,6 +34,10 @@ export const PATHS = {
   secrets: "/usr/local/etc/qubes-build-infra/secrets",
   lib: "/usr/local/lib/qubes-build-infra",
   gpgClient: "/usr/local/bin/qubes-gpg-client-wrapper",
+  /** qbi-tlog (the transparency log tool) in logs and keys VMs. */
+  tlog: "/usr/local/lib/qubes-build-infra/qbi-tlog",
+  /** The logs VM's transparency log signing key. */
+  tlogKey: "/home/user/.config/qubes-build-infra/tlog.key",
   logsRepo: "/home/user/QubesIncomingBuildLog",
   buildersList: "/home/user/.config/qubes-builder-github/builders.list",
   buildVmsList: "/home/user/.config/qubes-builder-github/build-vms.list",
@@ -56,6 +68,12 @@ export interface SiteArgs {
   webhookSecret: pulumi.Input<string>;
   /** Directory of the bundled services (`dist/services`). */
   servicesDir: string;
+  /** builder-github's GitHub API token (a Pulumi secret); absent: no GitHub notifications. */
+  githubApiToken?: pulumi.Input<string>;
+  /** openQA API credentials (Pulumi secrets); absent: no openQA client configuration. */
+  openqa?: { key: pulumi.Input<string>; secret: pulumi.Input<string> };
+  /** Directory of the built tools (`.tools/bin`, for qbi-tlog). */
+  toolsDir: string;
 }
 
 const json = (v: unknown): string => `${JSON.stringify(v, null, 2)}\n`;
@@ -102,11 +120,18 @@ class InVm {
     }, this.opts());
   }
 
-  file(filePath: string, content: pulumi.Input<string> | ProjectFileRef, mode = 0o644, owner = "root"): ManagedFile {
+  file(filePath: string, content: pulumi.Input<string> | ProjectFileRef, mode = 0o644, owner = "root", after: pulumi.Resource[] = []): ManagedFile {
     const text = typeof content === "object" && "contentFile" in content ? content : { content };
     return new ManagedFile(`${this.name}:${filePath}`, {
       vm: this.name, ...tie(this.holder), path: filePath, ...text, mode, owner, kind: "file",
-    }, this.opts());
+    }, { ...this.opts(), dependsOn: [...this.dependsOn, ...after] });
+  }
+
+  /** A symbolic link at `linkPath` to `target`. */
+  symlink(linkPath: string, target: string, after: pulumi.Resource[] = []): ManagedFile {
+    return new ManagedFile(`${this.name}:${linkPath}`, {
+      vm: this.name, ...tie(this.holder), path: linkPath, content: target, mode: 0o777, owner: "root", kind: "symlink",
+    }, { ...this.opts(), dependsOn: [...this.dependsOn, ...after] });
   }
 
   /** A managed block of a file shared with others (e.g. /rw/config/rc.local). */
@@ -163,6 +188,13 @@ export interface BuildEnvironmentArgs {
   /** The logs VM resource this environment reports to, and the dispvm templates by name. */
   logsVm: QubesVm;
   dispvmTemplates: ReadonlyMap<string, QubesVm>;
+  /** builder-github's API token ("" when none) and the openQA credentials, as secrets. */
+  githubApiToken: pulumi.Output<string>;
+  openqa?: { key: pulumi.Input<string>; secret: pulumi.Input<string> };
+  /** The note verifier key of the logs VM's transparency log. */
+  logVerifier: pulumi.Output<string>;
+  /** qbi-tlog, by reference. */
+  tlogProgram: ProjectFileRef;
 }
 
 /** build-ENV, keys-ENV (and win-keys-ENV) with everything placed in them. */
@@ -173,6 +205,12 @@ export class BuildEnvironment extends pulumi.ComponentResource {
   readonly keysVm: QubesVm;
   /** The env's signing key in keys-ENV. */
   readonly signingKey: SigningKey;
+  /** build-ENV's ssh key for the upload hosts. */
+  readonly uploadKey: SshKey;
+  /** The verified builder checkouts in build-ENV, by plan key. */
+  readonly checkouts: Record<string, BuilderCheckout> = {};
+  /** The Windows keys VM (protected), for Windows environments. */
+  readonly winKeysVm?: QubesVm;
 
   constructor(name: string, args: BuildEnvironmentArgs, opts?: pulumi.ComponentResourceOptions) {
     super("qubes-build-infra:site:BuildEnvironment", name, {}, opts);
@@ -184,31 +222,83 @@ export class BuildEnvironment extends pulumi.ComponentResource {
 
     this.keysVm = vmResource(this, args.vms.get(k)!, []);
     this.buildVm = vmResource(this, args.vms.get(b)!, e.builderv2 || e.windows ? [...args.dispvmTemplates.values()] : [], args.dispvmTemplates);
-    if (e.windows) vmResource(this, args.vms.get(winKeysVm(env))!, []);
+    if (e.windows) this.winKeysVm = vmResource(this, args.vms.get(winKeysVm(env))!, []);
 
-    // keys-ENV: the key, the acknowledgement service and the signing gate.
+    // keys-ENV: the key, the acknowledgement service (it verifies what the logs VM logged) and the
+    // signing gate (it signs exactly the logged bytes, once).
     const keys = new InVm(this, k, servicesDir, { vm: this.keysVm });
     this.signingKey = new SigningKey(`${k}:signing-key`, {
       vm: k, vmUuid: this.keysVm.uuid, uid: `Qubes OS build signing key (${env})`, expectFingerprint: e.signingKey,
     }, { parent: this, dependsOn: [this.keysVm], protect: cfg.protectKeys });
+    keys.file(PATHS.tlog, args.tlogProgram, 0o755);
     keys.service("qubesbuilder.LogReceived", "log-received");
-    keys.config("log-received", { logsVms: [logs], buildVms: [b], windowSeconds: cfg.signingWindowSeconds });
+    keys.config("log-received", args.logVerifier.apply((verifier) => ({
+      logsVms: [logs], buildVms: [b], self: k, verifier, entryTtlSeconds: cfg.signingWindowSeconds, tlogProgram: PATHS.tlog,
+    })));
     keys.service("qubes.Gpg", "gpg-gate");
-    keys.config("gpg-gate", this.signingKey.fingerprint.apply((fpr) => ({ clients: [b], keys: [fpr], defaultKey: fpr })));
+    keys.config("gpg-gate", this.signingKey.fingerprint.apply((fpr) => ({ clients: [b], keys: [fpr], defaultKey: fpr, entryWaitSeconds: cfg.signingWaitSeconds })));
+
+    if (e.windows) {
+      // win-keys-ENV: WinSign for existing keys only, each signature logged first (like qubes.Gpg).
+      const wk = winKeysVm(env);
+      const win = new InVm(this, wk, servicesDir, { vm: this.winKeysVm! });
+      new AuthenticodeKey(`${wk}:authenticode-key`, { vm: wk, vmUuid: this.winKeysVm!.uuid, name: cfg.windowsKeyName },
+        { parent: this, dependsOn: [this.winKeysVm!], protect: cfg.protectKeys });
+      win.file(PATHS.tlog, args.tlogProgram, 0o755);
+      for (const op of WINSIGN_OPS) win.service(`qubesbuilder.WinSign.${op}`, "win-sign");
+      win.config("win-sign", args.logVerifier.apply((verifier) => ({
+        clients: [b], keys: [cfg.windowsKeyName], self: wk, verifier, entryTtlSeconds: cfg.signingWindowSeconds, tlogProgram: PATHS.tlog,
+      })));
+    }
 
     // build-ENV: split-GPG client side, builders, GitHub services, the ssh proxy.
     const build = new InVm(this, b, servicesDir, { vm: this.buildVm });
     build.file("/rw/config/gpg-split-domain", `${k}\n`);
     build.file(PATHS.gpgClient, program(servicesDir, "gpg-client"), 0o755);
-    build.file("/home/user/.rpmmacros", `%__gpg ${PATHS.gpgClient}\n%_gpg_sign_cmd_extra_args --batch\n`, 0o644, "user");
-    const lines = e.builders.map((bl) =>
-      e.builderv2 ? `r${bl.release}=/home/user/qubes-builderv2=${bl.dir}/builder.yml` : `r${bl.release}=${bl.dir}`);
-    build.file(PATHS.buildersList, `${lines.join("\n")}\n`, 0o644, "user");
-    for (const bl of e.builders.filter((x) => x.components.length > 0)) {
-      build.file(`${bl.dir}/qbi-components.json`, json({ components: bl.components }), 0o644, "user");
+    // rpm signs through the split-GPG client; the key's passphrase lives in the keys VM, so rpm's check of it is skipped.
+    const rpmmacros = `%__gpg ${PATHS.gpgClient}\n%__gpg_check_password_cmd /bin/true true\n%_gpg_sign_cmd_extra_args --batch\n`;
+    build.file("/home/user/.rpmmacros", rpmmacros, 0o644, "user");
+    build.file(PATHS.buildersList, renderBuildersList(e), 0o644, "user");
+
+    // The builders: verified checkouts first (nested ones after their parent), then the files that
+    // live in or next to them.
+    for (const c of checkoutsOf(cfg, env)) {
+      this.checkouts[c.key] = new BuilderCheckout(`${b}:checkout:${c.key}`, {
+        vm: b, vmUuid: this.buildVm.uuid, dir: c.dir, url: c.url, commit: c.commit, ...(c.tag ? { tag: c.tag } : {}), maintainers: c.maintainers,
+        keys: cfg.maintainerKeys, submodules: c.key === "qubes-builderv2", label: c.label,
+      }, { parent: this, dependsOn: [this.buildVm, ...(c.inside ? [this.checkouts[c.inside]] : [])] });
     }
+    const fpr = this.signingKey.fingerprint;
+    const inBuilder = (dir: string) => (e.builderv2 ? [] : [this.checkouts[`builder:${dir}`]]);
+    for (const bl of e.builders) {
+      if (bl.components.length > 0) build.file(`${bl.dir}/qbi-components.json`, json({ components: bl.components }), 0o644, "user", inBuilder(bl.dir));
+      if (e.builderv2) build.file(`${bl.dir}/builder.yml`, fpr.apply((f) => renderBuilderYml(cfg, env, bl, f)), 0o644, "user");
+      else build.file(`${bl.dir}/builder.conf`, fpr.apply((f) => renderBuilderConf(cfg, env, bl, f)), 0o644, "user", inBuilder(bl.dir));
+    }
+    if (e.builderv2) {
+      build.file(BUILDER_PATHS.githubYml, pulumi.secret(args.githubApiToken.apply((t) => renderBuilderGithubYml(cfg, env, t))), 0o600, "user");
+      if (args.openqa) {
+        const conf = pulumi.all([args.openqa.key, args.openqa.secret]).apply(([k, sec]) => renderOpenqaConf(cfg.openqa.server, k, sec));
+        build.file(BUILDER_PATHS.openqaConf, pulumi.secret(conf), 0o600, "user");
+      }
+    } else {
+      build.file(BUILDER_PATHS.githubConf, pulumi.secret(args.githubApiToken.apply((t) => renderBuilderGithubConf(cfg, t))), 0o600, "user");
+      // builder-github's handlers source their functions from here, and template builds in
+      // disposables copy back through qubes-builder's service (the formula's links to the last builder).
+      const last = e.builders[e.builders.length - 1].dir;
+      build.symlink(BUILDER_PATHS.v1Lib, `${last}/qubes-src/builder-github/lib`, [this.checkouts[`github:${last}`]]);
+      build.symlink(`${PATHS.rpc}/qubesbuilder.CopyTemplateBack`, `${last}/rpc-services/qubesbuilder.CopyTemplateBack`, [this.checkouts[`builder:${last}`]]);
+      // builder-github (v1) keeps its notification state here and does not create it.
+      const readme = "builder-github's notification state (one file per component, release, dist and repository).\n";
+      build.file(`${BUILDER_PATHS.notifyState}/README`, readme, 0o644, "user");
+    }
+    const version = e.builderv2 ? 2 : 1;
+    this.uploadKey = new SshKey(`${b}:upload-key`, {
+      vm: b, vmUuid: this.buildVm.uuid, path: BUILDER_PATHS.sshKey, comment: `${b} upload key (qubes-build-infra)`,
+      generation: e.uploadKeyGeneration ?? cfg.sshKeys.uploadKeyGeneration,
+    }, { parent: this, dependsOn: [this.buildVm], protect: cfg.protectKeys });
     build.service("qubesbuilder.TriggerBuild", "trigger-build");
-    build.config("trigger-build", { buildersList: PATHS.buildersList });
+    build.config("trigger-build", { buildersList: PATHS.buildersList, entryPoints: { [`v${version}`]: triggerEntryPoint(version) } });
     build.service("qubesbuilder.ProcessGithubCommand", "process-github-command");
     build.file(PATHS.trustedKeys, cfg.commands.trustedKeys);
     build.config("process-github-command", {
@@ -216,13 +306,7 @@ export class BuildEnvironment extends pulumi.ComponentResource {
       maintainers: cfg.commands.maintainers,
       buildersList: PATHS.buildersList,
       ...(cfg.commands.notify ? { notify: cfg.commands.notify } : {}),
-      actions: {
-        "Upload-component": ["{dir}/upload", "{component}", "{commit}", "{repo}", "{dists}"],
-        Upload: ["{dir}/upload", "{component}", "{commit}", "{repo}", "{dists}"],
-        "Build-template": ["{dir}/build-template", "{template}", "{timestamp}"],
-        "Upload-template": ["{dir}/upload-template", "{template}", "{version}", "{repo}"],
-        "Build-iso": ["{dir}/build-iso", "{version}", "{timestamp}"],
-      },
+      actions: commandActions(version),
     });
     if (Object.keys(cfg.uploadHosts).length > 0) {
       new SshProxyConfig(`${b}:ssh`, {
@@ -242,12 +326,24 @@ export class Site extends pulumi.ComponentResource {
   readonly signingKeys: Record<string, pulumi.Output<string>> = {};
   /** The rendered policy file's name in dom0. */
   readonly policyFile = `${POLICY_FILE}.policy`;
+  /** Each logs VM's deploy key (public): give it write access to the logs repository. */
+  readonly deployKeys: Record<string, pulumi.Output<string>> = {};
+  /** Each environment's upload key (public): authorise it on the upload hosts. */
+  readonly uploadKeys: Record<string, pulumi.Output<string>> = {};
+  /** Each logs VM's transparency log verifier key (`<origin>+<hash>+<key>`), to audit the log. */
+  readonly logVerifiers: Record<string, pulumi.Output<string>> = {};
 
   constructor(name: string, args: SiteArgs, opts?: pulumi.ComponentResourceOptions) {
     super("qubes-build-infra:site:Site", name, {}, opts);
     const { config: cfg, servicesDir } = args;
     const plan = planSite(cfg);
     const vms = new Map(plan.vms.map((v) => [v.name, v]));
+    // Pins, config files and every builderv2 value, before anything is planned: errors name env and builder.
+    for (const env of Object.keys(cfg.envs)) checkBuilders(cfg, env);
+    if (args.githubApiToken === undefined) {
+      void pulumi.log.warn("qubes-build-infra:githubApiToken is not set: builder-github will not report to GitHub (issues, labels, comments)");
+    }
+    const githubApiToken = pulumi.secret(pulumi.output(args.githubApiToken ?? ""));
 
     // Templates must carry what the services run on; a missing command fails the preview.
     const needs: Record<string, { cmds: string[]; why: string; keys: string[] }> = {};
@@ -256,9 +352,12 @@ export class Site extends pulumi.ComponentResource {
       const cur = needs[t] ?? { cmds: [], why: "", keys: [] };
       needs[t] = { cmds: [...new Set([...cur.cmds, ...cmds])], why: cur.why ? `${cur.why}; ${why}` : why, keys: [...cur.keys, `qubes-build-infra:${key}`] };
     };
-    need("buildTemplate", ["node", "git", "gpg", "flock"], "build VMs");
+    const envs = Object.values(cfg.envs);
+    need("buildTemplate", ["node", "git", "gpg", "flock", "ssh-keygen", "ssh"], "build VMs");
+    if (envs.some((e) => e.builderv2)) need("buildTemplate", ["python3"], "builderv2");
+    if (envs.some((e) => !e.builderv2)) need("buildTemplate", ["make"], "qubes-builder (v1)");
     need("keysTemplate", ["node", "gpg"], "keys VMs (signing gate)");
-    need("logsTemplate", ["node", "git", "gpg", "xz"], "logs VMs");
+    need("logsTemplate", ["node", "git", "gpg", "xz", "ssh-keygen", "ssh"], "logs VMs");
     need("netTemplate", ["node", "nginx"], "the net VM (ConnectSSH, webhooks)");
     const requirements = Object.entries(needs).map(([t, n]) =>
       new TemplateRequirement(`template:${t}`, { vm: t, commands: n.cmds, purpose: n.why, configKeys: { vm: n.keys.join(", ") } }, { parent: this }));
@@ -267,7 +366,9 @@ export class Site extends pulumi.ComponentResource {
       .filter((v) => v.role === "builder-dvm" || v.role === "windows-dvm")
       .map((v) => [v.name, vmResource(this, v, requirements)]));
 
-    // One logs VM per distinct `logs` value, each with its key, repository and BuildLog service.
+    // One logs VM per distinct `logs` value, each with its keys (git commits; transparency log),
+    // repository and services (BuildLog, LogDigest).
+    const tlogProgram = projectFile(path.join(args.toolsDir, "qbi-tlog"));
     const logsVms = new Map<string, QubesVm>();
     for (const v of plan.vms.filter((x) => x.role === "logs")) {
       const vm = vmResource(this, v, requirements);
@@ -282,18 +383,41 @@ export class Site extends pulumi.ComponentResource {
         vm: v.name, vmUuid: vm.uuid, dir: PATHS.logsRepo, remote: logs.repo, branch: logs.branch, previousKeys: logs.previousKeys,
         signingKey: key.fingerprint, authorName: cfg.logs.botName, authorEmail: cfg.logs.botEmail,
       }, { parent: this, dependsOn: [vm, key] });
+      // The deploy key that pushes the logs, and github.com's pinned host keys for that push.
+      const deploy = new SshKey(`${v.name}:deploy-key`, {
+        vm: v.name, vmUuid: vm.uuid, path: BUILDER_PATHS.sshKey, comment: `${v.name} logs deploy key (qubes-build-infra)`,
+        generation: cfg.sshKeys.deployKeyGeneration,
+      }, { parent: this, dependsOn: [vm], protect: cfg.protectKeys });
+      this.deployKeys[v.name] = deploy.publicKey;
+      new ManagedFile(`${v.name}:/home/user/.ssh/known_hosts#github`, {
+        vm: v.name, vmUuid: vm.uuid, path: "/home/user/.ssh/known_hosts", kind: "block", blockId: "github", mode: 0o644, owner: "user",
+        content: cfg.github.hostKeys.map((k) => `github.com ${k.type} ${k.key}\n`).join(""),
+      }, { parent: this, dependsOn: [vm, deploy] });
+      const tool = inVm.file(PATHS.tlog, tlogProgram, 0o755);
+      const tlogKey = new TransparencyLogKey(`${v.name}:tlog-key`, {
+        vm: v.name, vmUuid: vm.uuid, origin: tlogOrigin(cfg, v.name), program: PATHS.tlog, privateKey: PATHS.tlogKey,
+      }, { parent: this, dependsOn: [vm, tool], protect: cfg.protectKeys });
+      this.logVerifiers[v.name] = tlogKey.verifier;
+      const served = Object.fromEntries(Object.entries(cfg.envs).filter(([, e]) => e.logs === v.name).map(([env, e]) => [buildVm(env), {
+        env, keysVm: keysVm(env), ...(e.windows ? { winKeysVm: winKeysVm(env) } : {}),
+      }]));
       inVm.service("qubesbuilder.BuildLog", "build-log");
+      inVm.service("qubesbuilder.LogDigest", "log-digest");
       inVm.config("build-log", key.fingerprint.apply((fpr) => ({
         repoDir: PATHS.logsRepo, remote: logs.repo, branch: logs.branch, signingKey: fpr,
-        authorName: cfg.logs.botName, authorEmail: cfg.logs.botEmail,
+        authorName: cfg.logs.botName, authorEmail: cfg.logs.botEmail, buildVms: served,
+        tlog: { program: PATHS.tlog, privateKey: PATHS.tlogKey, repoSubdir: `tlog/${v.name}` },
       })));
     }
 
     for (const env of Object.keys(cfg.envs)) {
       this.envs[env] = new BuildEnvironment(env, {
         config: cfg, env, servicesDir, vms, logsVm: logsVms.get(cfg.envs[env].logs)!, dispvmTemplates,
+        githubApiToken, ...(args.openqa ? { openqa: args.openqa } : {}),
+        logVerifier: this.logVerifiers[cfg.envs[env].logs], tlogProgram,
       }, { parent: this, dependsOn: requirements });
       this.signingKeys[env] = this.envs[env].signingKey.fingerprint;
+      this.uploadKeys[env] = this.envs[env].uploadKey.publicKey;
     }
 
     // The net VM (not created here): ConnectSSH for the upload hosts, the webhook receiver.
@@ -322,6 +446,6 @@ export class Site extends pulumi.ComponentResource {
     // The one policy file, written after every VM it names exists and removed before them.
     const allVms = [...dispvmTemplates.values(), ...logsVms.values(), ...Object.values(this.envs).flatMap((e) => [e.buildVm, e.keysVm])];
     new QrexecPolicy("policy", { name: POLICY_FILE, rules: plan.rules }, { parent: this, dependsOn: allVms });
-    this.registerOutputs({ signingKeys: this.signingKeys });
+    this.registerOutputs({ signingKeys: this.signingKeys, deployKeys: this.deployKeys, uploadKeys: this.uploadKeys, logVerifiers: this.logVerifiers });
   }
 }

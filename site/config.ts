@@ -42,21 +42,48 @@ const fingerprint = z
 const release = z.string({ error: "a quoted release like \"4.2\" (YAML reads 4.10 as 4.1)" })
   .regex(/^\d+(\.\d+)*$/, "a release like \"4.2\"");
 
+/** A commit: 40 (SHA-1) or 64 (SHA-256) lower-case hex digits. */
+const commit = z.string().regex(/^([0-9a-f]{40}|[0-9a-f]{64})$/, "a full commit id: 40 or 64 lower-case hex digits");
+/** A git tag name (no option-like or path-walking names). */
+const tagName = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9._/-]*$/, "a tag name")
+  .refine((s) => !s.includes("..") && !s.endsWith(".lock") && !s.endsWith("/"), "a tag name");
+const gitUrl = z.string().min(1).refine((s) => !s.startsWith("-") && !/\s/.test(s), "a git URL (no leading '-', no white space)");
+
+/**
+ * Where a piece of builder code comes from: a repository, the commit pinned, and who must have
+ * signed it. Checked out only after the signature verified (BuilderCheckout).
+ */
+const gitSource = z.strictObject({
+  url: gitUrl,
+  commit,
+  /** A signed tag that must point at `commit`; absent: the commit itself must carry the signature. */
+  tag: tagName.optional(),
+  /** Primary fingerprints allowed to sign it; their public keys are in `maintainerKeys`. */
+  maintainers: z.array(fingerprint).min(1, "name at least one maintainer key"),
+});
+const builderCode = z.strictObject({ builder: gitSource, github: gitSource });
+
 const builder = z.strictObject({
   /** The builder directory (v1: qubes-builder checkout; v2: artifacts directory). */
-  dir: z.string().regex(/^\/home\/user\/[A-Za-z0-9._/-]+$/, "an absolute path under /home/user"),
+  dir: z.string().regex(/^\/home\/user\/[A-Za-z0-9._/-]+$/, "an absolute path under /home/user").refine((s) => !s.split("/").includes(".."), "no '..'"),
   release,
-  /** Components this builder builds on TriggerBuild (empty: every component). */
+  /** Components this builder builds on TriggerBuild (empty: every component of its configuration). */
   components: z.array(z.string().regex(/^[A-Za-z0-9_-]{1,64}$/)).default([]),
   config: z
     .strictObject({
-      file: z.string().optional(),
+      /** The builder configuration inside the config repository, e.g. `R4.3/qubes-os-r4.3-dom0.yml`. */
+      file: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9._/-]*$/, "a relative path inside the config repository")
+        .refine((s) => !s.split("/").includes(".."), "no '..'").optional(),
       repository: z
         .strictObject({
           baseurl: z.string().default("https://github.com/QubesOS/qubes-"),
-          component: z.string().default("release-configs"),
+          component: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$/, "a component name").default("release-configs"),
           branch: z.string().default("master"),
           maintainers: z.array(fingerprint).default([]),
+          /** The pinned commit of the config repository (required once `file` is set). */
+          commit: commit.optional(),
+          /** A signed tag at `commit`; absent: the commit itself must be signed. */
+          tag: tagName.optional(),
         })
         .prefault({}),
     })
@@ -74,6 +101,10 @@ const env = z.strictObject({
   builders: z.array(builder).min(1, "at least one builder"),
   /** The signing key expected in keys-ENV; absent: one is generated there on first `up`. */
   signingKey: fingerprint.optional(),
+  /** This environment's own pins of the builder code (default: `builderSources` of its version). */
+  builderSources: builderCode.partial().optional(),
+  /** Bump to replace build-ENV's upload key (the new public key is a stack output). */
+  uploadKeyGeneration: z.number().int().min(1).optional(),
 });
 
 const hostKey = z.strictObject({
@@ -92,9 +123,18 @@ const address = z.string().refine(
   "a host name or an IP address (letters, digits, '-' and '.'; or an IPv6 address)",
 );
 
+/** Repository kinds builderv2 uploads (`repository-upload-remote-host` keys). */
+export const UPLOAD_KINDS = ["rpm", "deb", "archlinux", "windows", "iso"] as const;
+
 const uploadHost = z.strictObject({
   user: z.string().regex(/^[a-z_][a-z0-9_-]*$/, "a Unix user name"),
   hostKeys: z.array(hostKey).min(1, "pin at least one host key"),
+  /**
+   * Directories on this host that builderv2 uploads each kind of repository to (rsync targets);
+   * `{release}` is replaced by the builder's release, e.g. `/pub/qubes/repo/yum/r{release}`.
+   */
+  repositories: z.partialRecord(z.enum(UPLOAD_KINDS), z.string()
+    .regex(/^\/([A-Za-z0-9._/-]|\{release\})*$/, "an absolute path of letters, digits and ._/-, with {release} for the builder's release")).default({}),
   /** For tests and odd networks: where ConnectSSH really connects (default: the host, port 22). */
   address: address.optional(),
   port: z.number().int().min(1).max(65535).optional(),
@@ -104,6 +144,9 @@ const maintainer = z.strictObject({
   components: z.union([z.literal("_all_"), z.array(z.string())]).default([]),
   templates: z.union([z.literal("_all_"), z.array(z.string())]).default([]),
   releases: z.union([z.literal("_all_"), z.array(release)]).default("_all_"),
+  /** Distributions they may upload (`vm-bookworm`, `host-fc41`, ...). */
+  distributions: z.union([z.literal("_all_"), z.array(z.string().regex(/^(host|vm|dom0)-[a-z][a-z0-9_-]*$/, "like vm-bookworm or host-fc41"))])
+    .default("_all_"),
   iso: z.boolean().default(false),
 });
 
@@ -116,6 +159,29 @@ const armoredKey = z.string().includes("BEGIN PGP PUBLIC KEY BLOCK", { message: 
  */
 const previousKeys = z.record(fingerprint, armoredKey).default({});
 
+/**
+ * GitHub's published ssh host keys for github.com (public facts, as GitHub lists them since its
+ * RSA key rotation of March 2023); the logs VM pushes over ssh and pins exactly these.
+ */
+export const GITHUB_HOST_KEYS = [
+  { type: "ssh-ed25519", key: "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl" },
+  {
+    type: "ecdsa-sha2-nistp256",
+    key: "AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBEmKSENjQEezOmxkZMy7opKgwFB9nkt5YRrYMjNuG5N87uRgg6CLrbo5wAdT/y6v0mKV" +
+      "0U2w0WZ2YB/++Tpockg=",
+  },
+  {
+    type: "ssh-rsa",
+    key: "AAAAB3NzaC1yc2EAAAADAQABAAABgQCj7ndNxQowgcQnjshcLrqPEiiphnt+VTTvDP6mHBL9j1aNUkY4Ue1gvwnGLVlOhGeYrnZaMgRK6+PKCUXaDbC7qtbW" +
+      "8gIkhL7aGCsOr/C56SJMy/BCZfxd1nWzAOxSDPgVsmerOBYfNqltV9/hWCqBywINIR+5dIg6JTJ72pcEpEjcYgXkE2YEFXV1JHnsKgbLWNlhScqb2UmyRkQy" +
+      "ytRLtL+38TGxkxCflmO+5Z8CSSNY7GidjMIZ7Q4zMjA2n1nGrlTDkzwDCsw+wqFPGQA179cnfGWOWRVruj16z6XyvxvjJwbz0wQZ75XK5tKSb7FNyeIEs4TT" +
+      "4jk+S4dhPeAUC5y+bDYirYgM4GC7uEnztnZyaVWQ7B381AK4Qdrwt51ZqExKbQpTUNn+EjqoTwvqNj4kqx5QUCI0ThS/YkOxJCXmPUWZbhjpCg56i+2aB6Cm" +
+      "K2JGhn57K5mj0MNdBXA4/WnwH6XoPWJzK5Nyu2zB3nAZp+S5hpQs+p1vN1/wsjk=",
+  },
+] as const;
+
+const githubRepo = z.string().regex(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/, "owner/name");
+
 /** The whole site; every key is under the `qubes-build-infra:` config namespace. */
 export const siteConfigSchema = z.strictObject({
   admin: adminConnection,
@@ -127,8 +193,12 @@ export const siteConfigSchema = z.strictObject({
   logsTemplate: vmName.default("fedora-43-xfce"),
   netTemplate: vmName.default("fedora-43-xfce"),
   builderDvmSize: size.default(30 * 2 ** 30),
-  /** Seconds a keys VM signs for a build VM after the logs VM acknowledged one of its logs. */
+  /** Seconds a logged signature request may be used by the keys VM it was handed to (once). */
   signingWindowSeconds: z.number().int().min(10).max(3600).default(300),
+  /** Seconds a keys VM's gate waits for the logged entry of data it received (logging runs alongside). */
+  signingWaitSeconds: z.number().int().min(1).max(600).default(60),
+  /** The Authenticode key of Windows environments (`__` for a space, as builderv2 sends it). */
+  windowsKeyName: z.string().regex(/^[A-Za-z0-9_]{1,64}$/, "letters, digits and _ (with __ for a space)").default("Qubes__Windows__Tools"),
   /** Keys VMs are `protect`ed: `pulumi destroy` refuses to delete signing keys. */
   protectKeys: z.boolean().default(true),
   envs: z.record(z.string(), env).superRefine((envs, ctx) => {
@@ -147,6 +217,11 @@ export const siteConfigSchema = z.strictObject({
     /** The logs signing key expected in the logs VM; absent: one is generated there. */
     keyFingerprint: fingerprint.optional(),
     previousKeys,
+    /**
+     * Origin of the logs VMs' transparency logs (their checkpoints' first line), followed by
+     * `/<logs VM>`; default: the repository's host and path, e.g. `github.com/QubesOS/build-logs`.
+     */
+    tlogOrigin: z.string().regex(/^[\x21-\x2a\x2c-\x7e]{1,200}$/, "printable ASCII without spaces or '+'").optional(),
     botName: z.string().default("Qubes OS build bot"),
     botEmail: z.string().default("builder-bot@qubes-os.org"),
     /** Per logs VM, where it differs from the above: its own repository (e.g. the kernel logs). */
@@ -166,6 +241,31 @@ export const siteConfigSchema = z.strictObject({
       notify: z.array(z.string().min(1)).min(1).optional(),
     })
     .prefault({}),
+  /** Armored public keys of every maintainer named in `builderSources` and the config repositories. */
+  maintainerKeys: z.string().default(""),
+  /** Pinned builder code per builder version; an environment may override its own. */
+  builderSources: z.strictObject({ v1: builderCode.optional(), v2: builderCode.optional() }).prefault({}),
+  /** What builder-github(v2) needs of GitHub (the API token is the secret `githubApiToken`). */
+  github: z
+    .strictObject({
+      reportRepo: githubRepo.default("QubesOS/updates-status"),
+      issuesRepo: githubRepo.default("QubesOS/build-issues"),
+      /** The logs repository as owner/name, for log links (default: taken from `logs.repo`). */
+      logsRepo: githubRepo.optional(),
+      isoBaseUrl: z.url().optional(),
+      /** github.com's ssh host keys, pinned in the logs VM's known_hosts. */
+      hostKeys: z.array(hostKey).min(1).default(GITHUB_HOST_KEYS.map((k) => ({ ...k }))),
+    })
+    .prefault({}),
+  /** openQA server of the v2 builders (credentials: the secrets `openqaKey` and `openqaSecret`). */
+  openqa: z.strictObject({ server: hostname.default("openqa.qubes-os.org") }).prefault({}),
+  /** Bump a generation to replace those ssh keys (new public keys are stack outputs). */
+  sshKeys: z
+    .strictObject({
+      deployKeyGeneration: z.number().int().min(1).default(1),
+      uploadKeyGeneration: z.number().int().min(1).default(1),
+    })
+    .prefault({}),
   webhooks: z
     .strictObject({
       /** Port nginx listens on in the net VM. */
@@ -180,6 +280,15 @@ export const siteConfigSchema = z.strictObject({
 });
 
 export type SiteConfig = z.output<typeof siteConfigSchema>;
+
+/** The origin of a logs VM's transparency log: `<logs.tlogOrigin or that VM's repository>/<logs VM>`. */
+export function tlogOrigin(cfg: SiteConfig, logsVm: string): string {
+  if (cfg.logs.tlogOrigin) return `${cfg.logs.tlogOrigin}/${logsVm}`;
+  const repo = logsOf(cfg, logsVm).repo.replace(/^file:\/\//, "local");
+  const m = /^(?:[a-z+]+:\/\/)?(?:[^@/]+@)?([^:/]+)[:/](.+?)(?:\.git)?\/?$/.exec(repo);
+  const base = m ? `${m[1]}/${m[2].replace(/^\/+/, "")}` : repo;
+  return `${base.replace(/[^\x21-\x2a\x2c-\x7e]/g, "_")}/${logsVm}`;
+}
 export type EnvConfig = SiteConfig["envs"][string];
 
 /** The logs repository of one logs VM: the site's `logs`, with that VM's overrides. */

@@ -18,6 +18,21 @@ import { z } from "zod";
 import { formatConfigError, parseSiteConfig, siteConfigSchema } from "./config";
 import { planSite } from "./plan";
 
+/** The upstream key that signs the `mm_` tags of the formula's pins. */
+const MAREK = "0064428F455451B3EBE78A7F063938BA42CFA724";
+const pin = (repo: string, commit: string) => ({ url: `https://github.com/QubesOS/${repo}`, commit, tag: `mm_${commit.slice(0, 8)}`, maintainers: [MAREK] });
+/** The builder code the formula pinned (its submodules and `safe-checkout-sha` arguments). */
+const FORMULA_BUILDER_SOURCES = {
+  v1: {
+    builder: pin("qubes-builder", "3d3e766de05b37cd858f0d3cb2c6ebf716510cd8"),
+    github: pin("qubes-builder-github", "a48840cb18aa0c423697220861bc44f7a27d7454"),
+  },
+  v2: {
+    builder: pin("qubes-builderv2", "bcb20f285b9fc729217d3efb60c56dd55b152c80"),
+    github: pin("qubes-builderv2-github", "afc53f0b7c24a45be4dcca9b354c526edaf102f9"),
+  },
+};
+
 /** The result of an import: stack config (namespaced keys) and what the operator must still do. */
 export interface PillarImport {
   config: Record<string, unknown>;
@@ -295,7 +310,18 @@ export function importPillarFiles(
       ...(Object.keys(perLogs).length > 0 ? { vms: perLogs } : {}),
     },
     commands: { trustedKeys: [...signers].join("") },
+    builderSources: FORMULA_BUILDER_SOURCES,
   };
+  notes.push("builderSources are the formula's pins (qubes-infrastructure 4.2.9), each signed by tag: put the public key of "
+    + `${MAREK} (qubes-developers-keys.asc) in ${NS}:maintainerKeys`);
+  for (const [name, e] of Object.entries(envs) as [string, { builders: { config?: { file?: unknown } }[] }][]) {
+    e.builders.forEach((b, i) => {
+      if (b.config?.file) {
+        notes.push(`envs.${name}.builders.${i}.config.repository: pin it (commit, tag) and name its signers (maintainers); `
+          + "the formula fetched whatever was newest");
+      }
+    });
+  }
   const config: Tree = {};
   for (const [k, v] of Object.entries(site)) config[`${NS}:${k}`] = v;
   return { config, notes, secrets, findings: checkSite(site) };

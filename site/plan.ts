@@ -52,6 +52,8 @@ export const dispTag = (env: string): string => `@tag:disp-created-by-${buildVm(
 export const BUILDER_DVM = "builder-dvm";
 export const WINDOWS_DVM = "builder-windows-dvm";
 export const SITE_TAG = "qbi-site";
+/** The WinSign services a build VM may call: querying and using existing keys, never making them. */
+export const WINSIGN_OPS = ["QueryKey", "GetCert", "Sign"] as const;
 export const roleTag = (role: Role): string => `qbi-role-${role}`;
 export const envTag = (env: string): string => `qbi-env-${env}`;
 
@@ -120,7 +122,9 @@ function envRules(cfg: SiteConfig, name: string, e: EnvConfig): PlannedRule[] {
   const r: PlannedRule[] = [
     // The build log goes to the logs VM only; the build VM calls dom0 and is redirected (P6).
     rule("qubesbuilder.BuildLog", "*", b, "@adminvm", "allow", { target: e.logs }),
-    // The logs VM acknowledges a log of build-E to keys-E only: the argument pins the env (P2).
+    // Sign-if-logged: build-E asks its logs VM to log a digest before any signature; the logs VM
+    // hands the logged entry to keys-E only: the argument pins the env (the formula's P2).
+    rule("qubesbuilder.LogDigest", "*", b, "@adminvm", "allow", { target: e.logs }),
     rule("qubesbuilder.LogReceived", `+${b}`, e.logs, "@adminvm", "allow", { target: k }),
     // Split-GPG: build-E to its own keys VM, directly or through @default (P3, P4).
     rule("qubes.Gpg", "*", b, k, "allow"),
@@ -159,9 +163,13 @@ function envRules(cfg: SiteConfig, name: string, e: EnvConfig): PlannedRule[] {
     for (const svc of ["qubesbuilder.WinSign.Timestamp", "qubesbuilder.WinFileCopyIn", "qubesbuilder.WinFileCopyOut"]) {
       r.push(rule(svc, "*", b, disp, "allow"));
     }
-    for (const op of ["QueryKey", "CreateKey", "DeleteKey", "GetCert", "Sign"]) {
-      r.push(rule(`qubesbuilder.WinSign.${op}`, "+Qubes__Windows__Tools", b, "@default", "allow", { target: wk }));
+    // Windows signing: existing keys only (no CreateKey/DeleteKey from a build VM), and the
+    // Windows keys VM logs each request with the logs VM before it signs (for build-E only).
+    for (const op of WINSIGN_OPS) {
+      r.push(rule(`qubesbuilder.WinSign.${op}`, `+${cfg.windowsKeyName}`, b, wk, "allow"));
+      r.push(rule(`qubesbuilder.WinSign.${op}`, `+${cfg.windowsKeyName}`, b, "@default", "allow", { target: wk }));
     }
+    r.push(rule("qubesbuilder.LogDigest", `+${b}`, wk, "@adminvm", "allow", { target: e.logs }));
   }
   return r;
 }
@@ -177,7 +185,7 @@ function fenceRules(cfg: SiteConfig): PlannedRule[] {
     r.push(rule("*", "*", "@anyvm", keysVm(name), "deny"));
     if (e.windows) r.push(rule("*", "*", "@anyvm", winKeysVm(name), "deny"));
   }
-  for (const svc of ["qubesbuilder.BuildLog", "qubesbuilder.LogReceived", "local.ConnectSSH",
+  for (const svc of ["qubesbuilder.BuildLog", "qubesbuilder.LogDigest", "qubesbuilder.LogReceived", "local.ConnectSSH",
     "qubesbuilder.TriggerBuild", "qubesbuilder.ProcessGithubCommand", "qubesbuilder.AttachDisk",
     "qubesbuilder.ExportDisk", "qubesbuilder.CopyTemplateBack"]) {
     r.push(rule(svc, "*", "@anyvm", "@anyvm", "deny"));

@@ -19,8 +19,13 @@ export async function readText(admin: QubesAdmin, who: string, f: { vm: string; 
   return b === null ? null : b.toString("utf8");
 }
 
+/** The file's bytes, or null when it does not exist. */
+export async function readBytes(admin: QubesAdmin, who: string, f: { vm: string; path: string }): Promise<Buffer | null> {
+  return step(where(who, f), "reading", () => admin.readFile(f.vm, f.path));
+}
+
 /** Writes the whole file (atomic, with mode and owner). */
-export async function writeWhole(admin: QubesAdmin, who: string, f: FileSpec, content: string): Promise<void> {
+export async function writeWhole(admin: QubesAdmin, who: string, f: FileSpec, content: string | Buffer): Promise<void> {
   await step(where(who, f), `writing (mode ${octal(f.mode)}, owner ${f.owner})`, () => admin.writeFile(f.vm, f.path, content, { mode: f.mode, owner: f.owner }));
 }
 

@@ -2,9 +2,10 @@
 import { z } from "zod";
 import { runAdmin } from "./admin";
 import { blockMarkers, normalizeInner } from "./blocks";
-import { DiffResult, hasUnknown, holdsConnection, legacyAdmin, parseProps, sha256, withoutAdmin } from "./common";
-import { dropBlock, readBlock, readText, removeWhole, writeBlock, writeWhole } from "./files";
+import { DiffResult, hasUnknown, holdsConnection, legacyAdmin, parseProps, ProviderError, sha256, shq, step, withoutAdmin } from "./common";
+import { dropBlock, readBlock, readBytes, removeWhole, writeBlock, writeWhole } from "./files";
 import { checkPlaced, externalVms, GONE, inVm, vmIdentity, vmReplaced } from "./inVm";
+import type { QubesAdmin } from "../../admin/api";
 import { contentFields, loadContent, oneContent, wantedSha256 } from "./source";
 
 const KIND = "ManagedFile";
@@ -18,7 +19,7 @@ const fileBase = z.object({
   ...contentFields,
   mode: z.number().int().min(0).max(0o7777).default(0o644),
   owner: z.string().regex(/^[a-z_][a-z0-9_-]*$/, "a user name").default("root"),
-  kind: z.enum(["file", "block"]).default("file"),
+  kind: z.enum(["file", "block", "symlink"]).default("file"),
   blockId: z.string().default("main").refine((s) => {
     try {
       blockMarkers(s);
@@ -30,7 +31,12 @@ const fileBase = z.object({
 });
 export const fileInputs = fileBase.superRefine((p, ctx) => {
   oneContent(p, ctx);
-  if (p.kind === "block" && p.contentFile !== undefined) ctx.addIssue({ code: "custom", path: ["contentFile"], message: "a block takes inline content only" });
+  if (p.kind !== "file" && p.contentFile !== undefined) {
+    ctx.addIssue({ code: "custom", path: ["contentFile"], message: `a ${p.kind} takes inline content only` });
+  }
+  if (p.kind === "symlink" && !/^\/[A-Za-z0-9._/-]+$/.test(p.content ?? "")) {
+    ctx.addIssue({ code: "custom", path: ["content"], message: "a symlink's target: an absolute path" });
+  }
 });
 type FileInputs = z.infer<typeof fileInputs>;
 
@@ -42,7 +48,17 @@ type FileInputs = z.infer<typeof fileInputs>;
 const fileOutputs = fileBase.safeExtend({ sha256: z.string() });
 type FileOutputs = z.infer<typeof fileOutputs>;
 
-const who = (p: { kind: string; blockId: string }) => (p.kind === "block" ? `${KIND} (block ${p.blockId})` : KIND);
+const who = (p: { kind: string; blockId: string }) =>
+  (p.kind === "block" ? `${KIND} (block ${p.blockId})` : p.kind === "symlink" ? `${KIND} (symlink)` : KIND);
+
+/** A symlink's target, or null when `path` is no symlink. */
+async function readLink(admin: QubesAdmin, p: { vm: string; path: string }): Promise<string | null> {
+  const r = await step(`${KIND} (symlink) ${p.vm}:${p.path}`, "reading", () =>
+    admin.run(p.vm, `[ -L ${shq(p.path)} ] || exit 44; readlink -- ${shq(p.path)}`, { user: "root" }));
+  if (r.exitCode === 44) return null;
+  if (r.exitCode !== 0) throw new ProviderError(`${KIND} (symlink) ${p.vm}:${p.path}`, "reading", new Error(r.stderr.toString().trim() || `exit ${r.exitCode}`));
+  return r.stdout.toString().replace(/\n$/, "");
+}
 /** The hash of what is managed: the whole file, or the block's inner text as written. */
 const digest = (p: FileInputs) => (p.kind === "block" ? sha256(normalizeInner(p.content ?? "")) : wantedSha256(p));
 
@@ -67,6 +83,13 @@ export async function diff(_id: string, oldsRaw: unknown, newsRaw: unknown): Pro
 async function apply(p: FileInputs): Promise<FileOutputs> {
   const admin = runAdmin(p.admin);
   const q = withoutAdmin(p);
+  if (p.kind === "symlink") {
+    // Replaces a file or link of that name; a directory there is refused (ln -T).
+    const r = await step(`${who(p)} ${p.vm}:${p.path}`, "linking", () => admin.run(p.vm,
+      `set -e; mkdir -p -- "$(dirname -- ${shq(p.path)})"; ln -sfnT -- ${shq(p.content ?? "")} ${shq(p.path)}`, { user: "root" }));
+    if (r.exitCode !== 0) throw new ProviderError(`${who(p)} ${p.vm}:${p.path}`, "linking", new Error(r.stderr.toString().trim() || `exit ${r.exitCode}`));
+    return { ...q, sha256: digest(p) };
+  }
   if (p.kind === "block") {
     await writeBlock(admin, who(p), p, p.blockId, p.content ?? "");
     return { ...q, sha256: digest(p) };
@@ -99,7 +122,8 @@ export async function update(_id: string, oldsRaw: unknown, newsRaw: unknown) {
 export async function read(id: string, raw: unknown) {
   const o = parseProps(fileOutputs, raw, KIND);
   const admin = runAdmin(o.admin);
-  const now = await inVm(admin, o, () => (o.kind === "block" ? readBlock(admin, who(o), o, o.blockId) : readText(admin, who(o), o)));
+  const now = await inVm(admin, o, () =>
+    (o.kind === "symlink" ? readLink(admin, o) : o.kind === "block" ? readBlock(admin, who(o), o, o.blockId) : readBytes(admin, who(o), o)) as Promise<string | Buffer | null>);
   if (now === null || now === GONE) return { id: "", props: {} };
   return { id, props: { ...o, sha256: sha256(now) } };
 }
@@ -107,6 +131,11 @@ export async function read(id: string, raw: unknown) {
 async function delete_(_id: string, raw: unknown): Promise<void> {
   const o = parseProps(fileOutputs, raw, KIND);
   const admin = runAdmin(o.admin);
-  await inVm(admin, o, () => (o.kind === "block" ? dropBlock(admin, who(o), o, o.blockId) : removeWhole(admin, who(o), o)));
+  await inVm(admin, o, async () => {
+    if (o.kind === "block") await dropBlock(admin, who(o), o, o.blockId);
+    else if (o.kind === "symlink") {
+      await step(`${who(o)} ${o.vm}:${o.path}`, "removing", () => admin.run(o.vm, `[ ! -L ${shq(o.path)} ] || rm -f -- ${shq(o.path)}`, { user: "root" }));
+    } else await removeWhole(admin, who(o), o);
+  });
 }
 export { delete_ as delete };

@@ -36,10 +36,11 @@ export function wantedSha256(p: ContentInputs): string {
 }
 
 /**
- * The text to write. A referenced file is read from the project (the dynamic provider's working
- * directory) and must still hash to what the program saw: otherwise nothing is written.
+ * The content to write: inline text, or a referenced file's bytes (programs may be binaries), read
+ * from the project (the dynamic provider's working directory); they must still hash to what the
+ * program saw, otherwise nothing is written.
  */
-export function loadContent(who: string, p: ContentInputs): string {
+export function loadContent(who: string, p: ContentInputs): string | Buffer {
   if (p.contentFile === undefined) return p.content ?? "";
   const abs = path.resolve(process.cwd(), p.contentFile);
   let text: Buffer;
@@ -52,5 +53,5 @@ export function loadContent(who: string, p: ContentInputs): string {
   if (got !== p.contentSha256) {
     throw new Error(`${who}: contentFile ${abs} changed since the program read it (sha256 ${got}, expected ${p.contentSha256}); nothing was written: run the update again`);
   }
-  return text.toString("utf8");
+  return text;
 }

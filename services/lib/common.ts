@@ -7,15 +7,15 @@ import { spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { z } from "zod";
+import { isVmName } from "./names";
+import { ConfigError, EXIT, Refusal, REASON_PREFIX, printable } from "./outcome";
+
+export { EXIT, ConfigError, Refusal, REASON_PREFIX, printable, reasonIn } from "./outcome";
+export { VM_NAME_RE, isVmName } from "./names";
 
 export const CONFIG_DIR = "/usr/local/etc/qubes-build-infra";
 export const SECRETS_DIR = `${CONFIG_DIR}/secrets`;
 
-/** Exit codes shared by all services (see services/README.md). */
-export const EXIT = { OK: 0, REFUSED: 1, CONFIG: 2, FAILED: 3 } as const;
-
-export class Refusal extends Error {}
-export class ConfigError extends Error {}
 
 /** Writes `<service>: <msg>` to stderr. */
 export function log(service: string, msg: string): void {
@@ -66,10 +66,6 @@ export function homeDir(): string {
 }
 
 /** Qubes VM names: a letter, then letters, digits, `_`, `.`, `-`; at most 31 characters. */
-export const VM_NAME_RE = /^[A-Za-z][A-Za-z0-9_.-]{0,30}$/;
-export function isVmName(s: string): boolean {
-  return VM_NAME_RE.test(s) && s !== "dom0" && !s.endsWith(".") && !s.includes("..");
-}
 export const vmName = z.string().refine(isVmName, "not a valid qube name");
 
 /** Component names (TriggerBuild, webhooks): ≤ 64, `[A-Za-z0-9_-]`, no leading `-`. */
@@ -97,11 +93,11 @@ export function qrexecEnv(): QrexecEnv {
   };
 }
 
-/** Printable ASCII rendering of untrusted text for messages (never echoes control bytes). */
-export function printable(s: string, max = 80): string {
-  const t = s.replace(/[^\x20-\x7e]/g, "?");
-  return t.length > max ? `${t.slice(0, max)}...` : t;
+/** With QBI_TRACE=1, one stderr line per timed step (where a signature's round trip goes). */
+export function trace(label: string, since: number): void {
+  if (process.env.QBI_TRACE === "1") process.stderr.write(`trace: ${label}: ${Date.now() - since} ms\n`);
 }
+
 
 export interface CallResult {
   code: number;
@@ -117,6 +113,7 @@ export function run(
   argv: string[],
   opts: { input?: string | Buffer; env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number; maxOutput?: number } = {},
 ): Promise<CallResult> {
+  const started = Date.now();
   return new Promise((resolve, reject) => {
     const child = spawn(argv[0], argv.slice(1), { env: opts.env ?? process.env, cwd: opts.cwd, stdio: ["pipe", "pipe", "pipe"] });
     const max = opts.maxOutput ?? 4 * 1024 * 1024;
@@ -136,6 +133,7 @@ export function run(
     });
     child.on("close", (code, signal) => {
       if (timer) clearTimeout(timer);
+      if (process.env.QBI_TRACE === "1") process.stderr.write(`trace: ${argv.slice(0, 6).join(" ").slice(0, 120)}: ${Date.now() - started} ms\n`);
       resolve({ code: code ?? (signal ? 128 : 1), stdout: out, stderr: err });
     });
     child.stdin.on("error", () => undefined);
@@ -281,27 +279,32 @@ export function fillTemplate(argv: string[], values: Record<string, string>): st
   );
 }
 
+
+/** Writes the reason line on stdout (then exits once it is flushed). */
+export function reasonOnStdout(service: string, what: string, code: number): void {
+  process.stdout.write(`${REASON_PREFIX}${service}: ${printable(what, 600)}\n`, () => process.exit(code));
+}
+
 /**
  * Runs a service main: maps Refusal → exit 1, ConfigError → exit 2, anything else → exit 3,
- * with one line on stderr.
+ * with one line on stderr (and, with `reasonOnStdout`, one `qbi-reason:` line on stdout).
  */
-export function runMain(service: string, main: () => Promise<number>): void {
+export function runMain(service: string, main: () => Promise<number>, opts: { reasonOnStdout?: boolean } = {}): void {
+  const end = (what: string, code: number) => {
+    log(service, what);
+    if (opts.reasonOnStdout) reasonOnStdout(service, what, code);
+    else process.exit(code);
+  };
   main().then(
     (code) => process.exit(code),
     (e: unknown) => {
-      if (e instanceof Refusal) {
-        log(service, `refused: ${e.message}`);
-        process.exit(EXIT.REFUSED);
-      } else if (e instanceof ConfigError) {
-        log(service, `configuration error: ${e.message}`);
-        process.exit(EXIT.CONFIG);
-      } else {
-        log(service, `failed: ${e instanceof Error ? e.message : String(e)}`);
-        process.exit(EXIT.FAILED);
-      }
+      if (e instanceof Refusal) end(`refused: ${e.message}`, EXIT.REFUSED);
+      else if (e instanceof ConfigError) end(`configuration error: ${e.message}`, EXIT.CONFIG);
+      else end(`failed: ${e instanceof Error ? e.message : String(e)}`, EXIT.FAILED);
     },
   );
 }
+
 
 /** Resolves a program name on PATH (or checks an absolute path); throws ConfigError if absent. */
 export function requireProgram(name: string): string {

@@ -1,8 +1,10 @@
 /**
  * The whole build flow, end to end, in qubes-sim with the deployed qrexec policy enforced by the
  * sim's broker: the `local` site is deployed with the real `pulumi up` (Automation API, own
- * backend, own sim), then GitHub (signed webhooks), the builder (test/e2e/builder/build), the
- * upload host (a TCP endpoint on 127.0.0.1) and attackers are played against it.
+ * backend, own sim), then GitHub (signed webhooks to sys-net's uplink), the builder (build-fedora's
+ * verified checkout of the stand-in qubes-builder, whose scripts/auto-build TriggerBuild starts:
+ * sim/standin/), the upload host (a TCP endpoint of the sim's stand-in internet,
+ * uploads.qubes-sim.test) and attackers are played against it.
  */
 import { execFileSync } from "child_process";
 import * as crypto from "crypto";
@@ -12,6 +14,7 @@ import * as path from "path";
 import type { Stack } from "@pulumi/pulumi/automation";
 import { parse } from "yaml";
 import { readJournal, type JournalEntry } from "../../sim/broker";
+import { createStandinGithub } from "../../sim/standin-builders";
 import { receiverOf, sendWebhook } from "../../sim/webhook";
 import { openStack, projectRoot, tempDir } from "../helpers/pulumi";
 import { startSim, type StartedSim } from "../helpers/sim";
@@ -35,12 +38,27 @@ async function waitFor<T>(fn: () => T | undefined | null | false, timeoutMs: num
     await sleep(200);
   }
 }
-const portFree = (port: number) =>
+const answers = (url: string) =>
   new Promise<boolean>((r) => {
-    const s = net.createServer();
-    s.once("error", () => r(false));
-    s.listen(port, "127.0.0.1", () => s.close(() => r(true)));
+    const u = new URL(url);
+    const c = net.connect({ host: u.hostname, port: Number(u.port || 80), timeout: 1000 });
+    c.on("connect", () => {
+      c.destroy();
+      r(true);
+    });
+    c.on("error", () => r(false));
+    c.on("timeout", () => {
+      c.destroy();
+      r(false);
+    });
   });
+/** `<state>/network.json` of the running sim. */
+interface NetInfo {
+  internet: string;
+  github: string;
+  sysNet: string;
+  torExit: string;
+}
 
 describe("the build flow in qubes-sim", () => {
   const dir = tempDir("e2e");
@@ -51,6 +69,7 @@ describe("the build flow in qubes-sim", () => {
   let sim: StartedSim;
   let stack: Stack;
   let fingerprints: Record<string, string> = {};
+  let verifiers: Record<string, string> = {};
   let upload: net.Server;
   const uploads: Buffer[] = [];
   let commandKey = "";
@@ -60,43 +79,45 @@ describe("the build flow in qubes-sim", () => {
   const vmFile = (vm: string, p: string) => path.join(state(), "vms", vm, "rw", p.startsWith("/home/") ? p.replace(/^\/home/, "home") : p.replace(/^\/usr\/local/, "usrlocal"));
   const journal = (): JournalEntry[] => readJournal(path.join(state(), "qrexec-journal.jsonl"));
   const hostGpg = (args: string[], input?: string) => execFileSync("gpg", ["--homedir", gnupg, "--batch", "--yes", ...args], { input, stdio: ["pipe", "pipe", "pipe"] }).toString();
-  const git = (...args: string[]) => execFileSync("git", ["-C", path.join(state(), "github", "build-logs.git"), ...args]).toString();
+  // The repository belongs to the logs VM's user (a host id of the sim's range), not to us.
+  const git = (...args: string[]) => execFileSync("git", ["-c", "safe.directory=*", "-C", path.join(state(), "github", "build-logs.git"), ...args]).toString();
   const artifacts = () => vmFile("build-fedora", `${BUILDER}/artifacts/core-admin`);
+  const netInfo = (): NetInfo => JSON.parse(fs.readFileSync(path.join(state(), "network.json"), "utf8")) as NetInfo;
 
   async function deploy(refresh = false): Promise<void> {
     const r = await stack.up({ policyPacks: [path.join(projectRoot, "policy")], refresh });
     expect(r.summary.result).toBe("succeeded");
     fingerprints = Object.fromEntries(Object.entries(r.outputs.signingKeys?.value ?? {}).map(([k, v]) => [k, String(v)]));
-  }
-
-  async function installBuilder(): Promise<void> {
-    for (const f of ["build", "upload"]) {
-      await sim.client.writeFile("build-fedora", `${BUILDER}/${f}`, fs.readFileSync(path.join(__dirname, "builder", f)), { mode: 0o755 });
-    }
+    verifiers = Object.fromEntries(Object.entries(r.outputs.logVerifiers?.value ?? {}).map(([k, v]) => [k, String(v)]));
   }
 
   /** Scenario 1's trigger: a signed push of core-admin; resolves with the builder's result line. */
   async function buildOnce(): Promise<string> {
     fs.rmSync(artifacts(), { recursive: true, force: true });
-    const { port } = receiverOf(state());
     const r = await sendWebhook({
-      url: `http://127.0.0.1:${port}/api/services/trigger_build`,
+      url: `${receiverOf(state()).url}/api/services/trigger_build`,
       event: "push",
       secret: SECRET,
-      payload: { ref: "refs/heads/main", repository: { full_name: "QubesOS/qubes-core-admin", name: "qubes-core-admin" } },
+      // Each push is another event (GitHub's bodies differ by commit): the receiver refuses a body it has seen.
+      payload: {
+        ref: "refs/heads/main",
+        after: crypto.randomBytes(20).toString("hex"),
+        repository: { full_name: "QubesOS/qubes-core-admin", name: "qubes-core-admin" },
+      },
     });
     expect(r.status).toBe(202);
     const f = path.join(artifacts(), "result");
-    return (await waitFor(() => fs.existsSync(f) && fs.readFileSync(f, "utf8").trim(), 120_000, "the build's result")) as string;
+    const result = (await waitFor(() => fs.existsSync(f) && fs.readFileSync(f, "utf8").trim(), 180_000, "the build's result")) as string;
+    // A failed result carries what BuildLog said, so that the failure explains itself.
+    const stderr = path.join(artifacts(), "log-stderr");
+    return result === "ok" || !fs.existsSync(stderr) ? result : `${result}: ${fs.readFileSync(stderr, "utf8").trim()}`;
   }
 
   beforeAll(async () => {
-    // The receiver's loopback port: a free one, so that a running local site does not clash.
-    const probe = net.createServer();
-    await new Promise<void>((r) => probe.listen(0, "127.0.0.1", () => r()));
-    webhooksPort = (probe.address() as net.AddressInfo).port;
-    await new Promise<void>((r) => probe.close(() => r()));
-    // The upload host: reads "<name> <size> <sigsize>\n<data><sig>", answers OK.
+    // The receiver's loopback port inside sys-net (any: sys-net has its own network namespace).
+    webhooksPort = 18000 + (process.pid % 1000);
+    // The upload host of the stand-in internet (uploads.qubes-sim.test, the sim's `internet`
+    // address on the host; listening on every address follows the sim across restarts): reads "<name> <size> <sigsize>\n<data><sig>", answers OK.
     upload = net.createServer((c) => {
       const chunks: Buffer[] = [];
       c.on("data", (d: Buffer) => {
@@ -112,7 +133,7 @@ describe("the build flow in qubes-sim", () => {
       });
       c.on("error", () => undefined);
     });
-    await new Promise<void>((r) => upload.listen(0, "127.0.0.1", () => r()));
+    await new Promise<void>((r) => upload.listen(0, "0.0.0.0", () => r()));
     const uploadPort = (upload.address() as net.AddressInfo).port;
 
     // Keys that sign GitHub commands: one trusted, one not.
@@ -125,32 +146,37 @@ describe("the build flow in qubes-sim", () => {
     const trustedKeys = hostGpg(["--armor", "--export", commandKey]);
 
     sim = await startSim({ dir });
-    // Only the logs VM holds credentials for the stand-in GitHub.
-    fs.writeFileSync(path.join(state(), "github", ".writers"), "logs\n");
+    // The builders' code: the stand-in repositories the local stack pins.
+    createStandinGithub(path.join(state(), "github"));
     stack = await openStack(projectRoot, stackName, backend);
     const all: Record<string, { value: string; secret?: boolean }> = {};
     for (const [k, v] of Object.entries(localConfig)) {
-      if (k === `${NS}:webhookSecret`) continue;
+      // The stack file's secrets are encrypted with its own passphrase: set below instead.
+      if (typeof v === "object" && v !== null && "secure" in v) continue;
       all[k] = { value: typeof v === "string" ? v : JSON.stringify(v) };
     }
     const hosts = localConfig[`${NS}:uploadHosts`] as Record<string, Record<string, unknown>>;
-    all[`${NS}:uploadHosts`] = { value: JSON.stringify({ "yum.qubes-os.org": { ...hosts["yum.qubes-os.org"], port: uploadPort } }) };
+    all[`${NS}:uploadHosts`] = { value: JSON.stringify({ "yum.qubes-os.org": { ...hosts["yum.qubes-os.org"], address: "uploads.qubes-sim.test", port: uploadPort } }) };
     all[`${NS}:admin`] = { value: JSON.stringify({ transport: "sim", socket: sim.socket }) };
     all[`${NS}:protectKeys`] = { value: "false" };
     all[`${NS}:signingWindowSeconds`] = { value: "60" };
+    all[`${NS}:signingWaitSeconds`] = { value: "5" };
+    // The builderv2 environment also signs Windows tools (win-keys-debian, gated like qubes.Gpg).
+    const envs = localConfig[`${NS}:envs`] as Record<string, Record<string, unknown>>;
+    all[`${NS}:envs`] = { value: JSON.stringify({ ...envs, debian: { ...envs.debian, windows: true } }) };
     all[`${NS}:commands`] = { value: JSON.stringify({ trustedKeys, maintainers: { [commandKey]: { components: "_all_", releases: "_all_" } } }) };
     all[`${NS}:webhooks`] = { value: JSON.stringify({ receiverPort: webhooksPort }) };
     all[`${NS}:webhookSecret`] = { value: SECRET, secret: true };
+    all[`${NS}:githubApiToken`] = { value: "e2e-stand-in-token", secret: true };
     await stack.setAllConfig(all);
     await deploy();
 
     // sys-net's boot starts the webhook receiver (the site's rc.local block); the sim is
     // restarted so that running VMs boot again, as after a reboot of the machine.
-    await installBuilder();
     await sim.stop();
     sim = await startSim({ dir });
-    for (const end = Date.now() + 30_000; await portFree(webhooksPort); await sleep(200)) {
-      if (Date.now() > end) throw new Error("timed out waiting for the webhook receiver");
+    for (const end = Date.now() + 30_000; !(await answers(receiverOf(state()).url)); await sleep(200)) {
+      if (Date.now() > end) throw new Error("timed out waiting for the webhook receiver behind sys-net's uplink");
     }
     await sleep(500);
   });
@@ -168,7 +194,7 @@ describe("the build flow in qubes-sim", () => {
     expect(r.stderr.toString()).toMatch(/refused/);
   });
 
-  it("1) signed push → TriggerBuild → build → log pushed and acknowledged → signed by keys-fedora → uploaded", async () => {
+  it("1) signed push → TriggerBuild → build → log pushed → digest logged → signed by keys-fedora → uploaded", async () => {
     const before = uploads.length;
     expect(await buildOnce()).toBe("ok");
     const rel = fs.readFileSync(path.join(artifacts(), "log-path"), "utf8").trim();
@@ -177,20 +203,27 @@ describe("the build flow in qubes-sim", () => {
     const log = git("show", `main:${rel}`);
     expect(log).toMatch(/build-fedora: building core-admin in build-fedora/);
     expect(git("cat-file", "commit", "main")).toMatch(/^gpgsig /m);
-    // LogReceived opened build-fedora's window in keys-fedora.
+    // keys-fedora accepted the logged request for exactly the artifact's bytes.
+    const art0 = fs.readFileSync(path.join(artifacts(), "core-admin-1.0-1.fc41.noarch.rpm"));
     const acks = fs.readFileSync(vmFile("keys-fedora", "/home/user/.local/state/qubes-build-infra/signing/acks.jsonl"), "utf8");
-    expect(acks).toContain(rel);
+    expect(acks).toContain(`"sha256":"${crypto.createHash("sha256").update(art0).digest("hex")}"`);
     // The artifact verifies with keys-fedora's public key, exported from the keys VM.
     const pub = await sim.client.run("keys-fedora", `gpg --armor --export ${fingerprints.fedora}`);
     hostGpg(["--import"], pub.stdout.toString());
-    const art = path.join(artifacts(), "core-admin-1.0-1.noarch.rpm");
+    const art = path.join(artifacts(), "core-admin-1.0-1.fc41.noarch.rpm");
     const v = execFileSync("gpg", ["--homedir", gnupg, "--status-fd", "1", "--verify", `${art}.asc`, art], { stdio: ["ignore", "pipe", "pipe"] }).toString();
     expect(v).toMatch(new RegExp(`VALIDSIG ${fingerprints.fedora}`));
     expect(uploads.length).toBe(before + 1);
     expect(uploads[uploads.length - 1].toString()).toContain("artifact of core-admin");
+    // It ran the checked-out builder's entry point: scripts/auto-build under the builder's lock.
+    const started = fs.readFileSync(vmFile("build-fedora", "/home/user/builder-github-logs/trigger-build.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    expect(started.pop()).toMatchObject({ component: "core-admin", argv: [`${BUILDER}/scripts/auto-build`, "core-admin"], lock: `${BUILDER}/builder.lock` });
+    // The signatures were made in a second logged session, after the build's log was published.
+    const signLog = git("show", `main:${fs.readFileSync(path.join(artifacts(), "sign-log-path"), "utf8").trim()}`);
+    expect(signLog).toMatch(/sign-all update-repo-current-testing[\s\S]*signing core-admin-1.0-1.fc41.noarch.rpm[\s\S]*uploaded: OK/);
     // Every hop went through the broker, allowed by the site's rules.
     const allowed = journal().filter((e) => e.verdict === "allow").map((e) => `${e.source}>${e.service}>${e.resolvedTarget}`);
-    for (const hop of ["sys-net>qubesbuilder.TriggerBuild+core-admin>build-fedora", "build-fedora>qubesbuilder.BuildLog>logs",
+    for (const hop of ["sys-net>qubesbuilder.TriggerBuild+core-admin>build-fedora", "build-fedora>qubesbuilder.BuildLog>logs", "build-fedora>qubesbuilder.LogDigest>logs",
       "logs>qubesbuilder.LogReceived+build-fedora>keys-fedora", "build-fedora>qubes.Gpg>keys-fedora", "build-fedora>local.ConnectSSH+yum.qubes-os.org>sys-net"]) {
       expect(allowed).toContain(hop);
     }
@@ -245,10 +278,10 @@ describe("the build flow in qubes-sim", () => {
     files.forEach((f, i) => expect(git("show", `main:${f}`)).toBe(contents[i]));
   });
 
-  it("6) a signed Upload-component comment runs the action once; replayed or untrusted ones are refused with feedback", async () => {
-    const { port } = receiverOf(state());
-    const url = `http://127.0.0.1:${port}/api/services/process_comment`;
-    const sha = "0123456789abcdef0123456789abcdef01234567";
+  it("6) a signed v1 Upload comment runs builder-github's handler once; replayed or untrusted ones are refused with feedback", async () => {
+    const url = `${receiverOf(state()).url}/api/services/process_comment`;
+    // The commit the stand-in builder holds for core-admin (scenario 1 built it): the handler checks it.
+    const sha = fs.readFileSync(vmFile("build-fedora", `${BUILDER}/qubes-src/core-admin/.standin-commit`), "utf8").trim();
     const clearsign = (fpr: string, cmd: string) => hostGpg(["-u", fpr, "--digest-algo", "SHA256", "--clearsign"], `${cmd}\n`);
     const comment = (body: string) => sendWebhook({ url, event: "issue_comment", secret: SECRET, payload: { action: "created", comment: { body } } });
     const uploadsLog = vmFile("build-fedora", `${BUILDER}/uploads.log`);
@@ -256,9 +289,10 @@ describe("the build flow in qubes-sim", () => {
       const f = vmFile("build-fedora", "/home/user/.local/state/qubes-build-infra/process-github-command/commands.jsonl");
       return fs.existsSync(f) ? fs.readFileSync(f, "utf8").trim().split("\n").map((l) => JSON.parse(l) as { outcome: string; reason: string }).filter((x) => x.outcome === "rejected") : [];
     };
-    const signed = clearsign(commandKey, `Upload-component r4.2 core-admin ${sha} current vm-fc41`);
+    const command = `Upload core-admin ${sha} r4.2 current vm-fc41 repo`;
+    const signed = clearsign(commandKey, command);
     expect((await comment(`Please upload\n\n${signed}`)).status).toBe(202);
-    const line = await waitFor(() => fs.existsSync(uploadsLog) && fs.readFileSync(uploadsLog, "utf8"), 60_000, "the upload action");
+    const line = await waitFor(() => fs.existsSync(uploadsLog) && fs.readFileSync(uploadsLog, "utf8"), 60_000, "the upload handler");
     expect(line).toBe(`core-admin ${sha} current vm-fc41\n`);
 
     const n = rejections().length;
@@ -266,10 +300,10 @@ describe("the build flow in qubes-sim", () => {
     await waitFor(() => rejections().length > n, 60_000, "the replay's rejection");
     expect(rejections().pop()!.reason).toMatch(/replay|seen|already/i);
 
-    const untrusted = clearsign(untrustedKey, `Upload-component r4.2 core-admin ${sha} current vm-fc41`);
+    const untrusted = clearsign(untrustedKey, command);
     expect((await comment(untrusted)).status).toBe(202);
     await waitFor(() => rejections().length > n + 1, 60_000, "the untrusted command's rejection");
-    const unsigned = `-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\nUpload-component r4.2 core-admin ${sha} current vm-fc41\n-----BEGIN PGP SIGNATURE-----\n\nAAAA\n-----END PGP SIGNATURE-----\n`;
+    const unsigned = `-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\n${command}\n-----BEGIN PGP SIGNATURE-----\n\nAAAA\n-----END PGP SIGNATURE-----\n`;
     expect((await comment(unsigned)).status).toBe(202);
     await waitFor(() => rejections().length > n + 2, 60_000, "the unsigned command's rejection");
     await sleep(1000);
@@ -277,11 +311,11 @@ describe("the build flow in qubes-sim", () => {
   });
 
   it("7) an unsigned webhook gets 401 and nothing is forwarded", async () => {
-    const { port } = receiverOf(state());
+    const { url: front } = receiverOf(state());
     const n = journal().length;
-    const r = await sendWebhook({ url: `http://127.0.0.1:${port}/api/services/trigger_build`, event: "push", secret: null, payload: { repository: { full_name: "QubesOS/qubes-core-admin" } } });
+    const r = await sendWebhook({ url: `${front}/api/services/trigger_build`, event: "push", secret: null, payload: { repository: { full_name: "QubesOS/qubes-core-admin" } } });
     expect(r.status).toBe(401);
-    const bad = await sendWebhook({ url: `http://127.0.0.1:${port}/api/services/trigger_build`, event: "push", secret: "not-the-secret-at-all-0000", payload: { repository: { full_name: "QubesOS/qubes-core-admin" } } });
+    const bad = await sendWebhook({ url: `${front}/api/services/trigger_build`, event: "push", secret: "not-the-secret-at-all-0000", payload: { repository: { full_name: "QubesOS/qubes-core-admin" } } });
     expect(bad.status).toBe(401);
     await sleep(1500);
     expect(journal().slice(n).filter((e) => e.service.startsWith("qubesbuilder.TriggerBuild"))).toEqual([]);
@@ -292,9 +326,156 @@ describe("the build flow in qubes-sim", () => {
     const edited = text.split("\n").filter((l) => !/^qubes\.Gpg\s+\*\s+build-fedora\s+keys-fedora\s+allow/.test(l)).join("\n");
     expect(edited).not.toBe(text);
     await sim.client.policyReplace("20-qubes-build-infra", edited, "any");
-    expect(await buildOnce()).toMatch(/^fail sign /);
+    expect(await buildOnce()).toMatch(/^fail sign/);
     // Drift is found by reading dom0 back: `pulumi up --refresh` (a plain `up` trusts the state).
     await deploy(true);
     expect(await buildOnce()).toBe("ok");
+  });
+
+  /** The logs as an outsider audits them: a clone of the stand-in GitHub, the stack's verifier keys. */
+  async function auditLogs(): Promise<string> {
+    const clone = path.join(tempDir("e2e-audit"), "logs");
+    // The stand-in GitHub belongs to the logs VM's user: git's ownership check must be told (upload-pack too).
+    execFileSync("git", ["clone", "-q", "--no-local", "--upload-pack=git -c safe.directory=* upload-pack", path.join(state(), "github", "build-logs.git"), clone]);
+    const out = execFileSync(path.join(projectRoot, "bin", "qubes-build-infra"), ["verify-log", clone, ...Object.values(verifiers).flatMap((v) => ["--verifier", v])], {
+      env: process.env, stdio: ["ignore", "pipe", "pipe"],
+    }).toString();
+    fs.rmSync(path.dirname(clone), { recursive: true, force: true });
+    return out;
+  }
+
+  it("9) builderv2 order: build-debian signs inside its open log session; the prefix is public first; verify-log passes", async () => {
+    const script = [
+      "set -e; cd /tmp; printf 'package of debian\\n' > pkg.deb",
+      "{ echo 'prep: ok'; echo 'build: ok'; qubes-gpg-client-wrapper --detach-sign --armor -o pkg.deb.asc pkg.deb >&2; echo 'sign: ok'; echo 'publish: ok'; }"
+        + " | qrexec-client-vm -- dom0 qubesbuilder.BuildLog > log-path",
+      "cat log-path; cat pkg.deb.asc",
+    ].join("\n");
+    const r = await sim.client.run("build-debian", script);
+    expect(r.stderr.toString()).toBe("");
+    expect(r.exitCode).toBe(0);
+    const [rel] = r.stdout.toString().split("\n");
+    expect(rel).toMatch(/^build-debian\/.*\/log_/);
+    const log = git("show", `main:${rel}`);
+    expect(log).toMatch(/build-debian: prep: ok\n.*build-debian: build: ok\n.*build-debian: sign: ok\n/s);
+    const pub = await sim.client.run("keys-debian", `gpg --armor --export ${fingerprints.debian}`);
+    hostGpg(["--import"], pub.stdout.toString());
+    const dir = tempDir("e2e-v2");
+    fs.writeFileSync(path.join(dir, "pkg.deb"), "package of debian\n");
+    fs.writeFileSync(path.join(dir, "pkg.deb.asc"), r.stdout.toString().slice(r.stdout.toString().indexOf("-----BEGIN")));
+    expect(execFileSync("gpg", ["--homedir", gnupg, "--status-fd", "1", "--verify", path.join(dir, "pkg.deb.asc"), path.join(dir, "pkg.deb")]).toString()).toContain(`VALIDSIG ${fingerprints.debian}`);
+    expect(await auditLogs()).toMatch(/: OK\n$/);
+  });
+
+  it("10) bytes that were never logged are refused by the keys VM, even right after a published build", async () => {
+    const r = await sim.client.run("build-fedora", "printf -- '--detach-sign --armor\\nunlogged bytes\\n' | qrexec-client-vm -- keys-fedora qubes.Gpg");
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr.toString()).toMatch(/no logged signature request of build-fedora for these bytes/);
+  });
+
+  it("11) a rewound logs branch is detected and the lost history is published again; the next build still signs", async () => {
+    const before = git("rev-parse", "main").trim();
+    const root = git("rev-list", "--max-parents=0", "main").trim();
+    git("update-ref", "refs/heads/main", root);
+    expect(await buildOnce()).toBe("ok");
+    git("merge-base", "--is-ancestor", before, "main");
+    const journal = fs.readFileSync(vmFile("logs", "/home/user/.local/state/qubes-build-infra/build-log/published.jsonl"), "utf8");
+    expect(journal).toContain('"event":"remote-rewound"');
+    expect(await auditLogs()).toMatch(/: OK\n$/);
+  });
+
+  it("12) Windows signing goes through the same gate: logged first, existing keys only", async () => {
+    const src = tempDir("e2e-pe");
+    fs.writeFileSync(path.join(src, "go.mod"), "module hello\n\ngo 1.22\n");
+    fs.writeFileSync(path.join(src, "main.go"), "package main\n\nfunc main() {}\n");
+    execFileSync("go", ["build", "-trimpath", "-ldflags", "-s -w", "-o", "hello.exe", "."], { cwd: src, env: { ...process.env, GOOS: "windows", GOARCH: "amd64", CGO_ENABLED: "0" } });
+    await sim.client.writeFile("build-debian", "/home/user/hello.exe", fs.readFileSync(path.join(src, "hello.exe")), { mode: 0o644 });
+    const call = (op: string, arg = "Qubes__Windows__Tools", input = "/home/user/hello.exe") =>
+      sim.client.run("build-debian", `qrexec-client-vm -- win-keys-debian qubesbuilder.WinSign.${op}+${arg} < ${input} > /tmp/out; rc=$?; wc -c < /tmp/out; exit $rc`);
+    expect((await call("QueryKey", undefined, "/dev/null")).exitCode).toBe(0);
+    // Inside a log session the request is logged (by win-keys-debian, for build-debian), then signed.
+    const r = await sim.client.run("build-debian", "{ echo 'windows build'; qrexec-client-vm -- win-keys-debian qubesbuilder.WinSign.Sign+Qubes__Windows__Tools"
+      + " < /home/user/hello.exe > /tmp/signed.exe; echo \"sign exit $?\"; } | qrexec-client-vm -- dom0 qubesbuilder.BuildLog >/dev/null; cat /tmp/signed.exe");
+    expect(r.exitCode).toBe(0);
+    const signed = path.join(src, "signed.exe");
+    fs.writeFileSync(signed, r.stdout);
+    const cert = await sim.client.run("build-debian", "qrexec-client-vm -- win-keys-debian qubesbuilder.WinSign.GetCert+Qubes__Windows__Tools </dev/null");
+    fs.writeFileSync(path.join(src, "cert.pem"), cert.stdout);
+    expect(execFileSync("osslsigncode", ["verify", "-in", signed, "-CAfile", path.join(src, "cert.pem")]).toString()).toMatch(/Signature verification: ok/);
+    // Keys are the site's: CreateKey and DeleteKey are not reachable, nor another key name.
+    for (const [op, arg] of [["CreateKey", "Qubes__Windows__Tools"], ["DeleteKey", "Qubes__Windows__Tools"], ["Sign", "Other__Key"]]) {
+      const x = await call(op, arg, "/dev/null");
+      expect([op, arg, x.exitCode]).toEqual([op, arg, 126]);
+    }
+    expect(await auditLogs()).toMatch(/: OK\n/);
+  });
+
+  it("13) a forked checkpoint shown to a keys VM raises its alarm: it refuses to sign and says why, until an operator clears it", async () => {
+    // A compromised logs VM makes a second log under its own key and hands an entry of it over.
+    const script = [
+      "set -e; k=/home/user/.config/qubes-build-infra/tlog.key; t=/usr/local/lib/qubes-build-infra/qbi-tlog; d=$(mktemp -d)",
+      "printf '{\"forged\":1}\\n{\"forged\":2}\\n{\"forged\":3}\\n{\"forged\":4}\\n{\"forged\":5}\\n{\"forged\":6}\\n{\"forged\":7}\\n{\"forged\":8}\\n' > $d/in",
+      "for i in 1 2 3 4 5 6 7 8 9 10; do cat $d/in; done | $t append --dir $d/fork --private $k >/dev/null",
+      "$t prove --dir $d/fork --index 3 --from $1",
+    ].join("\n");
+    const held = Number(fs.readFileSync(vmFile("keys-fedora", "/home/user/.local/state/qubes-build-infra/signing/witness/checkpoint"), "utf8").split("\n")[1]);
+    const p = await sim.client.run("logs", `sh -c '${script.replace(/'/g, "'\\''")}' sh ${held}`, { user: "user" });
+    expect(p.exitCode).toBe(0);
+    const proof = JSON.parse(p.stdout.toString());
+    const bundle = { checkpoint: proof.checkpoint, index: 3, entry: proof.entries["3"], inclusion: proof.inclusion["3"], from: held, consistency: proof.consistency };
+    await sim.client.writeFile("logs", "/home/user/fork.json", JSON.stringify(bundle), { mode: 0o644 });
+    const r = await sim.client.run("logs", "qrexec-client-vm -- dom0 qubesbuilder.LogReceived+build-fedora < /home/user/fork.json");
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr.toString()).toMatch(/inconsistent|fork/);
+    expect(await buildOnce()).toMatch(/^fail sign /);
+    expect(fs.readFileSync(path.join(artifacts(), "sign-stderr"), "utf8")).toMatch(/transparency log was seen to|alarm/);
+    // The operator looks, then clears the alarm (README: "When things go wrong"); signing works again.
+    await sim.client.run("keys-fedora", "rm /home/user/.local/state/qubes-build-infra/signing/witness/checkpoint.alarm");
+    expect(await buildOnce()).toBe("ok");
+  });
+
+  it("14) network: a build VM reaches the upload host only through ConnectSSH, GitHub only via Tor; keys VMs are offline", async () => {
+    const n = netInfo();
+    const hosts = localConfig[`${NS}:uploadHosts`] as Record<string, unknown>;
+    expect(Object.keys(hosts)).toContain("yum.qubes-os.org");
+    const uploadPort = (upload.address() as net.AddressInfo).port;
+    // A TCP connection from inside a VM: prints `connected` or the error.
+    const tcp = (vm: string, host: string, port: number) =>
+      sim.client.run(vm, `node -e 'const s=require("net").connect({host:"${host}",port:${port},timeout:2000});` +
+        `s.on("connect",()=>{console.log("connected");s.destroy()});s.on("error",(e)=>console.log(e.code));s.on("timeout",()=>{console.log("timeout");s.destroy()})'`);
+    const direct = await tcp("build-fedora", "uploads.qubes-sim.test", uploadPort);
+    expect(direct.stdout.toString().trim()).not.toBe("connected");
+    const receiver = new URL(receiverOf(state()).url);
+    for (const [host, port] of [[receiver.hostname, Number(receiver.port || 80)], ["127.0.0.1", webhooksPort], [n.sysNet, webhooksPort]] as const) {
+      expect([host, port, (await tcp("build-fedora", host, port)).stdout.toString().trim()]).not.toEqual([host, port, "connected"]);
+    }
+    // Through local.ConnectSSH (qrexec to sys-net, which connects) it works.
+    const before = uploads.length;
+    const payload = "probe.txt 5 0\nhello";
+    const via = await sim.client.run("build-fedora", `printf '${payload.replace(/\n/g, "\\n")}' | qrexec-client-vm -- sys-net local.ConnectSSH+yum.qubes-os.org`);
+    expect(via.stdout.toString()).toMatch(/^OK [0-9a-f]{64}/);
+    expect(uploads.length).toBe(before + 1);
+    // The stand-in GitHub's address: build VMs get there through sys-whonix only, seen as the Tor exit;
+    // the logs VM (clearnet, sys-firewall) as sys-net's address.
+    const seen: string[] = [];
+    const gh = net.createServer((c) => {
+      seen.push(String(c.remoteAddress));
+      c.end();
+    });
+    await new Promise<void>((r) => gh.listen(0, n.github, () => r()));
+    const ghPort = (gh.address() as net.AddressInfo).port;
+    try {
+      expect((await tcp("build-fedora", "github.qubes-sim.test", ghPort)).stdout.toString().trim()).toBe("connected");
+      expect((await tcp("logs", "github.qubes-sim.test", ghPort)).stdout.toString().trim()).toBe("connected");
+      await waitFor(() => seen.length >= 2, 5000, "both connections");
+      expect(seen.map((a) => a.replace(/^::ffff:/, ""))).toEqual([n.torExit, n.sysNet]);
+    } finally {
+      gh.close();
+    }
+    // The Tor gateway forwards nothing else: not even the upload host.
+    expect((await tcp("build-fedora", n.internet, uploadPort)).stdout.toString().trim()).not.toBe("connected");
+    // A keys VM has loopback only.
+    const keys = await sim.client.run("keys-fedora", "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '");
+    expect(keys.stdout.toString().trim()).toBe("lo");
   });
 });

@@ -1,6 +1,6 @@
 // The pack's checks on the real site plan (clean), and one violating variant per policy.
 import { PolicyName, ResourceInput, Violation, runChecks } from "../../policy/checks";
-import { readSite } from "../../policy/model";
+import { UNKNOWN_AT_PREVIEW, readSite } from "../../policy/model";
 import { PlannedRule, PlannedVm, SitePlan } from "../../site/plan";
 import { baseConfig, planOf, resourcesOf } from "./siteResources";
 
@@ -24,6 +24,17 @@ const ruleOf = (p: SitePlan, pred: (r: PlannedRule) => boolean): PlannedRule => 
   if (!r) throw new Error("no such rule in the plan");
   return r;
 };
+/** Both environments build Windows tools (each with its own win-keys VM). */
+const twoWindows = { ...baseConfig, envs: { ...baseConfig.envs, fedora: { ...baseConfig.envs.fedora, windows: true } } };
+/** Each environment with its own logs VM. */
+const twoLogs = {
+  ...baseConfig,
+  logs: { ...baseConfig.logs, keyFingerprint: "0123456789ABCDEF0123456789ABCDEF01234567" },
+  envs: { ...baseConfig.envs, fedora: { ...baseConfig.envs.fedora, logs: "logs-fedora" } },
+};
+const isLogDigestOf = (source: string) => (r: PlannedRule) => r.service === "qubesbuilder.LogDigest" && r.source === source;
+const WIN_KEY = "+Qubes__Windows__Tools";
+
 const rule = (service: string, argument: string, source: string, target: string, action: PlannedRule["action"], params: PlannedRule["params"] = {}): PlannedRule =>
   ({ service, argument, source, target, action, params });
 
@@ -46,6 +57,45 @@ describe("the real site plan", () => {
     expect(runChecks(resourcesOf(plan, cfg))).toEqual([]);
   });
 
+  it("passes with two Windows environments and with two logs VMs (sign-if-logged kept apart per env)", () => {
+    for (const raw of [twoWindows, twoLogs]) {
+      const { plan, cfg } = planOf(raw);
+      expect(runChecks(resourcesOf(plan, cfg))).toEqual([]);
+    }
+  });
+
+  it("exercises the Windows signing rules (the tested site has a Windows environment)", () => {
+    const { plan, cfg } = planOf();
+    const site = readSite(resourcesOf(plan, cfg));
+    expect(site.vms.filter((v) => v.role === "win-keys").map((v) => v.name)).toEqual(["win-keys-debian"]);
+    expect(site.authenticodeKeys).toEqual([expect.objectContaining({ vm: "win-keys-debian", name: "Qubes__Windows__Tools" })]);
+    expect(plan.rules.filter((r) => r.target === "win-keys-debian" && r.action === "allow").map((r) => `${r.service}${r.argument}`))
+      .toEqual(["QueryKey", "GetCert", "Sign"].map((op) => `qubesbuilder.WinSign.${op}${WIN_KEY}`));
+  });
+
+  it("reads the key names from the AuthenticodeKey while the WinSign config is unknown (preview), and fails closed without either", () => {
+    const { plan, cfg } = planOf();
+    const unknown = resourcesOf(plan, cfg, { winSignContent: () => UNKNOWN_AT_PREVIEW });
+    expect(runChecks(unknown)).toEqual([]);
+    const neither = unknown.filter((r) => !r.name.endsWith(":authenticode-key"));
+    expect(runChecks(neither).map((v) => [v.policy, v.message])).toEqual([
+      ["winsign-existing-keys-only", expect.stringMatching(/^win-keys-debian: has neither a readable .*win-sign.json nor an AuthenticodeKey.*Fix:/)],
+    ]);
+  });
+
+  it("takes the key names from the WinSign config when it is known", () => {
+    const { plan, cfg } = planOf();
+    const other = resourcesOf(plan, cfg, { winSignContent: (_wk, json) => json.replace("Qubes__Windows__Tools", "Other__Key") });
+    const vs = runChecks(other);
+    expect(policiesOf(vs)).toEqual(["winsign-existing-keys-only"]);
+    expect(vs.map((v) => v.message).join("\n")).toMatch(
+      /win-keys-debian: qubesbuilder.WinSign is allowed with arguments other than the existing key \+Other__Key by rule 20-qubes-build-infra.policy:\d+ `/);
+    const bad = resourcesOf(plan, cfg, { winSignContent: () => "{\"keys\": []}" });
+    expect(runChecks(bad).map((v) => v.message).join("\n")).toMatch(/win-keys-debian: its \/usr\/local\/etc\/qubes-build-infra\/win-sign.json: keys: /);
+    const garbled = resourcesOf(plan, cfg, { winSignContent: () => "keys: [Qubes__Windows__Tools]" });
+    expect(runChecks(garbled).map((v) => v.message).join("\n")).toMatch(/win-keys-debian: its \/usr\/local\/etc\/qubes-build-infra\/win-sign.json is not JSON/);
+  });
+
   it("evaluates rules at the lines the renderer writes", () => {
     const { plan, cfg } = planOf();
     const site = readSite(resourcesOf(plan, cfg));
@@ -54,9 +104,13 @@ describe("the real site plan", () => {
   });
 });
 
-type Variant = [string, PolicyName, () => ResourceInput[], RegExp];
+/** What is changed, the one policy that must fail, the resources, and what its messages must say (each pattern). */
+type Variant = [string, PolicyName, () => ResourceInput[], RegExp | RegExp[]];
 
 const variants: Variant[] = [
+  ["a build VM may open a shell in its keys VM", "keys-vm-isolated",
+    () => withPlan((p) => { p.rules.unshift({ service: "qubes.VMShell", argument: "*", source: "build-fedora", target: "keys-fedora", action: "allow", params: {} }); }),
+    /keys-fedora: qubes\.VMShell is allowed on it by rule 20-qubes-build-infra\.policy:2 .*only qubes\.Gpg and qubesbuilder\.LogReceived may reach a keys VM/],
   ["a keys VM gets a netvm", "keys-vm-isolated",
     () => withPlan((p) => { vmOf(p, "keys-fedora").netvm = "sys-firewall"; }), /keys-fedora: netvm is sys-firewall.*Fix: set netvm: null/],
   ["a keys VM becomes the default dispvm of the build VM", "keys-vm-isolated",
@@ -69,10 +123,85 @@ const variants: Variant[] = [
     /keys-debian: qubes.Gpg is allowed .* by rule 20-qubes-build-infra.policy:2 .*qbi-probe-outsider requesting @default/],
   ["LogReceived with any argument", "log-received-only-via-dom0-redirect",
     () => withPlan((p) => { ruleOf(p, (r) => r.service === "qubesbuilder.LogReceived" && r.argument === "+build-fedora").argument = "*"; }),
-    /keys-fedora: qubesbuilder.LogReceived reaches it by rule 20-qubes-build-infra.policy:3 .*with argument \+build-debian, not \+build-fedora/],
+    /keys-fedora: qubesbuilder.LogReceived reaches it by rule 20-qubes-build-infra.policy:4 .*with argument \+build-debian, not \+build-fedora/],
   ["LogReceived called on keys-fedora directly", "log-received-only-via-dom0-redirect",
     () => withPlan((p) => { ruleOf(p, (r) => r.service === "qubesbuilder.LogReceived" && r.argument === "+build-fedora").target = "keys-fedora"; }),
     /keys-fedora: qubesbuilder.LogReceived reaches it .*requesting keys-fedora directly instead of @adminvm/],
+  ["LogDigest from @anyvm", "log-digest-only-from-own-envs",
+    () => withPlan((p) => { ruleOf(p, isLogDigestOf("build-fedora")).source = "@anyvm"; }), [
+      /logs: qubesbuilder.LogDigest lands on it by rule 20-qubes-build-infra.policy:3 `qubesbuilder.LogDigest \* @anyvm @adminvm allow target=logs`: /,
+      /: qbi-probe-disp-build-fedora requesting dom0 \(qbi-probe-disp-build-fedora is neither a build VM nor a Windows keys VM of fedora, debian\)/,
+      /Fix: allow only `qubesbuilder.LogDigest \* build-ENV @adminvm allow target=logs` and `qubesbuilder.LogDigest \+build-ENV win-keys-ENV @adminvm/,
+      /keys-fedora: a keys VM may call qubesbuilder.LogDigest .* by rule 20-qubes-build-infra.policy:3/,
+    ]],
+  ["a keys VM may log digests", "log-digest-only-from-own-envs",
+    () => withPlan((p) => { p.rules.unshift(rule("qubesbuilder.LogDigest", "*", "keys-fedora", "@adminvm", "allow", { target: "logs" })); }),
+    /keys-fedora: a keys VM may call qubesbuilder.LogDigest .* by rule 20-qubes-build-infra.policy:2 .*keys-fedora requesting @adminvm \(lands on logs\)/],
+  ["LogDigest of fedora redirected to the other env's logs VM", "log-digest-only-from-own-envs",
+    () => withPlan((p) => { ruleOf(p, isLogDigestOf("build-fedora")).params.target = "logs"; }, twoLogs), [
+      /logs: qubesbuilder.LogDigest lands on it by rule 20-qubes-build-infra.policy:3 .*build-fedora requesting @adminvm \(build-fedora is the build VM /,
+      /\(build-fedora is the build VM of fedora, which logs does not serve \(debian\)\)/,
+      /build-fedora: cannot log the digests it wants signed with its logs VM logs-fedora/,
+    ]],
+  // (Redirected to its keys VM instead, it also fails keys-vm-isolated: only signing reaches a keys VM.)
+  ["LogDigest of a build VM redirected to another build VM", "log-digest-only-from-own-envs",
+    () => withPlan((p) => { ruleOf(p, isLogDigestOf("build-fedora")).params.target = "build-debian"; }), [
+      /build-debian: qubesbuilder.LogDigest lands on it, and it is not a logs VM, by rule 20-qubes-build-infra.policy:3 /,
+      /`qubesbuilder.LogDigest \* build-fedora @adminvm allow target=build-debian`: build-fedora requesting dom0; build-fedora requesting @adminvm;/,
+    ]],
+  ["LogDigest called on the logs VM directly", "log-digest-only-from-own-envs",
+    () => withPlan((p) => { p.rules.unshift(rule("qubesbuilder.LogDigest", "*", "build-fedora", "logs", "allow")); }),
+    /logs: qubesbuilder.LogDigest lands on it by rule 20-qubes-build-infra.policy:2 .*build-fedora requesting logs \(requested logs directly instead of/],
+  ["win-keys-debian logging for another env's build VM", "log-digest-only-from-own-envs",
+    () => withPlan((p) => { ruleOf(p, isLogDigestOf("win-keys-debian")).argument = "*"; }), [
+      /logs: qubesbuilder.LogDigest lands on it by rule 20-qubes-build-infra.policy:\d+ `qubesbuilder.LogDigest \* win-keys-debian @adminvm allow target=logs`/,
+      /win-keys-debian requesting @adminvm with \+build-fedora \(argument \+build-fedora, not its own build VM \+build-debian\)/,
+    ]],
+  ["no LogDigest rule for build-fedora (signing impossible)", "log-digest-only-from-own-envs",
+    () => withPlan((p) => { p.rules = p.rules.filter((r) => !isLogDigestOf("build-fedora")(r)); }), [
+      /build-fedora: cannot log the digests it wants signed with its logs VM logs \(so nothing is signed\): requesting @adminvm: /,
+      /Fix: add `qubesbuilder.LogDigest \* build-fedora @adminvm allow target=logs` before the fences/,
+    ]],
+  ["no LogDigest rule for win-keys-debian (Windows signing impossible)", "log-digest-only-from-own-envs",
+    () => withPlan((p) => { p.rules = p.rules.filter((r) => !isLogDigestOf("win-keys-debian")(r)); }),
+    /win-keys-debian: cannot log what build-debian asks it to sign with its logs VM logs/],
+  ["the LogDigest fences dropped", "log-digest-only-from-own-envs",
+    () => withPlan((p) => { p.rules = p.rules.filter((r) => !(r.service === "qubesbuilder.LogDigest" && r.action === "deny")); }), [
+      /dom0: the site's policy \(20-qubes-build-infra.policy\) does not decide qubesbuilder.LogDigest calls requesting @adminvm, so files loaded later/,
+      /requesting @adminvm, so files loaded later \(90-default.policy\) would: from qbi-probe-disp-build-fedora;/,
+      /logs: the site's policy .* does not decide qubesbuilder.LogDigest calls to it/,
+    ]],
+  ["WinSign.CreateKey granted to the build VM", "winsign-existing-keys-only",
+    () => withPlan((p) => { p.rules.unshift(rule("qubesbuilder.WinSign.CreateKey", WIN_KEY, "build-debian", "win-keys-debian", "allow")); }), [
+      /win-keys-debian: key creation or deletion \(qubesbuilder.WinSign.CreateKey, qubesbuilder.WinSign.DeleteKey\) is allowed by rule /,
+      /by rule 20-qubes-build-infra.policy:2 `qubesbuilder.WinSign.CreateKey \+Qubes__Windows__Tools build-debian win-keys-debian allow`: /,
+      /: build-debian calling qubesbuilder.WinSign.CreateKey\+Qubes__Windows__Tools requesting win-keys-debian. Fix: remove the rule/,
+    ]],
+  ["WinSign.DeleteKey through @default from any VM", "winsign-existing-keys-only",
+    () => withPlan((p) => { p.rules.unshift(rule("qubesbuilder.WinSign.DeleteKey", "*", "@anyvm", "@default", "allow", { target: "win-keys-debian" })); }),
+    /win-keys-debian: key creation or deletion .* by rule 20-qubes-build-infra.policy:2 .*qbi-probe-disp-build-fedora calling qubesbuilder.WinSign.DeleteKey /],
+  ["WinSign from build-debian to win-keys-fedora", "winsign-existing-keys-only",
+    () => withPlan((p) => { p.rules.unshift(rule("qubesbuilder.WinSign.Sign", WIN_KEY, "build-debian", "win-keys-fedora", "allow")); }, twoWindows), [
+      /win-keys-fedora: qubesbuilder.WinSign is allowed from VMs other than build-fedora by rule 20-qubes-build-infra.policy:2 /,
+      /: build-debian calling qubesbuilder.WinSign.Sign\+Qubes__Windows__Tools requesting win-keys-fedora. Fix: narrow the rule's source to build-fedora/,
+    ]],
+  ["WinSign.Sign with any key", "winsign-existing-keys-only",
+    () => withPlan((p) => { ruleOf(p, (r) => r.service === "qubesbuilder.WinSign.Sign" && r.target === "@default").argument = "*"; }), [
+      /win-keys-debian: qubesbuilder.WinSign is allowed with arguments other than the existing key \+Qubes__Windows__Tools by rule /,
+      /build-debian calling qubesbuilder.WinSign.Sign\+qbi-probe.invalid requesting @default/,
+    ]],
+  ["a shell on the Windows keys VM", "winsign-existing-keys-only",
+    () => withPlan((p) => { p.rules.unshift(rule("qubes.VMShell", "*", "build-debian", "win-keys-debian", "allow")); }),
+    /win-keys-debian: qubes.VMShell is allowed on it by rule 20-qubes-build-infra.policy:2 .*only qubesbuilder.WinSign.QueryKey, .* may reach it/],
+  ["no WinSign.GetCert through @default", "winsign-existing-keys-only",
+    () => withPlan((p) => { p.rules = p.rules.filter((r) => !(r.service === "qubesbuilder.WinSign.GetCert" && r.target === "@default")); }),
+    /win-keys-debian: its build VM build-debian cannot use it for Windows signing: qubesbuilder.WinSign.GetCert\+Qubes__Windows__Tools requesting @default/],
+  ["the Windows keys VM's fence dropped", "winsign-existing-keys-only",
+    () => withPlan((p) => { p.rules = p.rules.filter((r) => !(r.service === "*" && r.target === "win-keys-debian")); }), [
+      /^win-keys-debian: the site's policy \(20-qubes-build-infra.policy\) does not decide any service's calls to it, /,
+      / would: qubesbuilder.WinSign.QueryKey\+Qubes__Windows__Tools from qbi-probe-disp-build-fedora; /,
+      /Fix: keep the fence rule `\* \* @anyvm win-keys-debian deny`/,
+    ]],
   ["BuildLog of fedora redirected to build-debian", "build-log-only-to-logs-vm",
     () => withPlan((p) => { ruleOf(p, (r) => r.service === "qubesbuilder.BuildLog" && r.source === "build-fedora").params.target = "build-debian"; }),
     /build-fedora: qubesbuilder.BuildLog lands on build-debian, not only on its logs VM logs, by rule 20-qubes-build-infra.policy:2/],
@@ -114,7 +243,7 @@ describe("violating variants", () => {
   it.each(variants)("%s fails %s only", (_what, policy, make, message) => {
     const vs = runChecks(make());
     expect(policiesOf(vs)).toEqual([policy]);
-    expect(vs.map((v) => v.message).join("\n")).toMatch(message);
+    for (const m of Array.isArray(message) ? message : [message]) expect(vs.map((v) => v.message).join("\n")).toMatch(m);
   });
 
   it("covers every policy", () => {

@@ -73,4 +73,13 @@ describe("pulumi preview/up --policy-pack policy", () => {
     expect(t.code).not.toBe(0);
     expect(t.out).toMatch(/build-fedora: netvm is sys-whonix, not the Tor gateway sys-tor/);
   });
+
+  it("refuses WinSign.CreateKey for a build VM with the rule and the fix", async () => {
+    await pulumi("config", "set", "variant", "winsign-createkey");
+    const r = await pulumi("preview", "--policy-pack", pack);
+    expect(r.code).not.toBe(0);
+    expect([...r.out.matchAll(/\[(?:mandatory|advisory)\]\s+([a-z0-9-]+)/g)].map((m) => m[1])).toEqual(["winsign-existing-keys-only"]);
+    expect(r.out).toMatch(/win-keys-debian: key creation or deletion .* by rule 20-qubes-build-infra\.policy:2 `qubesbuilder\.WinSign\.CreateKey \+Qubes/);
+    expect(r.out).toMatch(/build-debian calling qubesbuilder\.WinSign\.CreateKey\+Qubes__Windows__Tools requesting win-keys-debian\. Fix: remove the rule/);
+  });
 });

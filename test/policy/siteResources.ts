@@ -1,8 +1,8 @@
 /** The stack's resources as the policy pack sees them, built from the real site plan. */
 import type { ResourceInput } from "../../policy/checks";
 import { parseSiteConfig } from "../../site/config";
-import { POLICY_FILE, PlannedRule, PlannedVm, SitePlan, buildVm, planSite } from "../../site/plan";
-import { WEBHOOK_SECRET_PATH } from "../../policy/checks";
+import { POLICY_FILE, PlannedRule, PlannedVm, SitePlan, buildVm, planSite, winKeysVm } from "../../site/plan";
+import { WEBHOOK_SECRET_PATH, WIN_SIGN_CONFIG_PATH } from "../../policy/checks";
 
 /** A realistic site: a v1 and a v2+Windows environment sharing one logs VM, one upload host. */
 export const baseConfig = {
@@ -24,7 +24,12 @@ export interface Options {
   secretWebhook?: boolean;
   /** Use the generic `pulumi-nodejs:dynamic:Resource` type token (kinds told apart by props). */
   genericType?: boolean;
+  /** The WinSign config's content as the pack would see it (default: the JSON the site writes). */
+  winSignContent?: (wk: string, json: string) => string | undefined;
 }
+
+/** A note verifier key of the shape the logs VM's transparency log has. */
+const VERIFIER = "logs.example+0a1b2c3d+AeNmT3l2ZXJpZmllcmtleWZvcnRlc3RzcGxlYXNlMDAwMDAw";
 
 export function vmResource(v: PlannedVm, o: Options = {}): ResourceInput {
   return {
@@ -66,6 +71,21 @@ export function resourcesOf(plan: SitePlan, cfg = parseSiteConfig(baseConfig), o
     out.push({
       type: type("RpcService"), urn: urn("RpcService", `${b}-TriggerBuild`), name: `${b}-TriggerBuild`,
       props: { admin: ADMIN, vm: b, service: "qubesbuilder.TriggerBuild", content: "#!/usr/bin/env node\n", mode: "0755" }, secretKeys: new Set(),
+    });
+    // win-keys-ENV of a Windows env: the key the site makes, and WinSign's config naming it (as site/components.ts does).
+    const wk = winKeysVm(env);
+    if (!plan.vms.some((v) => v.name === wk)) continue;
+    out.push({
+      type: type("AuthenticodeKey"), urn: urn("AuthenticodeKey", `${wk}:authenticode-key`), name: `${wk}:authenticode-key`,
+      props: { admin: ADMIN, vm: wk, name: cfg.windowsKeyName, days: 3650 }, secretKeys: new Set(),
+    });
+    const winSign = { clients: [b], keys: [cfg.windowsKeyName], self: wk, verifier: VERIFIER, entryTtlSeconds: cfg.signingWindowSeconds };
+    const json = `${JSON.stringify(winSign, null, 2)}\n`;
+    const content = o.winSignContent ? o.winSignContent(wk, json) : json;
+    out.push({
+      type: type("ManagedFile"), urn: urn("ManagedFile", `${wk}:${WIN_SIGN_CONFIG_PATH}`), name: `${wk}:${WIN_SIGN_CONFIG_PATH}`,
+      props: { admin: ADMIN, vm: wk, path: WIN_SIGN_CONFIG_PATH, ...(content !== undefined ? { content } : {}), mode: 420, owner: "root", kind: "file" },
+      secretKeys: new Set(),
     });
   }
   out.push({

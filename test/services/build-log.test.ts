@@ -1,10 +1,13 @@
 /**
- * qubesbuilder.BuildLog: real gpg, real git with a bare repository as the remote (file://),
- * the bundled program run as a subprocess with the qrexec environment.
+ * qubesbuilder.BuildLog: real gpg, real git with a bare repository as the remote (file://), the
+ * real qbi-tlog, the bundled program run as a subprocess with the qrexec environment.
  */
+import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { buildDist, collect, fakeQrexec, makeKey, runJs, sh, start, tempDir, writeJson } from "./helpers";
+import { LogEntry, parseEntry } from "../../services/lib/tlog";
+import { buildDist, collect, makeKey, runJs, sh, start, tempDir, writeJson } from "./helpers";
+import { tlogProgram } from "./signSite";
 
 let dist: string;
 let root: string;
@@ -29,8 +32,9 @@ interface Site {
   remote: string;
   repoDir: string;
   env: Record<string, string>;
-  calls: () => { target: string; service: string; stdin: string }[];
   config: Record<string, unknown>;
+  verifier: string;
+  tlogDir: string;
   configFile: string;
 }
 
@@ -46,18 +50,24 @@ function newSite(overrides: Record<string, unknown> = {}): Site {
   sh("git", ["-C", seed, "push", "-q", "origin", "HEAD:refs/heads/main"]);
   const repoDir = path.join(dir, "QubesIncomingBuildLog");
   sh("git", ["clone", "-q", "-b", "main", `file://${remote}`, repoDir]);
-  const fake = fakeQrexec(dir);
-  const config = { repoDir, remote: `file://${remote}`, branch: "main", signingKey: fpr, gnupgHome: gh, pushAttempts: 2, pushBackoffMs: 10, ...overrides };
+  const tlogKey = path.join(dir, "tlog.key");
+  const verifier = (JSON.parse(execFileSync(tlogProgram(), ["keygen", "--origin", "example.org/logs", "--private-out", tlogKey]).toString()) as { verifier: string }).verifier;
+  const buildVms = Object.fromEntries(["a", "b", "c"].map((e) => [`build-${e}`, { env: e, keysVm: `keys-${e}` }]));
+  const config = {
+    repoDir, remote: `file://${remote}`, branch: "main", signingKey: fpr, gnupgHome: gh, pushAttempts: 2, pushBackoffMs: 10,
+    buildVms, tlog: { program: tlogProgram(), privateKey: tlogKey, repoSubdir: "tlog/logs" }, ...overrides,
+  };
   const configFile = writeJson(path.join(dir, "build-log.json"), config);
   return {
     dir,
     remote,
     repoDir,
-    calls: fake.calls,
     config,
     configFile,
+    verifier,
+    tlogDir: path.join(dir, "state", "tlog"),
     env: {
-      PATH: `${fake.bin}:${process.env.PATH}`,
+      PATH: process.env.PATH ?? "",
       QBI_CONFIG: configFile,
       QBI_STATE_DIR: path.join(dir, "state"),
       HOME: dir,
@@ -70,13 +80,23 @@ function newSite(overrides: Record<string, unknown> = {}): Site {
 function remoteGit(site: Site, args: string[]): string {
   return sh("git", ["--git-dir", site.remote, ...args], { env: { GNUPGHOME: gh } });
 }
+/** The logs on the remote (the transparency log's own files apart). */
 function remoteFiles(site: Site): string[] {
-  return remoteGit(site, ["ls-tree", "-r", "--name-only", "main"]).split("\n").filter(Boolean);
+  return remoteGit(site, ["ls-tree", "-r", "--name-only", "main"]).split("\n").filter((f) => f && !f.startsWith("tlog/"));
+}
+/** The `build-log` entries of the site's transparency log, verified by qbi-tlog. */
+function logEntries(site: Site): Extract<LogEntry, { kind: "build-log" }>[] {
+  if (!fs.existsSync(site.tlogDir)) return [];
+  const out = path.join(site.dir, `entries-${Date.now()}.jsonl`);
+  execFileSync(tlogProgram(), ["verify", "--dir", site.tlogDir, "--verifier", site.verifier, "--entries-out", out]);
+  return fs.readFileSync(out, "utf8").trim().split("\n").filter(Boolean)
+    .map((l) => parseEntry(Buffer.from((JSON.parse(l) as { entry: string }).entry, "base64")))
+    .filter((e): e is Extract<LogEntry, { kind: "build-log" }> => e.kind === "build-log");
 }
 
 const LINE_RE = /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6} \+0000 (build-a: [\x20-\x7e]*|> (starting|closing) log.*)$/;
 
-test("stores, sanitises, commits (signed), pushes, then acknowledges through dom0", async () => {
+test("stores, sanitises, commits (signed), pushes, then logs it in the transparency log", async () => {
   const site = newSite();
   const junk = Buffer.concat([
     Buffer.from("plain line\n\x1b[31mred\x1b[0m\ttab\r\nutf8 ", "latin1"),
@@ -100,18 +120,23 @@ test("stores, sanitises, commits (signed), pushes, then acknowledges through dom
     "... binary",
     "last line without newline",
   ]);
-  // Head commit signed by the logs key; no xz placeholder left behind.
-  expect(remoteGit(site, ["log", "-1", "--format=%G? %GF", "main"]).trim()).toBe(`G ${fpr}`);
+  // Every commit signed by the logs key; no xz placeholder left behind.
+  for (const c of remoteGit(site, ["log", "--format=%G? %GF", "main"]).trim().split("\n")) expect(c).toBe(`G ${fpr}`);
   expect(remoteFiles(site)).toEqual([rel]);
-  const head = remoteGit(site, ["rev-parse", "main"]).trim();
-  expect(site.calls()).toEqual([{ target: "dom0", service: "qubesbuilder.LogReceived+build-a", stdin: `${head} ${rel}\n` }]);
+  // Its entry: the stored file's hash and size, the content's, and the commit that added it.
+  const added = remoteGit(site, ["log", "-1", "--format=%H", "main", "--", rel]).trim();
+  const [e] = logEntries(site);
+  expect(e).toMatchObject({ vm: "build-a", env: "a", path: rel, commit: added, size: Buffer.byteLength(content, "latin1"), contentSize: Buffer.byteLength(content, "latin1") });
+  expect(remoteGit(site, ["show", "main:tlog/logs/checkpoint"]).split("\n")[1]).toBe("1");
 });
 
 test("an interrupted stream is still committed and pushed (nothing lost)", async () => {
   const site = newSite();
   const child = start(path.join(dist, "build-log.js"), { env: site.env });
+  const started = new Promise((r) => child.stdout?.once("data", r));
   const done = collect(child);
   child.stdin?.write("compiling...\nhalf a li");
+  await started;
   await new Promise((r) => setTimeout(r, 300));
   child.kill("SIGTERM");
   const r = await done;
@@ -121,7 +146,7 @@ test("an interrupted stream is still committed and pushed (nothing lost)", async
   expect(content).toContain("build-a: compiling...");
   expect(content).toContain("build-a: half a li");
   expect(content).toMatch(/> closing log \(interrupted by SIGTERM\)\n$/);
-  expect(site.calls()).toHaveLength(1);
+  expect(logEntries(site)).toEqual([expect.objectContaining({ path: rel, ended: "interrupted by SIGTERM" })]);
 });
 
 test("a log whose receiver died (SIGKILL, logs VM crash) is published by the next call", async () => {
@@ -138,11 +163,11 @@ test("a log whose receiver died (SIGKILL, logs VM crash) is published by the nex
   expect(r2.code).toBe(0);
   expect(remoteFiles(site).sort()).toEqual([rel1, r2.stdout.trim()].sort());
   expect(remoteGit(site, ["show", `main:${rel1}`])).toMatch(/build-a: before the crash\n$/);
-  expect(site.calls().map((c) => c.stdin.split(" ")[1].trim()).sort()).toEqual([rel1, r2.stdout.trim()].sort());
+  expect(logEntries(site).map((e) => e.path).sort()).toEqual([rel1, r2.stdout.trim()].sort());
 });
 
 test("a 100 MB line is split at maxLineBytes with bounded memory, and the big log is xz-compressed", async () => {
-  const site = newSite();
+  const site = newSite({ maxLogBytes: 200 * 1024 * 1024 });
   const child = start(path.join(dist, "build-log.js"), { env: site.env });
   const done = collect(child, 90000);
   const mb = Buffer.alloc(1024 * 1024, 0x41);
@@ -166,7 +191,8 @@ test("a 100 MB line is split at maxLineBytes with bounded memory, and the big lo
   expect(lines).toHaveLength(1 + 1600 + 1 + 1); // start, 1600 × 64 KiB pieces, "after", close
   expect(lines[1].split("build-a: ")[1]).toHaveLength(65536);
   expect(lines[lines.length - 2]).toMatch(/build-a: after$/);
-  expect(site.calls()[0].stdin).toMatch(new RegExp(`^[0-9a-f]{40} ${rel}\\.xz\\n$`));
+  const [e] = logEntries(site);
+  expect(e).toMatchObject({ path: `${rel}.xz`, contentSize: Buffer.byteLength(text, "latin1"), size: fs.statSync(xz).size });
 }, 100000);
 
 test("refuses to build on a remote head not signed by the logs key; the log stays pending and is published later", async () => {
@@ -179,7 +205,7 @@ test("refuses to build on a remote head not signed by the logs key; the log stay
   const r1 = await runJs(path.join(dist, "build-log.js"), { env: site.env, input: "first\n" });
   expect(r1.code).toBe(3);
   expect(r1.stderr).toMatch(/not signed by the logs key/);
-  expect(site.calls()).toHaveLength(0);
+  expect(logEntries(site)).toHaveLength(0);
   const rel1 = r1.stdout.trim();
   expect(fs.readFileSync(path.join(site.repoDir, rel1), "utf8")).toContain("build-a: first");
   expect(fs.readdirSync(path.join(site.dir, "state", "pending"))).toHaveLength(1);
@@ -190,7 +216,7 @@ test("refuses to build on a remote head not signed by the logs key; the log stay
   expect(r2.code).toBe(0);
   const rel2 = r2.stdout.trim();
   expect(remoteFiles(site).sort()).toEqual([rel1, rel2].sort());
-  expect(site.calls().map((c) => c.service).sort()).toEqual(["qubesbuilder.LogReceived+build-a", "qubesbuilder.LogReceived+build-b"]);
+  expect(logEntries(site).map((e) => e.vm).sort()).toEqual(["build-a", "build-b"]);
   expect(fs.readdirSync(path.join(site.dir, "state", "pending"))).toHaveLength(0);
 });
 
@@ -204,19 +230,57 @@ test("a failed push keeps the signed commit and the pending marker; the next run
   const r2 = await runJs(path.join(dist, "build-log.js"), { env: site.env, input: "online\n" });
   expect(r2.code).toBe(0);
   expect(remoteFiles(site).sort()).toEqual([r1.stdout.trim(), r2.stdout.trim()].sort());
-  expect(site.calls()).toHaveLength(2);
+  expect(logEntries(site)).toHaveLength(2);
 });
 
-test("a LogReceived failure is retried by the next run", async () => {
-  const site = newSite();
-  const r1 = await runJs(path.join(dist, "build-log.js"), { env: { ...site.env, QBI_FAKE_EXIT: "1" }, input: "x\n" });
-  expect(r1.code).toBe(3);
-  expect(remoteFiles(site)).toEqual([r1.stdout.trim()]);
-  const r2 = await runJs(path.join(dist, "build-log.js"), { env: site.env, input: "y\n" });
-  expect(r2.code).toBe(0);
-  // First call failed (recorded with exit 1), then both logs acknowledged.
-  expect(site.calls().filter((c) => c.stdin.endsWith(` ${r1.stdout.trim()}\n`))).toHaveLength(2);
-  expect(site.calls().filter((c) => c.stdin.endsWith(` ${r2.stdout.trim()}\n`))).toHaveLength(1);
+test("a log the remote refuses is deferred on its own: the others are published", async () => {
+  const site = newSite({ retryAfterSeconds: 0 });
+  // The remote refuses any push that adds a file with this word (as GitHub refuses files > 100 MB).
+  const hook = path.join(site.remote, "hooks", "pre-receive");
+  fs.writeFileSync(hook, `#!/bin/sh
+while read old new ref; do
+  for c in $(git rev-list "$new" --not --all); do
+    if git show "$c" | grep -q REFUSE-ME; then echo "file refused" >&2; exit 1; fi
+  done
+done
+`, { mode: 0o755 });
+  const bad = await runJs(path.join(dist, "build-log.js"), { env: site.env, input: "REFUSE-ME\n" });
+  expect(bad.code).toBe(3);
+  const good = await runJs(path.join(dist, "build-log.js"), { env: { ...site.env, QREXEC_REMOTE_DOMAIN: "build-b" }, input: "fine\n" });
+  expect(good.stderr).toMatch(/file refused/);
+  expect(good.code).toBe(0);
+  expect(remoteFiles(site)).toEqual([good.stdout.trim()]);
+  expect(logEntries(site).map((e) => e.path)).toEqual([good.stdout.trim()]);
+  const marker = fs.readdirSync(path.join(site.dir, "state", "pending"));
+  expect(marker).toHaveLength(1);
+  expect(JSON.parse(fs.readFileSync(path.join(site.dir, "state", "pending", marker[0]), "utf8"))).toMatchObject({ failure: expect.stringMatching(/file refused/) });
+});
+
+test("a log beyond maxLogBytes is cut with a marker line, drained, and still published", async () => {
+  const site = newSite({ maxLogBytes: 8192 });
+  const r = await runJs(path.join(dist, "build-log.js"), { env: site.env, input: Buffer.alloc(200000, 0x41).toString().replace(/(.{100})/g, "$1\n") });
+  expect(r.code).toBe(0);
+  const content = remoteGit(site, ["show", `main:${r.stdout.trim()}`]);
+  expect(Buffer.byteLength(content)).toBeLessThan(8192 + 300);
+  expect(content).toMatch(/> log truncated: more than 8192 bytes/);
+  expect(content).toMatch(/> closing log\n$/);
+  expect(logEntries(site)[0]).toMatchObject({ ended: "truncated at 8192 bytes", contentSize: Buffer.byteLength(content) });
+});
+
+test("a build VM gets at most maxStreamsPerVm open streams; an idle stream is closed and published", async () => {
+  const site = newSite({ maxStreamsPerVm: 2, idleTimeoutSeconds: 2 });
+  const open = [0, 1].map(() => start(path.join(dist, "build-log.js"), { env: site.env }));
+  const done = open.map((c) => collect(c, 30000));
+  await new Promise((r) => setTimeout(r, 800));
+  const third = await runJs(path.join(dist, "build-log.js"), { env: site.env, input: "x\n" });
+  expect(third.code).toBe(1);
+  expect(third.stderr).toMatch(/already has 2 open log streams/);
+  const other = await runJs(path.join(dist, "build-log.js"), { env: { ...site.env, QREXEC_REMOTE_DOMAIN: "build-b" }, input: "x\n" });
+  expect(other.code).toBe(0);
+  // Nobody writes to the two open streams: the idle timeout ends them.
+  const results = await Promise.all(done);
+  for (const r of results) expect(r.code).toBe(0);
+  for (const r of results) expect(remoteGit(site, ["show", `main:${r.stdout.trim()}`])).toMatch(/> closing log \(idle for 2s\)\n$/);
 });
 
 test("concurrent builds from several VMs never overwrite each other and all get published", async () => {
@@ -231,7 +295,7 @@ test("concurrent builds from several VMs never overwrite each other and all get 
   expect(new Set(rels).size).toBe(5);
   expect(remoteFiles(site).sort()).toEqual([...rels].sort());
   rels.forEach((rel, i) => expect(remoteGit(site, ["show", `main:${rel}`])).toContain(`: log ${i}\n`));
-  expect(site.calls()).toHaveLength(5);
+  expect(logEntries(site).map((e) => e.path).sort()).toEqual([...rels].sort());
   for (const c of remoteGit(site, ["log", "--format=%G?", "main"]).trim().split("\n")) expect(c).toBe("G");
 });
 

@@ -82,9 +82,11 @@ describe("qubesbuilder.TriggerBuild", () => {
     const list = path.join(dir, "builders.list");
     fs.writeFileSync(list, `r4.2=${b1}\n# comment\nr4.3=${path.join(dir, "qubes-builderv2")}=${art}/builder.yml\n`);
     const out = path.join(dir, "out");
+    fs.mkdirSync(path.join(dir, "qubes-builderv2"));
+    const command = ["/bin/sh", "-c", 'echo "start $1 $2 $3" >> "$4"; sleep 0.3; echo "end $1 $2" >> "$4"', "sh", "{component}", "{release}", "{conf}", out];
     const config = writeJson(path.join(dir, "trigger-build.json"), {
       buildersList: list,
-      command: ["/bin/sh", "-c", 'echo "start $1 $2 $3" >> "$4"; sleep 0.3; echo "end $1 $2" >> "$4"', "sh", "{component}", "{release}", "{conf}", out],
+      entryPoints: { v1: { command, lock: "{dir}/builder.lock" }, v2: { command, lock: "{builderDir}/builder.lock" } },
       logDir: path.join(dir, "logs"),
     });
     const run = (arg: string) => runJs(path.join(dist, "trigger-build.js"), { env: { QBI_CONFIG: config, HOME: dir, QREXEC_SERVICE_ARGUMENT: arg, QREXEC_REMOTE_DOMAIN: "sys-net" } });
@@ -103,6 +105,8 @@ describe("qubesbuilder.TriggerBuild", () => {
     });
     expect(lines.sort()).toEqual(["end core-admin 4.2", "end core-admin 4.3", "start core-admin 4.2 ", `start core-admin 4.3 ${vm.art}/builder.yml`].sort());
     expect(fs.existsSync(path.join(vm.b1, "builder.lock"))).toBe(true);
+    // v2 builders share the qubes-builderv2 lock, as upstream's dispatch takes it.
+    expect(fs.existsSync(path.join(vm.dir, "qubes-builderv2", "builder.lock"))).toBe(true);
     const journal = fs.readFileSync(path.join(vm.dir, "logs", "trigger-build.jsonl"), "utf8");
     expect(journal.trim().split("\n")).toHaveLength(2);
   });
@@ -156,5 +160,48 @@ describe("qubesbuilder.TriggerBuild", () => {
     const r = await vm.run("core-admin");
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/no-such-flock not found/);
+  });
+
+  describe("a builder without a site component list: every component of its own configuration", () => {
+    function withOwnList(v2: Record<string, unknown>) {
+      const vm = newBuildVm();
+      fs.rmSync(path.join(vm.art, "qbi-components.json"));
+      const cfgFile = path.join(vm.dir, "trigger-build.json");
+      const cfg = JSON.parse(fs.readFileSync(cfgFile, "utf8"));
+      cfg.entryPoints.v2 = { ...cfg.entryPoints.v2, env: { PYTHONPATH: "{builderDir}" }, ...v2 };
+      writeJson(cfgFile, cfg);
+      return vm;
+    }
+    const lines = (vm: { out: string }, n: number) => waitFor(() => {
+      const t = fs.existsSync(vm.out) ? fs.readFileSync(vm.out, "utf8").trim().split("\n") : [];
+      return t.length === n ? t : null;
+    });
+
+    test("asks the builder (by component or repository name) and starts it with the builder's name of it", async () => {
+      const vm = withOwnList({
+        listComponents: ["/bin/sh", "-c", 'test "$PYTHONPATH" = "$1" && echo "core-admin input-proxy"', "sh", "{builderDir}"],
+        listComponentUrls: ["/bin/sh", "-c", "printf 'https://github.com/QubesOS/qubes-core-admin\\nhttps://github.com/QubesOS/qubes-app-linux-input-proxy.git\\n'"],
+      });
+      expect((await vm.run("app-linux-input-proxy")).code).toBe(0);
+      expect(await lines(vm, 2)).toEqual([`start input-proxy 4.3 ${vm.art}/builder.yml`, "end input-proxy 4.3"]);
+      // linux-utils: only the v1 builder lists it (site list); the v2 builder's configuration has no such component.
+      fs.rmSync(vm.out);
+      expect((await vm.run("linux-utils")).code).toBe(0);
+      expect(await lines(vm, 2)).toEqual(["start linux-utils 4.2 ", "end linux-utils 4.2"]);
+    });
+
+    test("a builder that cannot say is skipped, and the journal says why", async () => {
+      const vm = withOwnList({ listComponents: ["/bin/sh", "-c", "echo broken config >&2; exit 3"] });
+      const r = await vm.run("core-admin");
+      expect(r.code).toBe(0);
+      expect(r.stderr).toMatch(/cannot tell its components \(listing components failed \(exit 3\): broken config\); skipped/);
+      expect(await lines(vm, 2)).toEqual(["start core-admin 4.2 ", "end core-admin 4.2"]);
+    });
+
+    test("without a way to list them, the builder is started and decides itself (an empty list is not 'no component')", async () => {
+      const vm = withOwnList({});
+      expect((await vm.run("anything-at-all")).code).toBe(0);
+      expect(await lines(vm, 2)).toEqual([`start anything-at-all 4.3 ${vm.art}/builder.yml`, "end anything-at-all 4.3"]);
+    });
   });
 });

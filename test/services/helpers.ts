@@ -24,6 +24,8 @@ export interface Result {
   code: number | null;
   signal: NodeJS.Signals | null;
   stdout: string;
+  /** stdout as bytes (binary output). */
+  stdoutBytes: Buffer;
   stderr: string;
 }
 
@@ -43,11 +45,24 @@ export function start(js: string, opts: RunOpts = {}): ChildProcess {
   return child;
 }
 
+/** Starts an executable (e.g. a fake qrexec route script), without waiting. */
+export function startProgram(file: string, opts: RunOpts = {}): ChildProcess {
+  return spawn(file, opts.args ?? [], { env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...opts.env }, stdio: ["pipe", "pipe", "pipe"] });
+}
+
+/** Runs an executable to completion with `input` on stdin. */
+export function runProgram(file: string, opts: RunOpts = {}): Promise<Result> {
+  const child = startProgram(file, opts);
+  child.stdin?.on("error", () => undefined);
+  child.stdin?.end(opts.input ?? "");
+  return collect(child, opts.timeoutMs);
+}
+
 export function collect(child: ChildProcess, timeoutMs = 60000): Promise<Result> {
   return new Promise((resolve, reject) => {
-    let stdout = "";
+    const out: Buffer[] = [];
     let stderr = "";
-    child.stdout?.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stdout?.on("data", (d: Buffer) => out.push(d));
     child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => {
       child.kill("SIGKILL");
@@ -55,7 +70,8 @@ export function collect(child: ChildProcess, timeoutMs = 60000): Promise<Result>
     }, timeoutMs);
     child.on("close", (code, signal) => {
       clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
+      const stdoutBytes = Buffer.concat(out);
+      resolve({ code, signal, stdout: stdoutBytes.toString(), stdoutBytes, stderr });
     });
   });
 }

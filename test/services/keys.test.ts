@@ -1,135 +1,124 @@
 /**
- * Keys VM: qubesbuilder.LogReceived opens a signing window; the qubes.Gpg gate signs only
- * inside it, with an option allowlist; the build VM's gpg client goes through qrexec.
+ * Keys VM: qubesbuilder.LogReceived accepts only entries it verified itself and that name this
+ * keys VM and the build VM dom0 pinned; the qubes.Gpg gate's option allowlist; the build VM's
+ * client in rpm's form. (The whole sign-if-logged flow: sign-if-logged.test.ts.)
  */
+import { execFileSync } from "child_process";
+import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import { buildDist, fakeQrexec, gpg, makeKey, runJs, tempDir, writeJson } from "./helpers";
+import { canonicalJson } from "../../services/lib/tlog";
+import { buildDist, gpg, runJs, runProgram } from "./helpers";
+import { makeSignSite, SignSite, tlogProgram } from "./signSite";
+
+jest.setTimeout(120_000);
 
 let dist: string;
-let root: string;
-let keysHome: string;
-let fpr: string;
-let otherFpr: string;
-
+let site: SignSite;
 beforeAll(async () => {
   dist = await buildDist();
-  root = tempDir("keys");
-  keysHome = path.join(root, "gnupg");
-  fpr = makeKey(keysHome, "Signing key <sign@example.org>");
-  otherFpr = makeKey(keysHome, "Other key <other@example.org>");
+  site = makeSignSite(dist);
 });
 
-let n = 0;
-function newKeysVm(gate: Record<string, unknown> = {}, lr: Record<string, unknown> = {}) {
-  const dir = path.join(root, `vm${n++}`);
-  fs.mkdirSync(dir);
-  const state = path.join(dir, "state");
-  const lrConfig = writeJson(path.join(dir, "log-received.json"), { logsVms: ["logs"], buildVms: ["build-a", "build-b"], ...lr });
-  const gateConfig = writeJson(path.join(dir, "gpg-gate.json"), { clients: ["build-a", "build-b"], gnupgHome: keysHome, keys: [fpr], defaultKey: fpr, ...gate });
-  const ack = (vm: string, input: string, caller = "logs") =>
-    runJs(path.join(dist, "log-received.js"), {
-      env: { QBI_CONFIG: lrConfig, QBI_STATE_DIR: state, HOME: dir, QREXEC_REMOTE_DOMAIN: caller, QREXEC_SERVICE_ARGUMENT: vm },
-      input,
-    });
-  const sign = (caller: string, input: string | Buffer) =>
-    runJs(path.join(dist, "gpg-gate.js"), { env: { QBI_CONFIG: gateConfig, QBI_STATE_DIR: state, HOME: dir, QREXEC_REMOTE_DOMAIN: caller }, input });
-  return { dir, state, ack, sign, gateConfig };
+const sha = (b: string) => crypto.createHash("sha256").update(b).digest("hex");
+
+/** Appends `entries` to the site's own log (as its logs VM would) and proves the last one. */
+function logAndProve(entries: unknown[], from: number): Record<string, unknown> {
+  execFileSync(tlogProgram(), ["append", "--dir", site.tlogDir, "--private", site.tlogKey], { input: entries.map((e) => `${canonicalJson(e)}\n`).join("") });
+  const size = Number(fs.readFileSync(path.join(site.tlogDir, "checkpoint"), "utf8").split("\n")[1]);
+  const i = size - 1;
+  const p = JSON.parse(execFileSync(tlogProgram(), ["prove", "--dir", site.tlogDir, "--index", String(i), "--from", String(from)]).toString());
+  return { checkpoint: p.checkpoint, index: i, entry: p.entries[String(i)], inclusion: p.inclusion[String(i)], from, consistency: p.consistency };
 }
 
-const COMMIT = "0123456789abcdef0123456789abcdef01234567";
+const request = (over: Record<string, unknown> = {}) => ({
+  v: 1, kind: "signature-request", time: new Date().toISOString(), vm: "build-a", env: "a", signer: "keys-a", key: "default",
+  sha256: sha("data\n"), size: 5, logs: [0], ...over,
+});
 
-function verifyDetached(data: string, sig: string): string {
-  const dir = tempDir("verify");
-  fs.writeFileSync(path.join(dir, "data"), data);
-  fs.writeFileSync(path.join(dir, "data.asc"), sig);
-  const r = gpg(keysHome, ["--status-fd", "1", "--verify", path.join(dir, "data.asc"), path.join(dir, "data")]);
-  expect(r.code).toBe(0);
-  return r.stdout;
+function held(vm: string): number {
+  try {
+    return Number(fs.readFileSync(path.join(site.keysState(vm), "witness", "checkpoint"), "utf8").split("\n")[1]);
+  } catch {
+    return 0;
+  }
 }
+
+/** keys-a's LogReceived, called as dom0's redirect would (no policy in front of it here). */
+const received = (arg: string, input: string, caller = "logs") =>
+  runJs(path.join(dist, "log-received.js"), {
+    env: { QBI_CONFIG: path.join(site.root, "keys-a", "log-received.json"), QBI_STATE_DIR: site.keysState("keys-a"), HOME: path.join(site.root, "keys-a"),
+      PATH: process.env.PATH ?? "", QREXEC_REMOTE_DOMAIN: caller, QREXEC_SERVICE_ARGUMENT: arg },
+    input,
+  });
+
+const gate = (caller: string, input: string | Buffer) =>
+  runProgram(path.join(site.fake.routeDir, "qubes.Gpg"), {
+    env: { ...site.envOf(caller), QREXEC_REMOTE_DOMAIN: caller, QREXEC_REQUESTED_TARGET: "keys-a" }, input,
+  });
 
 describe("qubesbuilder.LogReceived", () => {
-  test("records the acknowledgement and opens the window of that build VM only", async () => {
-    const vm = newKeysVm();
-    const r = await vm.ack("build-a", `${COMMIT} build-a/2026-01-02/log_03-04-05\n`);
+  test("accepts a verified request of its build VM once, and it then signs exactly those bytes once", async () => {
+    const bundle = logAndProve([request({ sha256: sha("accepted\n"), size: 9 })], held("keys-a"));
+    const r = await received("build-a", JSON.stringify(bundle));
+    expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
-    const w = JSON.parse(fs.readFileSync(path.join(vm.state, "windows", "build-a.json"), "utf8"));
-    expect(w).toMatchObject({ vm: "build-a", commit: COMMIT, path: "build-a/2026-01-02/log_03-04-05", signatures: 0 });
-    expect(w.expiresAt - w.openedAt).toBe(300000);
-    expect(fs.existsSync(path.join(vm.state, "windows", "build-b.json"))).toBe(false);
-    const acks = fs.readFileSync(path.join(vm.state, "acks.jsonl"), "utf8").trim().split("\n");
-    expect(JSON.parse(acks[0])).toMatchObject({ from: "logs", vm: "build-a", commit: COMMIT });
+    expect(r.stdout).toMatch(/^ok [0-9]+\n$/);
+    expect((await gate("build-a", "--detach-sign --armor\naccepted\n")).code).toBe(0);
+    // The same entry handed over again (with a proof from the size now held): it stays used.
+    const p = JSON.parse(execFileSync(tlogProgram(), ["prove", "--dir", site.tlogDir, "--index", String(bundle.index), "--from", String(held("keys-a"))]).toString());
+    expect((await received("build-a", JSON.stringify({ ...bundle, checkpoint: p.checkpoint, inclusion: p.inclusion[String(bundle.index)], from: held("keys-a"), consistency: p.consistency }))).code).toBe(0);
+    expect((await gate("build-a", "--detach-sign --armor\naccepted\n")).code).toBe(1);
+  });
+
+  test("answers `have <size>` to a consistency proof from another size, and accepts the retry", async () => {
+    const stale = logAndProve([request({ sha256: sha("retry\n"), size: 6 })], 0);
+    const have = held("keys-a");
+    const r = await received("build-a", JSON.stringify(stale));
+    if (have > 0) {
+      expect(r.code).toBe(1);
+      expect(r.stdout).toBe(`have ${have}\n`);
+    }
+    const size = Number(fs.readFileSync(path.join(site.tlogDir, "checkpoint"), "utf8").split("\n")[1]);
+    const p = JSON.parse(execFileSync(tlogProgram(), ["prove", "--dir", site.tlogDir, "--index", String(size - 1), "--from", String(have)]).toString());
+    const ok = await received("build-a", JSON.stringify({ ...stale, from: have, consistency: p.consistency }));
+    expect(ok.code).toBe(0);
   });
 
   test.each([
-    ["caller is not a logs VM", "build-a", `${COMMIT} build-a/d/log_01\n`, "build-a", /not a configured logs VM/],
-    ["argument not a served build VM", "build-c", `${COMMIT} build-c/d/log_01\n`, "logs", /not a build VM served here/],
-    ["argument with traversal", "../x", `${COMMIT} build-a/d/log_01\n`, "logs", /not a build VM/],
-    ["commit not hex", "build-a", "xyz build-a/d/log_01\n", "logs", /one line/],
-    ["path traversal", "build-a", `${COMMIT} build-a/../../etc/passwd\n`, "logs", /bad log path/],
-    ["path of another VM", "build-a", `${COMMIT} build-b/d/log_01\n`, "logs", /not a log of build-a/],
-    ["not a log file", "build-a", `${COMMIT} build-a/d/notes\n`, "logs", /not a log file/],
-    ["two lines", "build-a", `${COMMIT} build-a/d/log_01\n${COMMIT} build-a/d/log_02\n`, "logs", /one line/],
-    ["binary junk", "build-a", "\x00\xff\x1b[31m\n", "logs", /one line/],
-    ["too long", "build-a", "a".repeat(5000), "logs", /too long/],
-  ])("refuses: %s", async (_name, arg, input, caller, message) => {
-    const vm = newKeysVm();
-    const r = await vm.ack(arg, input, caller);
+    ["a caller that is not a logs VM", "build-a", () => logAndProve([request()], held("keys-a")), "build-a", /not a configured logs VM/],
+    ["an argument that is not a served build VM", "build-b", () => logAndProve([request()], held("keys-a")), "logs", /not a build VM served here/],
+    ["a request of another build VM", "build-a", () => logAndProve([request({ vm: "build-b", env: "b", signer: "keys-b" })], held("keys-a")), "logs", /request of build-b/],
+    ["a request for another keys VM", "build-a", () => logAndProve([request({ signer: "keys-b" })], held("keys-a")), "logs", /for signer keys-b/],
+    ["an entry that is not a signature request", "build-a",
+      () => logAndProve([{ v: 1, kind: "log-prefix", time: new Date().toISOString(), vm: "build-a", env: "a", path: "build-a/d/log_01", contentSha256: sha(""), contentSize: 0 }], held("keys-a")),
+      "logs", /not a signature request/],
+    ["an entry of an unknown schema", "build-a", () => logAndProve([{ v: 2, kind: "signature-request" }], held("keys-a")), "logs", /schema v1/],
+    ["a proof for another entry", "build-a", () => ({ ...logAndProve([request(), request({ sha256: sha("other\n") })], held("keys-a")), entry: Buffer.from(canonicalJson(request())).toString("base64") }),
+      "logs", /bad-inclusion/],
+    ["a malleated checkpoint", "build-a", () => {
+      const b = logAndProve([request()], held("keys-a"));
+      return { ...b, checkpoint: String(b.checkpoint).replace(/\n([0-9]+)\n/, (_m, n: string) => `\n${Number(n) + 1}\n`) };
+    }, "logs", /bad-signature/],
+    ["unknown fields", "build-a", () => ({ ...logAndProve([request()], held("keys-a")), extra: 1 }), "logs", /malformed/],
+  ])("refuses %s", async (_name, arg, make, caller, message) => {
+    const r = await received(arg, JSON.stringify(make()), caller);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(message);
-    expect(fs.existsSync(path.join(vm.state, "windows", "build-a.json"))).toBe(false);
+  });
+
+  test.each([
+    ["not JSON", "hello"],
+    ["binary junk", "\x00\xff\x1b[31m"],
+    ["oversized", "x".repeat(1024 * 1024 + 10)],
+  ])("refuses malformed input: %s", async (_name, input) => {
+    const r = await received("build-a", input);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/malformed|too long/);
   });
 });
 
-describe("qubes.Gpg gate", () => {
-  test("refuses without a published log, signs inside the window (several times), refuses others", async () => {
-    const vm = newKeysVm();
-    const before = await vm.sign("build-a", "--detach-sign --armor\nhello\n");
-    expect(before.code).toBe(1);
-    expect(before.stderr).toMatch(/signing window closed/);
-    expect(before.stdout).toBe("");
-    await vm.ack("build-a", `${COMMIT} build-a/d/log_01\n`);
-    for (const data of ["hello\n", "second package\n"]) {
-      const r = await vm.sign("build-a", `--detach-sign --armor -u ${fpr}\n${data}`);
-      expect(r.code).toBe(0);
-      expect(verifyDetached(data, r.stdout)).toContain(`VALIDSIG ${fpr}`);
-    }
-    // build-b has no window of its own.
-    const other = await vm.sign("build-b", "-ba\nhello\n");
-    expect(other.code).toBe(1);
-    const journal = fs.readFileSync(path.join(vm.state, "gpg-gate.jsonl"), "utf8");
-    expect(journal.match(/"allowed"/g)).toHaveLength(2);
-    expect(journal.match(/"refused"/g)).toHaveLength(2);
-  });
-
-  test("the window expires", async () => {
-    const vm = newKeysVm({}, { windowSeconds: 1 });
-    await vm.ack("build-a", `${COMMIT} build-a/d/log_01\n`);
-    expect((await vm.sign("build-a", "-ba\nx\n")).code).toBe(0);
-    await new Promise((r) => setTimeout(r, 1100));
-    const r = await vm.sign("build-a", "-ba\nx\n");
-    expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/closed/);
-  });
-
-  test("maxSignaturesPerWindow caps a window", async () => {
-    const vm = newKeysVm({ maxSignaturesPerWindow: 2 });
-    await vm.ack("build-a", `${COMMIT} build-a/d/log_01\n`);
-    expect((await vm.sign("build-a", "-ba\n1\n")).code).toBe(0);
-    expect((await vm.sign("build-a", "-ba\n2\n")).code).toBe(0);
-    const r = await vm.sign("build-a", "-ba\n3\n");
-    expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/used up/);
-  });
-
-  test("clearsign works", async () => {
-    const vm = newKeysVm();
-    await vm.ack("build-a", `${COMMIT} build-a/d/log_01\n`);
-    const r = await vm.sign("build-a", "--clearsign\nUpload-component r4.2 x\n");
-    expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/^-----BEGIN PGP SIGNED MESSAGE-----/);
-  });
-
+describe("qubes.Gpg gate: options", () => {
   test.each([
     ["unknown caller", "sys-net", "-ba", /not an allowed client/],
     ["--homedir", "build-a", "-ba --homedir /tmp", /characters/],
@@ -139,7 +128,7 @@ describe("qubes.Gpg gate", () => {
     ["output option", "build-a", "-ba -o x", /not allowed: -o/],
     ["--output=", "build-a", "-ba --output=/tmp/x", /characters|not allowed/],
     ["status on stdout", "build-a", "-ba --status-fd 1", /bad value for --status-fd/],
-    ["key not allowed", "build-a", "-ba -u OTHER", /signing key [0-9A-F]{40} is not allowed/],
+    ["key not allowed", "build-a", "-ba -u 0000000000000000000000000000000000000000", /signing key [0-9A-F]{40} is not allowed/],
     ["short key id", "build-a", "-ba -u DEADBEEF", /bad value/],
     ["no signing mode", "build-a", "--armor", /required/],
     ["detach and clearsign", "build-a", "-b --clearsign", /exclude/],
@@ -149,52 +138,44 @@ describe("qubes.Gpg gate", () => {
     ["file path argument", "build-a", "-ba secret.txt", /characters/],
     ["positional argument", "build-a", "-ba secret", /not allowed: secret/],
     ["--list-secret-keys", "build-a", "--list-secret-keys", /not allowed/],
+    ["export with another option", "build-a", "--export --sign DEADBEEF", /not allowed with --export/],
   ])("refuses: %s", async (_name, caller, options, message) => {
-    const vm = newKeysVm();
-    await vm.ack("build-a", `${COMMIT} build-a/d/log_01\n`);
-    const r = await vm.sign(caller, `${options.replace("OTHER", otherFpr)}\ndata\n`);
+    const r = await gate(caller, `${options}\ndata\n`);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(message);
-    expect(r.stdout).toBe("");
+    // No signature: stdout carries only the reason (qrexec relays stdout to the caller, not stderr).
+    expect(r.stdout).toMatch(/^qbi-reason: qubes\.Gpg: refused: [^\n]*\n$/);
+    expect(r.stdout).toMatch(message);
   });
 
   test("refuses an option line that never ends", async () => {
-    const vm = newKeysVm();
-    await vm.ack("build-a", `${COMMIT} build-a/d/log_01\n`);
-    const r = await vm.sign("build-a", Buffer.alloc(10000, 0x61));
+    const r = await gate("build-a", Buffer.alloc(10000, 0x61));
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/too long/);
   });
 
-  test("the build VM's gpg client signs through qrexec (rpm-style -sbo <out> <in>)", async () => {
-    const vm = newKeysVm();
-    await vm.ack("build-a", `${COMMIT} build-a/d/log_01\n`);
-    const fake = fakeQrexec(path.join(vm.dir, "qrexec"));
-    fs.writeFileSync(
-      path.join(fake.routeDir, "qubes.Gpg"),
-      `#!/bin/sh\nQBI_CONFIG=${vm.gateConfig} QBI_STATE_DIR=${vm.state} exec ${process.execPath} ${path.join(dist, "gpg-gate.js")}\n`,
-      { mode: 0o755 },
-    );
-    const domainFile = path.join(vm.dir, "gpg-split-domain");
-    fs.writeFileSync(domainFile, "keys-a\n");
-    const data = path.join(vm.dir, "package.rpm");
-    fs.writeFileSync(data, "package bytes\n");
-    const out = path.join(vm.dir, "package.sig");
-    const r = await runJs(path.join(dist, "gpg-client.js"), {
-      env: { PATH: `${fake.bin}:${process.env.PATH}`, QBI_GPG_SPLIT_DOMAIN_FILE: domainFile, QBI_FAKE_CALLER: "build-a" },
-      args: ["--no-verbose", "--no-armor", "--no-secmem-warning", "-u", fpr, "-sbo", out, data],
-    });
-    expect(r.stderr).toBe("");
+  test("clearsign of logged text works", async () => {
+    const text = "Upload-component r4.2 x\n";
+    expect((await received("build-a", JSON.stringify(logAndProve([request({ sha256: sha(text), size: text.length })], held("keys-a"))))).code).toBe(0);
+    const r = await gate("build-a", `--clearsign\n${text}`);
     expect(r.code).toBe(0);
-    const v = gpg(keysHome, ["--status-fd", "1", "--verify", out, data]);
-    expect(v.stdout).toContain(`VALIDSIG ${fpr}`);
-    // From a VM without a window, the client reports the gate's refusal.
-    const r2 = await runJs(path.join(dist, "gpg-client.js"), {
-      env: { PATH: `${fake.bin}:${process.env.PATH}`, QBI_GPG_SPLIT_DOMAIN_FILE: domainFile, QBI_FAKE_CALLER: "build-b" },
-      args: ["-ba"],
-      input: "x\n",
-    });
-    expect(r2.code).toBe(1);
-    expect(r2.stderr).toMatch(/signing window closed/);
+    expect(r.stdout).toMatch(/^-----BEGIN PGP SIGNED MESSAGE-----/);
   });
+});
+
+test("the build VM's client signs in rpm's form (-sbo <out> <in>, -u <fpr>)", async () => {
+  const dir = path.join(site.root, "rpm");
+  fs.mkdirSync(dir);
+  const data = path.join(dir, "package.rpm");
+  fs.writeFileSync(data, "package bytes\n");
+  const out = path.join(dir, "package.sig");
+  const s = runProgram(path.join(site.fake.routeDir, "qubesbuilder.BuildLog"), { env: { ...site.envOf("build-a"), QREXEC_REMOTE_DOMAIN: "build-a" }, input: "rpm build\n" });
+  expect((await s).code).toBe(0);
+  const r = await runJs(path.join(dist, "gpg-client.js"), {
+    env: site.envOf("build-a"),
+    args: ["--no-verbose", "--no-armor", "--no-secmem-warning", "-u", site.signFpr, "-sbo", out, data],
+  });
+  expect(r.stderr).toBe("");
+  expect(r.code).toBe(0);
+  expect(gpg(site.keysHome, ["--status-fd", "1", "--verify", out, data]).stdout).toContain(`VALIDSIG ${site.signFpr}`);
 });

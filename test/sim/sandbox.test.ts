@@ -30,11 +30,19 @@ describe("VM sandbox", () => {
   });
 
   it("host is read-only, /rw /home /usr/local persist in the VM's private storage", async () => {
-    const r = await sim.client.run("box", "touch /usr/x 2>/dev/null && echo writable || echo ro; echo hi > /home/user/f; echo L > /usr/local/l; ls /rw");
-    expect(r.stdout.toString()).toBe("ro\nconfig\nhome\nusrlocal\n");
+    const r = await sim.client.run("box", "touch /usr/x 2>/dev/null && echo writable || echo ro; echo hi > /home/user/f; echo L > /usr/local/l 2>/dev/null || echo no-usrlocal; ls /rw");
+    expect(r.stdout.toString()).toBe("ro\nno-usrlocal\nconfig\nhome\nusrlocal\n");
+    const asRoot = await sim.client.run("box", "echo L > /usr/local/l; touch /usr/y 2>/dev/null && echo writable || echo ro", { user: "root" });
+    expect(asRoot.stdout.toString()).toBe("ro\n");
     const priv = path.join(sim.stateDir, "vms", "box", "rw");
     expect(fs.readFileSync(path.join(priv, "home", "user", "f"), "utf8")).toBe("hi\n");
     expect(fs.readFileSync(path.join(priv, "usrlocal", "l"), "utf8")).toBe("L\n");
+    // The VM's root and user are host ids of the VM's own range, never the host's root.
+    const rootId = fs.statSync(path.join(priv, "usrlocal", "l")).uid;
+    expect(rootId).toBeGreaterThanOrEqual(2 ** 31);
+    expect(fs.statSync(path.join(priv, "home", "user", "f")).uid).toBe(rootId + 1000);
+    const ids = await sim.client.run("box", "id -un; id -u; stat -c %U /home/user/f; runuser -u user -- id -un", { user: "root" });
+    expect(ids.stdout.toString()).toBe("root\n0\nuser\nuser\n");
     const t = await sim.client.run("box", "ls -A /tmp | wc -l; test -d /run/qubes-sim && echo run");
     expect(t.stdout.toString()).toBe("0\nrun\n");
   });

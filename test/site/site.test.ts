@@ -6,9 +6,10 @@ import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import type { EngineEvent, LocalWorkspace, Stack } from "@pulumi/pulumi/automation";
+import { publishStandin } from "../../sim/standin-builders";
 import { projectRoot, tempDir } from "../helpers/pulumi";
 import { startSim, type StartedSim } from "../helpers/sim";
-import { githubLogs, NS, SITE_ENVS, siteConfig, siteStack, stackFile } from "./siteStack";
+import { githubDir, githubLogs, NS, SITE_ENVS, siteConfig, siteStack, stackFile } from "./siteStack";
 
 jest.setTimeout(900_000);
 
@@ -100,8 +101,9 @@ describe("the site through the Pulumi engine against qubes-sim", () => {
       expect(ops.create.length).toBeGreaterThan(10);
       for (const name of ops.create) expect(name).toMatch(/-arch(:|$)|^arch$/);
       // Besides its own resources: its policy lines, the net VM's list of build VMs, and the
-      // shared logs VM, which now also serves arch (its qbi-env-arch tag).
-      expect(ops.update).toEqual(["logs", "policy", "sys-net:/home/user/.config/qubes-builder-github/build-vms.list"]);
+      // shared logs VM, which now also serves arch (its qbi-env-arch tag, its BuildLog's build VMs).
+      expect((ops.update ?? []).sort()).toEqual(["logs", "logs:/usr/local/etc/qubes-build-infra/build-log.json", "policy",
+        "sys-net:/home/user/.config/qubes-builder-github/build-vms.list"]);
       expect(ops.delete).toBeUndefined();
     } finally {
       kept = { [`${NS}:envs`]: { ...SITE_ENVS, fedora: { ...SITE_ENVS.fedora, volumeSize: "30GiB" } } };
@@ -157,6 +159,46 @@ describe("the site through the Pulumi engine against qubes-sim", () => {
     const before = await calls();
     await expect(stack.preview()).rejects.toThrow(/netvm: sys-nowhere does not exist in dom0 \(set by qubes-build-infra:buildNetvm\)/);
     expect((await calls())["sim.vm.Run"] ?? 0).toBe(before["sim.vm.Run"] ?? 0);
+  });
+
+  it("refuses a builder.yml value builderv2 would mis-read at preview, naming env, builder and reason, and changes nothing", async () => {
+    const envs = kept[`${NS}:envs`] as Record<string, { builders: Record<string, unknown>[] }>;
+    const debian = { ...envs.debian, builders: [{ ...envs.debian.builders[0], release: "10.1" }] };
+    await setSite({ [`${NS}:envs`]: { ...envs, debian } });
+    const writes = await writesDuring(async () => {
+      await expect(stack.preview()).rejects.toThrow(/env debian, builder \/home\/user\/artifacts-r4.3: builder.yml would not load as builderv2 expects:\s+qubes-release: r<digit>.<digits>/);
+    });
+    expect(writes).toEqual({});
+  });
+
+  it("a pin change updates only that checkout; a pin that does not verify fails naming env, builder and reason, and keeps the previous checkout", async () => {
+    const github = githubDir(sim);
+    // build-fedora's volume grew to 30 GiB above (volumes only grow): `kept` has it.
+    const envs = kept[`${NS}:envs`] as Record<string, { builders: { config: { repository: Record<string, unknown> } }[] }>;
+    const withConfigPin = (commit: string, tag: string) => {
+      const b = envs.debian.builders[0];
+      return { ...envs, debian: { ...envs.debian, builders: [{ ...b, config: { ...b.config, repository: { ...b.config.repository, commit, tag } } }] } };
+    };
+    const dir = "/home/user/artifacts-r4.3/config/release-configs";
+    const head = async () => (await sim.client.run("build-debian", `git -C ${dir} rev-parse HEAD`)).stdout.toString().trim();
+    try {
+      const c2 = publishStandin(github, "qubes-release-configs", { files: { "R4.3/NEWS": "a second release\n" }, tag: "v2" });
+      await setSite({ [`${NS}:envs`]: withConfigPin(c2, "v2") });
+      expect(await planned(stack)).toEqual({ update: ["build-debian:checkout:config:/home/user/artifacts-r4.3"] });
+      const up = await stack.up();
+      expect(up.summary.resourceChanges).toMatchObject({ update: 1 });
+      expect(await head()).toBe(c2);
+      expect(String(await sim.client.readFile("build-debian", `${dir}/R4.3/NEWS`))).toBe("a second release\n");
+
+      const c3 = publishStandin(github, "qubes-release-configs", { files: { "R4.3/NEWS": "not signed\n" }, tag: "v3", signed: false });
+      await setSite({ [`${NS}:envs`]: withConfigPin(c3, "v3") });
+      await expect(stack.up()).rejects.toThrow(
+        new RegExp(`env debian, builder /home/user/artifacts-r4.3, config repository release-configs\\) build-debian:${dir}: tag v3 is not signed; the previous checkout \\(commit ${c2}\\) is left in place`));
+      expect(await head()).toBe(c2);
+    } finally {
+      await setSite({ [`${NS}:envs`]: envs });
+      await stack.up();
+    }
   });
 
   it("stops a change that breaks the security model before it reaches dom0", async () => {

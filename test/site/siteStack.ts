@@ -8,6 +8,7 @@ import * as fs from "fs";
 import * as path from "path";
 import type { ConfigMap, Stack } from "@pulumi/pulumi/automation";
 import { parse } from "yaml";
+import { createStandinGithub } from "../../sim/standin-builders";
 import { openStack, projectRoot } from "../helpers/pulumi";
 import type { StartedSim } from "../helpers/sim";
 
@@ -16,6 +17,7 @@ export const NS = "qubes-build-infra";
 export const SITE_CONFIG = (parse(fs.readFileSync(path.join(__dirname, "fixtures", "site.yaml"), "utf8")) as { config: Record<string, unknown> }).config;
 export const SITE_ENVS = SITE_CONFIG[`${NS}:envs`] as Record<string, Record<string, unknown>>;
 const WEBHOOK_SECRET = "site-test-webhook-secret-0123456789";
+const GITHUB_API_TOKEN = "site-test-token";
 
 /** The config map of the test site on `sim`, with `patch` (namespaced keys) over it. */
 export function siteConfig(sim: StartedSim, patch: Record<string, unknown> = {}): ConfigMap {
@@ -25,7 +27,15 @@ export function siteConfig(sim: StartedSim, patch: Record<string, unknown> = {})
   }
   all[`${NS}:admin`] = { value: JSON.stringify({ transport: "sim", socket: sim.socket }) };
   all[`${NS}:webhookSecret`] = { value: WEBHOOK_SECRET, secret: true };
+  all[`${NS}:githubApiToken`] = { value: GITHUB_API_TOKEN, secret: true };
   return all;
+}
+
+/** The stand-in GitHub of `sim`: its builder repositories, which the site checks out. */
+export function githubDir(sim: StartedSim): string {
+  const dir = path.join(sim.stateDir, "github");
+  createStandinGithub(dir);
+  return dir;
 }
 
 /** The stand-in GitHub's bare logs repository (the daemon creates it; made here if not yet). */
@@ -41,6 +51,7 @@ export function githubLogs(sim: StartedSim): string {
 /** Opens the site stack `name` on its own backend, configured for `sim`. */
 export async function siteStack(name: string, backend: string, sim: StartedSim, patch: Record<string, unknown> = {}): Promise<Stack> {
   githubLogs(sim);
+  githubDir(sim);
   const stack = await openStack(projectRoot, name, backend);
   await stack.setAllConfig(siteConfig(sim, patch));
   return stack;

@@ -1,0 +1,1 @@
+"""Stand-in of qubes-builderv2's `qubesbuilder` package (qubes-sim): only the configuration loader."""
