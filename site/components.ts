@@ -296,7 +296,9 @@ export class BuildEnvironment extends pulumi.ComponentResource {
     this.uploadKey = new SshKey(`${b}:upload-key`, {
       vm: b, vmUuid: this.buildVm.uuid, path: BUILDER_PATHS.sshKey, comment: `${b} upload key (qubes-build-infra)`,
       generation: e.uploadKeyGeneration ?? cfg.sshKeys.uploadKeyGeneration,
-    }, { parent: this, dependsOn: [this.buildVm], protect: cfg.protectKeys });
+      // Not protected: it lives and goes with the build VM, which a destroy removes; a new one is
+      // authorised on the upload hosts (stack output uploadKeys), unlike a signing key.
+    }, { parent: this, dependsOn: [this.buildVm] });
     build.service("qubesbuilder.TriggerBuild", "trigger-build");
     build.config("trigger-build", { buildersList: PATHS.buildersList, entryPoints: { [`v${version}`]: triggerEntryPoint(version) } });
     build.service("qubesbuilder.ProcessGithubCommand", "process-github-command");

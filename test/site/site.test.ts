@@ -159,6 +159,7 @@ describe("the site through the Pulumi engine against qubes-sim", () => {
     const before = await calls();
     await expect(stack.preview()).rejects.toThrow(/netvm: sys-nowhere does not exist in dom0 \(set by qubes-build-infra:buildNetvm\)/);
     expect((await calls())["sim.vm.Run"] ?? 0).toBe(before["sim.vm.Run"] ?? 0);
+    await stack.removeConfig(`${NS}:buildNetvm`);
   });
 
   it("refuses a builder.yml value builderv2 would mis-read at preview, naming env, builder and reason, and changes nothing", async () => {
@@ -208,6 +209,7 @@ describe("the site through the Pulumi engine against qubes-sim", () => {
     });
     expect(writes).toEqual({});
     expect((await sim.client.propertyGet("build-fedora", "netvm")).value).toBe("sys-whonix");
+    await stack.removeConfig(`${NS}:buildNetvm`);
   });
 
   it("destroy keeps what is protected (keys and logs VMs and their keys), and up brings the site back as it was", async () => {
