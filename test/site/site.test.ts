@@ -194,7 +194,7 @@ describe("the site through the Pulumi engine against qubes-sim", () => {
       const c3 = publishStandin(github, "qubes-release-configs", { files: { "R4.3/NEWS": "not signed\n" }, tag: "v3", signed: false });
       await setSite({ [`${NS}:envs`]: withConfigPin(c3, "v3") });
       await expect(stack.up()).rejects.toThrow(
-        new RegExp(`env debian, builder /home/user/artifacts-r4.3, config repository release-configs\\) build-debian:${dir}: tag v3 is not signed; the previous checkout \\(commit ${c2}\\) is left in place`));
+        new RegExp(`env debian, builder /home/user/artifacts-r4.3, config repository release-configs\\) build-debian:${dir}: checking out the pin: tag v3 is not signed; the previous checkout \\(commit ${c2}\\) is left in place`));
       expect(await head()).toBe(c2);
     } finally {
       await setSite({ [`${NS}:envs`]: envs });
