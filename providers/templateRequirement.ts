@@ -2,22 +2,22 @@
  * `TemplateRequirement`: an assertion that a template carries the commands the site's services
  * run on (`node`, `gpg`, `git`, `nginx`, `socat`, ...). It changes nothing: the preview runs
  * `command -v` for each in the VM and fails with the missing commands and the packages to
- * install; refresh re-checks (the `missing` output).
+ * install; refresh re-checks (the `missing` output). A template missing from dom0 fails the preview
+ * first, from dom0's list of VMs (nothing started).
  */
 import * as pulumi from "@pulumi/pulumi";
-import type { AdminConnection } from "./connection";
 import { diskProvider } from "./dynamic";
 
 /** Inputs of a `TemplateRequirement`. */
 export interface TemplateRequirementArgs {
-  /** How to reach the Qubes Admin API (ignored by diffs). */
-  admin: pulumi.Input<AdminConnection>;
   /** The template (or any qube) that must provide the commands. */
   vm: pulumi.Input<string>;
   /** Command names looked up with `command -v`. */
   commands: pulumi.Input<pulumi.Input<string>[]>;
   /** Who needs them (shown in the error). */
   purpose?: pulumi.Input<string>;
+  /** For messages: the stack config key naming the template, e.g. `{ vm: "qubes-build-infra:buildTemplate" }`. */
+  configKeys?: pulumi.Input<Record<string, string>>;
 }
 
 /** Commands a template must provide. */

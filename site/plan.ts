@@ -90,7 +90,8 @@ function vmsOf(cfg: SiteConfig): PlannedVm[] {
   for (const [logs, served] of logsVms) {
     vms.push({
       name: logs, role: "logs", envs: served, klass: "AppVM", template: cfg.logsTemplate,
-      label: "green", netvm: cfg.logsNetvm, tags: tags("logs", served), protect: false,
+      // Protected like the keys VMs: it holds the logs key that signs the logs repository's history.
+      label: "green", netvm: cfg.logsNetvm, tags: tags("logs", served), protect: cfg.protectKeys,
     });
   }
   for (const [name, e] of envs) {

@@ -1,16 +1,19 @@
 // Implementation of TemplateRequirement (see providers/templateRequirement.ts).
 import { z } from "zod";
 import type { QubesAdmin } from "../../admin/api";
-import { adminConnection, adminFor } from "./admin";
-import { CheckResult, checkWith, DiffResult, hasUnknown, parseProps, shq, step } from "./common";
+import { runAdmin } from "./admin";
+import { CheckResult, checkWith, DiffResult, hasUnknown, holdsConnection, legacyAdmin, parseProps, ProviderError, shq, step, withoutAdmin } from "./common";
+import { listedVm } from "./dom0";
 
 const KIND = "TemplateRequirement";
 
 export const reqInputs = z.object({
-  admin: adminConnection,
+  ...legacyAdmin,
   vm: z.string().min(1),
   commands: z.array(z.string().regex(/^[A-Za-z0-9._+-]+$/, "a command name")).min(1),
   purpose: z.string().default(""),
+  /** For messages: the stack config key(s) naming the template, e.g. `{ vm: "qubes-build-infra:buildTemplate" }`. */
+  configKeys: z.record(z.string(), z.string()).optional(),
 });
 type ReqInputs = z.infer<typeof reqInputs>;
 const reqOutputs = reqInputs.safeExtend({ missing: z.array(z.string()).default([]) });
@@ -38,36 +41,54 @@ export function missingMessage(vm: string, missing: readonly string[], purpose: 
     `(Fedora: sudo dnf install ${fedora.join(" ")}; Debian: sudo apt install ${debian.join(" ")}), shut the template down, then run the preview again`;
 }
 
-/** The commands `command -v` does not find in the VM. */
+const notThere = (p: ReqInputs) =>
+  `template ${p.vm} does not exist in dom0${p.configKeys?.vm ? ` (set by ${p.configKeys.vm})` : ""}: install it (qvm-template install ${p.vm}) or name an installed template`;
+
+/** The commands `command -v` does not find in the VM (started for the check, as qvm-run does). */
 export async function findMissing(admin: QubesAdmin, p: ReqInputs): Promise<string[]> {
   const script = `for c in ${p.commands.map(shq).join(" ")}; do command -v "$c" >/dev/null 2>&1 || echo "$c"; done; exit 0`;
-  const r = await step(`${KIND} ${p.vm}: checking for ${p.commands.join(", ")}`, () => admin.run(p.vm, script, { user: "user" }));
-  if (r.exitCode !== 0) throw new Error(`${KIND} ${p.vm}: the check did not run (exit ${r.exitCode}): ${r.stderr.toString().trim()}`);
+  const what = `checking for ${p.commands.join(", ")}`;
+  const r = await step(`${KIND} ${p.vm}`, what, () => admin.run(p.vm, script, { user: "user" }));
+  if (r.exitCode !== 0) throw new ProviderError(`${KIND} ${p.vm}`, what, undefined, `the check did not run (exit ${r.exitCode}): ${r.stderr.toString().trim()}`);
   return r.stdout.toString().split("\n").map((l) => l.trim()).filter((l) => l !== "");
 }
 
-/** Fails the preview when a command is missing. */
-export async function check(_olds: unknown, news: unknown): Promise<CheckResult> {
-  const base = checkWith(reqInputs, news);
+/**
+ * Fails the preview when the template is not in dom0 (checked on every run, from dom0's list:
+ * nothing started), or when a command is missing: that check starts the template, so it runs
+ * when the requirement is new or changed; afterwards `pulumi refresh` re-checks.
+ */
+export async function check(olds: unknown, news: unknown): Promise<CheckResult> {
+  const base = checkWith(reqInputs, news, (p) => withoutAdmin(p));
   if (base.failures || hasUnknown(news)) return base;
   const p = reqInputs.parse(base.inputs);
-  const missing = await findMissing(adminFor(p.admin), p);
+  const admin = runAdmin((news as { admin?: unknown }).admin);
+  if (!(await listedVm(admin, p.vm))) return { inputs: base.inputs, failures: [{ property: "vm", reason: notThere(p) }] };
+  const o = reqInputs.safeParse(olds);
+  if (o.success && o.data.vm === p.vm && JSON.stringify(o.data.commands) === JSON.stringify(p.commands)) return { inputs: withoutAdmin(p) };
+  const missing = await findMissing(admin, p);
   if (missing.length > 0) return { inputs: base.inputs, failures: [{ property: "commands", reason: missingMessage(p.vm, missing, p.purpose) }] };
-  return { inputs: p };
+  return { inputs: withoutAdmin(p) };
 }
 
 export async function diff(_id: string, oldsRaw: unknown, newsRaw: unknown): Promise<DiffResult> {
   const o = parseProps(reqOutputs, oldsRaw, KIND);
   if (hasUnknown(newsRaw)) return { changes: true };
   const n = parseProps(reqInputs, newsRaw, KIND);
-  const same = o.vm === n.vm && o.purpose === n.purpose && JSON.stringify(o.commands) === JSON.stringify(n.commands) && o.missing.length === 0;
-  return { changes: !same };
+  const same = o.vm === n.vm && JSON.stringify(o.commands) === JSON.stringify(n.commands);
+  // What the last refresh found missing fails the preview (the check no longer starts the template).
+  const stillMissing = same ? o.missing.filter((c) => n.commands.includes(c)) : [];
+  if (stillMissing.length > 0) throw new ProviderError(`${KIND} ${n.vm}`, "checking", undefined,
+    `${missingMessage(n.vm, stillMissing, n.purpose)} (as the last pulumi refresh found: run pulumi refresh again after installing them)`);
+  return { changes: !same || o.purpose !== n.purpose || holdsConnection(oldsRaw) };
 }
 
 async function verify(p: ReqInputs) {
-  const missing = await findMissing(adminFor(p.admin), p);
-  if (missing.length > 0) throw new Error(`${KIND}: ${missingMessage(p.vm, missing, p.purpose)}`);
-  return { ...p, missing };
+  const admin = runAdmin(p.admin);
+  if (!(await listedVm(admin, p.vm))) throw new ProviderError(`${KIND} ${p.vm}`, "finding the template", undefined, notThere(p));
+  const missing = await findMissing(admin, p);
+  if (missing.length > 0) throw new ProviderError(`${KIND} ${p.vm}`, `checking for ${p.commands.join(", ")}`, undefined, missingMessage(p.vm, missing, p.purpose));
+  return { ...withoutAdmin(p), missing };
 }
 
 export async function create(inputs: unknown) {
@@ -79,10 +100,12 @@ export async function update(_id: string, _olds: unknown, newsRaw: unknown) {
   return { outs: await verify(parseProps(reqInputs, newsRaw, KIND)) };
 }
 
-/** Re-checks: what is missing now shows in the `missing` output (and the next preview fails). */
+/** Re-checks: what is missing now shows in the `missing` output (and the next preview fails); a removed template is gone. */
 export async function read(id: string, raw: unknown) {
   const o = parseProps(reqOutputs, raw, KIND);
-  const missing = await findMissing(adminFor(o.admin), o);
+  const admin = runAdmin(o.admin);
+  if (!(await listedVm(admin, o.vm))) return { id: "", props: {} };
+  const missing = await findMissing(admin, o);
   return { id, props: { ...o, missing } };
 }
 

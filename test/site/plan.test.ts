@@ -25,14 +25,14 @@ describe("stack configuration", () => {
     [{ envs: { "Bad Env": base.envs.fedora } }, /qubes-build-infra:envs.Bad Env/],
     [{ envs: { "my-keys": base.envs.fedora } }, /must not contain the words 'build' or 'keys'/],
     [{ envs: { fedora: { ...base.envs.fedora, builders: [] } } }, /qubes-build-infra:envs.fedora.builders: at least one builder/],
-    [{ envs: { fedora: { ...base.envs.fedora, volumeSize: "lots" } } }, /envs.fedora.volumeSize: a size like 20GiB/],
+    [{ envs: { fedora: { ...base.envs.fedora, volumeSize: "lots" } } }, /envs.fedora.volumeSize: invalid size "lots": expected a number of bytes or a number with a binary unit/],
     [{ envs: { fedora: { ...base.envs.fedora, builders: [{ dir: "/tmp/x", release: "4.2" }] } } }, /envs.fedora.builders.0.dir: an absolute path under \/home\/user/],
     [{ envs: { fedora: { ...base.envs.fedora, builders: [{ dir: "/home/user/b", release: 4.1 }] } } }, /quoted release like "4.2"/],
     [{ uploadHosts: { "yum.qubes-os.org": { user: "user", hostKeys: [] } } }, /uploadHosts.yum.qubes-os.org.hostKeys: pin at least one host key/],
     [{ admin: { transport: "carrier-pigeon" } }, /qubes-build-infra:admin.transport/],
     [{ unknownKey: 1 }, /qubes-build-infra:\(root\): Unrecognized key/],
     [{ envs: { ...base.envs, fedora: { ...base.envs.fedora, logs: "build-debian" } } }, /logs VM build-debian is also the build VM of debian/],
-    [{ envs: { ...base.envs, fedora: { ...base.envs.fedora, logs: "logs-b" } } }, /logs.keyFingerprint: the site has 2 logs VMs \(logs-b, logs\)/],
+    [{ envs: { ...base.envs, fedora: { ...base.envs.fedora, logs: "logs-b" } } }, /logs.keyFingerprint: the logs VMs logs-b, logs share the logs repository/],
   ])("rejects %j with a message naming the key", (patch, message) => {
     expect(() => parseSiteConfig({ ...base, ...patch })).toThrow(message);
   });
