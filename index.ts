@@ -36,6 +36,8 @@ const site = new Site("site", {
 });
 
 export const policyFile = site.policyFile;
+/** Every policy file of the site, in the order qrexec reads them (several once one would be too big). */
+export const policyFiles = site.policyFiles;
 export const signingKeys = site.signingKeys;
 /** Register each on GitHub as a deploy key with write access to the logs repository. */
 export const deployKeys = site.deployKeys;

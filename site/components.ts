@@ -25,7 +25,7 @@ import {
   renderBuildersList, renderBuilderYml, renderOpenqaConf, triggerEntryPoint,
 } from "./builders";
 import { logsOf, tlogOrigin, type SiteConfig } from "./config";
-import { buildVm, keysVm, planSite, POLICY_FILE, type PlannedVm, WINSIGN_OPS, winKeysVm } from "./plan";
+import { buildVm, keysVm, planSite, policyFiles, type PlannedPolicyFile, type PlannedVm, WINSIGN_OPS, winKeysVm } from "./plan";
 
 /** Where site files live inside the VMs (see docs/layout.md). */
 export const PATHS = {
@@ -326,8 +326,11 @@ export class Site extends pulumi.ComponentResource {
   readonly envs: Record<string, BuildEnvironment> = {};
   /** Fingerprint of each environment's signing key. */
   readonly signingKeys: Record<string, pulumi.Output<string>> = {};
-  /** The rendered policy file's name in dom0. */
-  readonly policyFile = `${POLICY_FILE}.policy`;
+  /** The site's policy files in dom0 (/etc/qubes/policy.d), in the order qrexec reads them. */
+  readonly policyFiles: string[];
+  /** The first of them (the only one unless the site outgrew one file). */
+  readonly policyFile: string;
+  private readonly policy: PlannedPolicyFile[];
   /** Each logs VM's deploy key (public): give it write access to the logs repository. */
   readonly deployKeys: Record<string, pulumi.Output<string>> = {};
   /** Each environment's upload key (public): authorise it on the upload hosts. */
@@ -339,6 +342,9 @@ export class Site extends pulumi.ComponentResource {
     super("qubes-build-infra:site:Site", name, {}, opts);
     const { config: cfg, servicesDir } = args;
     const plan = planSite(cfg);
+    this.policy = policyFiles(plan.rules);
+    this.policyFiles = this.policy.map((f) => `${f.name}.policy`);
+    this.policyFile = this.policyFiles[0];
     const vms = new Map(plan.vms.map((v) => [v.name, v]));
     // Pins, config files and every builderv2 value, before anything is planned: errors name env and builder.
     for (const env of Object.keys(cfg.envs)) checkBuilders(cfg, env);
@@ -445,9 +451,13 @@ export class Site extends pulumi.ComponentResource {
       ...(cfg.webhooks.allowCidrs.length ? { allowCidrs: cfg.webhooks.allowCidrs } : {}),
     }));
 
-    // The one policy file, written after every VM it names exists and removed before them.
+    // The policy files (one, unless the site outgrows one Admin API request), written after every
+    // VM they name exists and removed before them.
     const allVms = [...dispvmTemplates.values(), ...logsVms.values(), ...Object.values(this.envs).flatMap((e) => [e.buildVm, e.keysVm])];
-    new QrexecPolicy("policy", { name: POLICY_FILE, rules: plan.rules }, { parent: this, dependsOn: allVms });
+    for (const f of this.policy) {
+      const resource = this.policy.length === 1 ? "policy" : `policy${f.name.slice(f.name.lastIndexOf("-"))}`;
+      new QrexecPolicy(resource, { name: f.name, rules: f.rules }, { parent: this, dependsOn: allVms });
+    }
     this.registerOutputs({ signingKeys: this.signingKeys, deployKeys: this.deployKeys, uploadKeys: this.uploadKeys, logVerifiers: this.logVerifiers });
   }
 }
