@@ -75,8 +75,12 @@ interface Received {
   contentSize: number;
 }
 
+/** Formatted output is written out once this much has accumulated within one read. */
+const OUT_FLUSH_BYTES = 64 * 1024;
+
 /**
- * Streams stdin into the log file. Memory is bounded (one line buffer of `maxLineBytes`); the
+ * Streams stdin into the log file. Memory is bounded (one line buffer of `maxLineBytes`, one
+ * read of stdin, at most OUT_FLUSH_BYTES plus one line of formatted output); the
  * content beyond `maxLogBytes` is dropped after one marker line (the stream is still drained, so
  * the builder never blocks); no data for `idleTimeoutSeconds` ends the stream.
  */
@@ -133,8 +137,17 @@ async function receive(fd: number, caller: string, cfg: BuildLogConfig): Promise
       idle.refresh();
       if (truncated) continue;
       let out = "";
+      const emit = (len: number) => {
+        out += `${stamp()} ${caller}: ${sanitize(cur.subarray(0, len))}\n`;
+        // Short lines grow many-fold once stamped (an empty line becomes ~45 bytes): the formatted
+        // text is written out in pieces instead of being held for the whole read.
+        if (out.length >= OUT_FLUSH_BYTES) {
+          write(out);
+          out = "";
+        }
+      };
       let pos = 0;
-      while (pos < chunk.length) {
+      while (pos < chunk.length && !truncated) {
         const nl = chunk.indexOf(0x0a, pos);
         const end = nl === -1 ? chunk.length : nl;
         let p = pos;
@@ -145,13 +158,13 @@ async function receive(fd: number, caller: string, cfg: BuildLogConfig): Promise
           p += take;
           splitJustNow = false;
           if (curLen === max) {
-            out += `${stamp()} ${caller}: ${sanitize(cur.subarray(0, curLen))}\n`;
+            emit(curLen);
             curLen = 0;
             splitJustNow = true;
           }
         }
         if (nl === -1) break;
-        if (!(splitJustNow && curLen === 0)) out += `${stamp()} ${caller}: ${sanitize(cur.subarray(0, curLen))}\n`;
+        if (!(splitJustNow && curLen === 0)) emit(curLen);
         curLen = 0;
         splitJustNow = false;
         pos = nl + 1;

@@ -256,6 +256,31 @@ done
   expect(JSON.parse(fs.readFileSync(path.join(site.dir, "state", "pending", marker[0]), "utf8"))).toMatchObject({ failure: expect.stringMatching(/file refused/) });
 });
 
+test("a flood of empty lines (each grows ~45x once stamped) keeps the receiver's memory bounded", async () => {
+  const site = newSite({ maxLogBytes: 16 * 1024 * 1024, xzThresholdBytes: 1024 * 1024 * 1024 });
+  const child = start(path.join(dist, "build-log.js"), { env: site.env });
+  const done = collect(child, 90000);
+  const kB = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(fs.readFileSync(`/proc/${child.pid}/status`, "utf8"))?.[1] ?? NaN);
+  await new Promise((r) => child.stdout?.once("data", r)); // the log's path: the stream is open
+  const open = kB("VmRSS");
+  const empty = Buffer.alloc(64 * 1024, 0x0a);
+  let peak = 0;
+  for (let i = 0; i < 48; i++) {
+    if (!child.stdin?.write(empty)) await new Promise((r) => child.stdin?.once("drain", r));
+    peak = Math.max(peak, kB("VmHWM"));
+  }
+  peak = Math.max(peak, kB("VmHWM"));
+  child.stdin?.end();
+  const r = await done;
+  expect(r.code).toBe(0);
+  // V8's young generation alone may grow to 32 MiB (two 16 MiB semi-spaces) at this allocation
+  // rate. Holding the stamped lines of a whole read (a rope of small strings) grew it by ~150 MiB.
+  expect(peak - open).toBeLessThan(64 * 1024);
+  const content = remoteGit(site, ["show", `main:${r.stdout.trim()}`]);
+  expect(content).toMatch(/> log truncated: more than 16777216 bytes/);
+  expect(Buffer.byteLength(content)).toBeLessThan(16 * 1024 * 1024 + 300);
+}, 100000);
+
 test("a log beyond maxLogBytes is cut with a marker line, drained, and still published", async () => {
   const site = newSite({ maxLogBytes: 8192 });
   const r = await runJs(path.join(dist, "build-log.js"), { env: site.env, input: Buffer.alloc(200000, 0x41).toString().replace(/(.{100})/g, "$1\n") });
