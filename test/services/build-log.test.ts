@@ -6,7 +6,7 @@ import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { LogEntry, parseEntry } from "../../services/lib/tlog";
-import { buildDist, collect, makeKey, runJs, sh, start, tempDir, writeJson } from "./helpers";
+import { buildDist, collect, makeKey, runJs, sh, start, tempDir, waitFor, writeJson } from "./helpers";
 import { tlogProgram } from "./signSite";
 
 let dist: string;
@@ -153,8 +153,11 @@ test("a log whose receiver died (SIGKILL, logs VM crash) is published by the nex
   const site = newSite();
   const child = start(path.join(dist, "build-log.js"), { env: site.env });
   const done = collect(child);
+  // Killed only once the stream is open and the line is in its file (on a loaded machine the
+  // process may not even have started after a fixed delay).
+  const rel = await new Promise<string>((r) => child.stdout?.once("data", (d: Buffer) => r(d.toString().trim())));
   child.stdin?.write("before the crash\n");
-  await new Promise((r) => setTimeout(r, 500)); // > fsyncIntervalMs: the line is on disk
+  await waitFor(() => fs.readFileSync(path.join(site.repoDir, rel), "utf8").includes("before the crash\n"), 20000, "the line in the log file");
   child.kill("SIGKILL");
   const crashed = await done;
   const rel1 = crashed.stdout.trim();
