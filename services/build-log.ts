@@ -271,9 +271,14 @@ async function main(): Promise<number> {
 
   const release = await acquireLock(st.lock, cfg.lockTimeoutMs);
   try {
-    const publisher = new Publisher(cfg, st, SERVICE);
-    await publisher.pass();
-    publisher.pruneResults();
+    // A concurrent pass may have published this log while we waited for the lock (group
+    // commit): then there is nothing of ours left, and an empty pass would only delay the
+    // streams queued behind us. Whatever else waits is published by the next caller's pass.
+    if (fs.existsSync(marker)) {
+      const publisher = new Publisher(cfg, st, SERVICE);
+      await publisher.pass();
+      publisher.pruneResults();
+    }
   } catch (e) {
     log(SERVICE, `${rel}: not published yet (${(e as Error).message}); kept with a pending marker`);
   } finally {
