@@ -263,7 +263,10 @@ test("a flood of empty lines (each grows ~45x once stamped) keeps the receiver's
   const site = newSite({ maxLogBytes: 16 * 1024 * 1024, xzThresholdBytes: 1024 * 1024 * 1024 });
   const child = start(path.join(dist, "build-log.js"), { env: site.env });
   const done = collect(child, 90000);
-  const kB = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(fs.readFileSync(`/proc/${child.pid}/status`, "utf8"))?.[1] ?? NaN);
+  const kB = (field: string) => {
+    const status = fs.readFileSync(`/proc/${child.pid}/status`, "utf8");
+    return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? NaN);
+  };
   await new Promise((r) => child.stdout?.once("data", r)); // the log's path: the stream is open
   const open = kB("VmRSS");
   const empty = Buffer.alloc(64 * 1024, 0x0a);
