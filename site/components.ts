@@ -6,7 +6,7 @@
  */
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { renderNginxConfig } from "../services/nginx";
+import { renderNginxConfig } from "../contracts/nginx";
 import { BuilderCheckout } from "../providers/builderCheckout";
 import { AuthenticodeKey } from "../providers/authenticodeKey";
 import { LogsRepository } from "../providers/logsRepository";

@@ -1,6 +1,6 @@
 /**
  * Webhook receiver over real HTTP (loopback port and Unix socket), and once through Debian's
- * nginx running the config rendered by services/nginx.ts.
+ * nginx running the config rendered by contracts/nginx.ts.
  */
 import { ChildProcess, spawn } from "child_process";
 import * as crypto from "crypto";
@@ -9,7 +9,7 @@ import * as http from "http";
 import * as net from "net";
 import * as path from "path";
 import { Delivery, DeliveryJournal } from "../../services/lib/delivery-journal";
-import { renderNginxConfig } from "../../services/nginx";
+import { renderNginxConfig } from "../../contracts/nginx";
 import { buildDist, fakeQrexec, runJs, start, tempDir, waitFor, writeJson } from "./helpers";
 
 const SECRET = "test-webhook-secret-0123456789";

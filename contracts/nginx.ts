@@ -1,6 +1,8 @@
 /**
- * nginx front for the webhook receiver: a pure function rendering one `server { }` block.
- * The providers install it (e.g. as /etc/nginx/conf.d/qubes-build-infra-webhooks.conf).
+ * nginx front for the webhook receiver (services/webhooks.ts): a pure function rendering one
+ * `server { }` block. The site writes it into sys-net (/rw/config/qubes-build-infra/webhooks-nginx.conf,
+ * linked into /etc/nginx/conf.d at boot); qubes-sim's network reads the same block. Here rather
+ * than in services/ because the site renders it and services/ is not the site's to import.
  */
 import { z } from "zod";
 
