@@ -5,11 +5,11 @@
  */
 import { isUtf8 } from "buffer";
 import { z } from "zod";
+import { isVmName } from "./names";
 
 // The patterns and bounds are named once: the schemas below and the quick acceptance test
 // (plainlyValid) use the same ones.
 const HEX64 = /^[0-9a-f]{64}$/;
-const VM = /^[A-Za-z][A-Za-z0-9_.-]{0,30}$/;
 const LOG_PATH = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+){1,8}$/;
 const LOG_PATH_MAX = 512;
 const COMMIT = /^[0-9a-f]{40}([0-9a-f]{24})?$/;
@@ -21,7 +21,7 @@ const LOGS_MAX = 64;
 const noDotSegments = (p: string) => !/(?:^|\/)\.\.?(?:\/|$)/.test(p);
 
 const hex64 = z.string().regex(HEX64, "a sha256 in lower-case hex");
-const vm = z.string().regex(VM, "a qube name");
+const vm = z.string().refine(isVmName, "a qube name");
 /** A log path in the logs repository: `<build VM>/…/log_…`, no `.`/`..` segments. */
 export const logPath = z.string().max(LOG_PATH_MAX).regex(LOG_PATH, "a relative log path").refine(noDotSegments, "no . or .. segments");
 const time = z.iso.datetime();
@@ -123,6 +123,7 @@ function keysSorted(value: unknown): boolean {
 
 const isIndex = (x: unknown): boolean => Number.isSafeInteger(x) && (x as number) >= 0;
 const matches = (x: unknown, re: RegExp): boolean => typeof x === "string" && re.test(x);
+const isQube = (x: unknown): boolean => typeof x === "string" && isVmName(x);
 const isLogPath = (x: unknown): boolean => typeof x === "string" && x.length <= LOG_PATH_MAX && LOG_PATH.test(x) && noDotSegments(x);
 const KEYS: Record<LogEntry["kind"], ReadonlySet<string>> = {
   "build-log": new Set(Object.keys(BuildLogEntry.shape)),
@@ -138,7 +139,7 @@ const KEYS: Record<LogEntry["kind"], ReadonlySet<string>> = {
 function plainlyValid(raw: unknown): raw is LogEntry {
   if (TIME === undefined || typeof raw !== "object" || raw === null || Array.isArray(raw)) return false;
   const e = raw as Record<string, unknown>;
-  if (e.v !== 1 || !matches(e.time, TIME) || !matches(e.vm, VM) || typeof e.env !== "string" || e.env.length < 1 || e.env.length > ENV_MAX) return false;
+  if (e.v !== 1 || !matches(e.time, TIME) || !isQube(e.vm) || typeof e.env !== "string" || e.env.length < 1 || e.env.length > ENV_MAX) return false;
   let absent = 0; // optional fields the entry leaves out
   switch (e.kind) {
     case "build-log": {
@@ -153,7 +154,7 @@ function plainlyValid(raw: unknown): raw is LogEntry {
       if (!isLogPath(e.path) || !matches(e.contentSha256, HEX64) || !isIndex(e.contentSize)) return false;
       break;
     case "signature-request":
-      if (!matches(e.signer, VM) || !matches(e.key, KEY) || !matches(e.sha256, HEX64) || !isIndex(e.size)) return false;
+      if (!isQube(e.signer) || !matches(e.key, KEY) || !matches(e.sha256, HEX64) || !isIndex(e.size)) return false;
       if (!Array.isArray(e.logs) || e.logs.length < 1 || e.logs.length > LOGS_MAX || !e.logs.every(isIndex)) return false;
       break;
     default:

@@ -6,6 +6,7 @@
  * resources built from the site plan.
  */
 import { z } from "zod";
+import { isVmName } from "../contracts/names";
 import { DOM0_UUID, DomainInfo, PolicySet, Rule, RuleParams, SystemInfo, loadPolicySet, renderPolicy } from "../qrexec";
 
 /** One resource of the stack, as the pack reads it (plain JSON props). */
@@ -276,7 +277,7 @@ export function readSite(resources: readonly ResourceInput[]): Site {
 /** Plain VM names a rule token or redirect names (not `@` keywords, not `uuid:`). */
 function plainName(token: string | undefined): string | undefined {
   if (token === undefined || token === "*" || token.startsWith("@") || token.startsWith("uuid:") || token === "dom0") return undefined;
-  return /^[a-zA-Z][a-zA-Z0-9_.-]*$/.test(token) ? token : undefined;
+  return isVmName(token) ? token : undefined;
 }
 
 /**

@@ -1,4 +1,5 @@
 /** Lexical rules of the policy language: VM tokens, names, services and arguments. */
+import { MAX_VM_NAME, vmNameProblem } from "../contracts/names";
 
 /** Where a VM token appears; each context admits a different set of token kinds. */
 export type TokenContext = "source" | "target" | "redirect" | "request";
@@ -50,28 +51,14 @@ export function isDom0(token: string): boolean {
   return token === "dom0" || token === "@adminvm" || token === "uuid:" + DOM0_UUID;
 }
 
-const VM_NAME_RE = /^[a-zA-Z][a-zA-Z0-9_.-]*$/;
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const TAG_RE = /^[A-Za-z0-9_.-]+$/;
 const TYPE_RE = /^[A-Za-z][A-Za-z0-9]*$/;
 const SERVICE_RE = /^[A-Za-z0-9._-]+$/;
 const ARGUMENT_RE = /^\+[A-Za-z0-9+._-]*$/;
 
-/** Maximum length of a qube name. */
-export const MAX_VM_NAME = 31;
-
-/** Qubes' qube name rules; returns what is wrong, or undefined when valid. */
-export function vmNameProblem(name: string): string | undefined {
-  if (name.length === 0) return "empty qube name";
-  if (name.length > MAX_VM_NAME) return `qube name ${JSON.stringify(name)} is longer than ${MAX_VM_NAME} characters`;
-  if (!VM_NAME_RE.test(name)) {
-    return `invalid qube name ${JSON.stringify(name)}: expected a letter followed by letters, digits, '_', '.' or '-'`;
-  }
-  if (name === "none" || name === "default") return `qube name cannot be ${JSON.stringify(name)}`;
-  if (name === "Domain-0") return "qube name cannot be \"Domain-0\"";
-  if (name.endsWith("-dm")) return `qube name ${JSON.stringify(name)} cannot end with -dm`;
-  return undefined;
-}
+/** A qube's name is Qubes' rule, shared with the site, the providers, the services and the sim. */
+export { MAX_VM_NAME, vmNameProblem };
 
 /** Service name rules (`*` or qrexec's safe charset without `+`); returns the problem or undefined. */
 export function serviceProblem(service: string): string | undefined {

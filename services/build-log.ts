@@ -9,7 +9,7 @@ import { spawn } from "child_process";
 import { createHash, Hash } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import { ConfigError, EXIT, acquireLock, homeDir, isVmName, loadConfig, log, pidAlive, runMain, stateDir, writeFileAtomic } from "./lib/common";
+import { ConfigError, EXIT, acquireLock, homeDir, isDomUName, loadConfig, log, pidAlive, runMain, stateDir, writeFileAtomic } from "./lib/common";
 import { LogsState, LogsVmConfig, PendingMarker, Publisher } from "./lib/publisher";
 
 const SERVICE = "qubesbuilder.BuildLog";
@@ -229,7 +229,7 @@ function liveStreams(st: LogsState, caller: string): number {
 
 async function main(): Promise<number> {
   const caller = process.env.QREXEC_REMOTE_DOMAIN ?? "";
-  if (!isVmName(caller)) {
+  if (!isDomUName(caller)) {
     log(SERVICE, "refused: unknown or invalid caller (QREXEC_REMOTE_DOMAIN)");
     return EXIT.REFUSED;
   }

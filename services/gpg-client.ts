@@ -16,7 +16,7 @@
 import { ChildProcess, spawn } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
-import { isVmName } from "./lib/names";
+import { isDomUName } from "./lib/names";
 import { reasonIn } from "./lib/outcome";
 import { hashFile, spool } from "./lib/spool";
 
@@ -93,7 +93,7 @@ export function requestedKey(remote: string[]): string {
 function domain(): string {
   const env = process.env.QUBES_GPG_DOMAIN;
   const d = env ?? fs.readFileSync(process.env.QBI_GPG_SPLIT_DOMAIN_FILE || "/rw/config/gpg-split-domain", "utf8").trim();
-  if (!isVmName(d)) throw new Error(`bad gpg split domain: ${d.replace(/[^\x20-\x7e]/g, "?").slice(0, 40)}`);
+  if (!isDomUName(d)) throw new Error(`bad gpg split domain: ${d.replace(/[^\x20-\x7e]/g, "?").slice(0, 40)}`);
   return d;
 }
 

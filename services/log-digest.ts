@@ -19,7 +19,7 @@ import { randomBytes } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { z } from "zod";
-import { EXIT, Refusal, acquireLock, homeDir, isVmName, loadConfig, printable, qrexecEnv, readStdinLimited, runMain, stateDir, trace, writeFileAtomic } from "./lib/common";
+import { EXIT, Refusal, acquireLock, homeDir, isDomUName, loadConfig, printable, qrexecEnv, readStdinLimited, runMain, stateDir, trace, writeFileAtomic } from "./lib/common";
 import { DigestRequest, DigestResult, LogsState, LogsVmConfig, Publisher } from "./lib/publisher";
 
 const SERVICE = "qubesbuilder.LogDigest";
@@ -49,7 +49,7 @@ async function main(): Promise<number> {
   trace("log-digest started (since process start)", Math.round(performance.timeOrigin));
   const q = qrexecEnv();
   const cfg = loadConfig("build-log", LogsVmConfig);
-  if (!isVmName(q.remoteDomain)) throw new Refusal("unknown or invalid caller");
+  if (!isDomUName(q.remoteDomain)) throw new Refusal("unknown or invalid caller");
   const who = requester(cfg, q.remoteDomain, q.argument);
   const { data, overflow } = await readStdinLimited(1024);
   if (overflow) throw new Refusal("request longer than 1024 bytes");

@@ -12,7 +12,7 @@
  */
 import * as path from "path";
 import { z } from "zod";
-import { EXIT, Refusal, appendJsonLine, isVmName, loadConfig, printable, qrexecEnv, readStdinLimited, runMain, vmName } from "./lib/common";
+import { EXIT, Refusal, appendJsonLine, isDomUName, loadConfig, printable, qrexecEnv, readStdinLimited, runMain, vmName } from "./lib/common";
 import { pruneEntries, recordEntry, refuseOnAlarm, signingStateDir, witnessStateFile } from "./lib/signing";
 import { ProofBundle, TlogTool, parseEntry } from "./lib/tlog";
 
@@ -44,7 +44,7 @@ async function main(): Promise<number> {
     throw new Refusal(reason);
   };
   if (!cfg.logsVms.includes(q.remoteDomain)) refuse(`caller ${printable(q.remoteDomain)} is not a configured logs VM`);
-  if (!isVmName(q.argument) || !cfg.buildVms.includes(q.argument)) refuse(`argument ${printable(q.argument)} is not a build VM served here`);
+  if (!isDomUName(q.argument) || !cfg.buildVms.includes(q.argument)) refuse(`argument ${printable(q.argument)} is not a build VM served here`);
   refuseOnAlarm(dir);
   const { data, overflow } = await readStdinLimited(1024 * 1024);
   if (overflow) refuse("stdin too long");

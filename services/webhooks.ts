@@ -20,7 +20,7 @@ import * as fs from "fs";
 import * as http from "http";
 import * as path from "path";
 import { z } from "zod";
-import { COMPONENT_RE, ConfigError, homeDir, isVmName, loadConfig, log, printable, secretPath, stateDir } from "./lib/common";
+import { COMPONENT_RE, ConfigError, homeDir, isDomUName, loadConfig, log, printable, secretPath, stateDir } from "./lib/common";
 import { bodyHash, DELIVERY_ID_RE, Delivery, DeliveryJournal } from "./lib/delivery-journal";
 
 const SERVICE = "webhooks";
@@ -168,8 +168,8 @@ export async function startReceiver(cfg: WebhooksConfig, secret: Buffer, state: 
       .map((l) => l.trim())
       .filter((l) => l && !l.startsWith("#"))
       .filter((l) => {
-        if (!isVmName(l)) log(SERVICE, `ignoring bad build VM name ${printable(l)}`);
-        return isVmName(l);
+        if (!isDomUName(l)) log(SERVICE, `ignoring bad build VM name ${printable(l)}`);
+        return isDomUName(l);
       });
   };
 

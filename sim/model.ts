@@ -3,6 +3,7 @@
  * and Qubes' validation with its real exception names. Pure (no I/O): operations mutate a State.
  */
 import * as crypto from "crypto";
+import { type VmNameFault, vmNameFault } from "../contracts/names";
 import { GiB, SimVmClass, State, Value, Vm, Volume } from "./state";
 
 /** An error to report on the wire as `2\0<type>\0\0<message>\0`. */
@@ -158,12 +159,20 @@ export function fmt(v: Value | undefined): string {
   return String(v);
 }
 
+/** What qubesd answers for each fault of a name (the rule: contracts/names.ts). */
+const NAME_FAULT_MESSAGE: Record<VmNameFault, (name: string) => string> = {
+  empty: () => "VM name cannot be empty",
+  "too-long": () => "VM name must be shorter than 32 characters",
+  "bad-start": () => "VM name contains illegal characters",
+  "bad-characters": () => "VM name contains illegal characters",
+  reserved: (name) => (name === "Domain-0" ? "VM name cannot be 'Domain-0'" : "VM name cannot be 'none' nor 'default'"),
+  "dm-suffix": () => "VM name cannot end with -dm",
+};
+
 /** Qubes' validate_name. */
 export function validateName(name: string): void {
-  if (name === "") throw new SimError("QubesValueError", "VM name cannot be empty");
-  if (name.length > 31) throw new SimError("QubesValueError", "VM name must be shorter than 32 characters");
-  if (!/^[a-zA-Z][a-zA-Z0-9_.-]*$/.test(name)) throw new SimError("QubesValueError", "VM name contains illegal characters");
-  if (name === "none" || name === "default") throw new SimError("QubesValueError", "VM name cannot be 'none' nor 'default'");
+  const fault = vmNameFault(name);
+  if (fault) throw new SimError("QubesValueError", NAME_FAULT_MESSAGE[fault](name));
 }
 
 /** Look up a VM by name (validated) or `uuid:<uuid>`. */

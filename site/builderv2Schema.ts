@@ -12,6 +12,7 @@
  * raise": they refuse the values builderv2 would reject *or* silently mis-handle.
  */
 import { z } from "zod";
+import { isVmName } from "../contracts/names";
 
 const fpr = z.string().regex(/^[0-9A-F]{40}$/, "a 40-hex fingerprint (passed to gpg -u in a shell command)");
 // Pasted unquoted into shell command strings (`{gpg_client} --armor --export ...`, `rsync ... {remote}/...`).
@@ -39,7 +40,7 @@ export const builderYmlSchema = z.strictObject({
     type: z.enum(EXECUTOR_TYPES),
     options: z.strictObject({
       // QubesExecutor: a dispvm template name, or "@dispvm" (the default disposable template).
-      dispvm: z.string().regex(/^(@dispvm|[A-Za-z][A-Za-z0-9_.-]{0,30})$/, "a disposable template name or @dispvm"),
+      dispvm: z.string().refine((s) => s === "@dispvm" || isVmName(s), "a disposable template name or @dispvm"),
       // Executor.__init__: a bool, or a string that str_to_bool reads ("true"/"1", anything else is false).
       clean: z.union([z.boolean(), z.enum(["true", "false", "1", "0"])]).optional(),
     }),

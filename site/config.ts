@@ -7,13 +7,10 @@
  * substring replacement of VM names (W22).
  */
 import { z } from "zod";
+import { vmName } from "../contracts/vmName";
 import { adminConnection } from "../providers/connection";
 import { MAX_SIZE_BYTES, parseSize } from "../providers/size";
 
-const vmName = z
-  .string()
-  .regex(/^[a-zA-Z][a-zA-Z0-9_.-]*$/, "a Qubes VM name: a letter, then letters, digits, '_', '.', '-'")
-  .max(31, "at most 31 characters (Qubes' limit)");
 
 /** Environment names become `build-ENV` / `keys-ENV`, so they must leave room for the prefix. */
 const envName = z

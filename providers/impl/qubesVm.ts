@@ -2,7 +2,7 @@
 import { z } from "zod";
 import type { PropertyValue, QubesAdmin } from "../../admin/api";
 import { hasQubesCode } from "../../admin/errors";
-import { vmNameProblem } from "../../qrexec";
+import { vmName } from "../../contracts/vmName";
 import { parseSize, formatSize } from "../size";
 import { runAdmin, runCache, runConnection } from "./admin";
 import {
@@ -12,10 +12,6 @@ import { forgetVm, listedVm, liveVm, type LiveVm, vmListChanged } from "./dom0";
 
 const KIND = "QubesVm";
 const who = (name: string) => `${KIND} ${name}`;
-const vmName = z.string().superRefine((s, ctx) => {
-  const p = vmNameProblem(s);
-  if (p) ctx.addIssue({ code: "custom", message: p });
-});
 const size = z.union([z.number(), z.string()]).transform((v, ctx) => {
   try {
     return parseSize(v);

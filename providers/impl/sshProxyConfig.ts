@@ -1,6 +1,6 @@
 // Implementation of SshProxyConfig (see providers/sshProxyConfig.ts).
 import { z } from "zod";
-import { vmNameProblem } from "../../qrexec";
+import { vmName } from "../../contracts/vmName";
 import { runAdmin } from "./admin";
 import { normalizeInner } from "./blocks";
 import { DiffResult, hasUnknown, holdsConnection, legacyAdmin, parseProps, ProviderError, sha256, step, withoutAdmin } from "./common";
@@ -25,17 +25,12 @@ const host = z.object({
 });
 export type ProxyHost = z.infer<typeof host>;
 
-const qube = z.string().superRefine((s, ctx) => {
-  const p = vmNameProblem(s);
-  if (p) ctx.addIssue({ code: "custom", message: p });
-});
-
 export const proxyInputs = z.object({
   ...legacyAdmin,
-  vm: qube,
+  vm: vmName,
   ...vmIdentity,
   ...externalVms,
-  netvm: qube,
+  netvm: vmName,
   hosts: z.array(host).min(1).superRefine((hs, ctx) => {
     const seen = new Set<string>();
     for (const h of hs) {

@@ -7,11 +7,11 @@ import { spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { z } from "zod";
-import { isVmName } from "./names";
+import { vmName as qubeName } from "../../contracts/vmName";
 import { ConfigError, EXIT, Refusal, REASON_PREFIX, printable } from "./outcome";
 
 export { EXIT, ConfigError, Refusal, REASON_PREFIX, printable, reasonIn } from "./outcome";
-export { VM_NAME_RE, isVmName } from "./names";
+export { isDomUName } from "./names";
 
 export const CONFIG_DIR = "/usr/local/etc/qubes-build-infra";
 export const SECRETS_DIR = `${CONFIG_DIR}/secrets`;
@@ -65,8 +65,8 @@ export function homeDir(): string {
   return process.env.HOME || "/home/user";
 }
 
-/** Qubes VM names: a letter, then letters, digits, `_`, `.`, `-`; at most 31 characters. */
-export const vmName = z.string().refine(isVmName, "not a valid qube name");
+/** A qube a service deals with (services/lib/names.ts): Qubes' name rule, and never dom0. */
+export const vmName = qubeName.refine((s) => s !== "dom0", "dom0 is never a qube a service deals with");
 
 /** Component names (TriggerBuild, webhooks): ≤ 64, `[A-Za-z0-9_-]`, no leading `-`. */
 export const COMPONENT_RE = /^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$/;

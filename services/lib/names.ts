@@ -1,6 +1,11 @@
-/** Qube names as services accept them (no zod: the build VM's client uses this too). */
+/**
+ * Qube names as services accept them: Qubes' rule (contracts/names.ts), and never dom0. No service
+ * takes the admin VM as its caller, a build VM, a client or its split-gpg domain, so a service that
+ * reads a qube's name refuses dom0's. No zod: the build VM's gpg client uses this too.
+ */
+import { isVmName } from "../../contracts/names";
 
-export const VM_NAME_RE = /^[A-Za-z][A-Za-z0-9_.-]{0,30}$/;
-export function isVmName(s: string): boolean {
-  return VM_NAME_RE.test(s) && s !== "dom0" && !s.endsWith(".") && !s.includes("..");
+/** A qube a service deals with: a valid qube name other than dom0's. */
+export function isDomUName(s: string): boolean {
+  return isVmName(s) && s !== "dom0";
 }
