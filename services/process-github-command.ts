@@ -57,7 +57,7 @@ export type CommandName = (typeof COMMAND_NAMES)[number];
 
 export const ProcessCommandConfig = z
   .object({
-    /** Armored public keys allowed to sign commands: the whole trust set (W7). */
+    /** Armored public keys allowed to sign commands: the whole trust set (no keys from a builder's repository). */
     trustedKeysFile: z.string().startsWith("/"),
     maintainers: z.record(
       fingerprint,
@@ -88,7 +88,7 @@ type Config = z.infer<typeof ProcessCommandConfig>;
 
 const HASHES: Record<string, number> = { SHA256: 8, SHA384: 9, SHA512: 10 };
 // Words start with [A-Za-z0-9_.]; `-` and `,` only inside a word (`,` separates Upload-component
-// distributions, which the grammar checks per field; fixes W11). No double/leading/trailing spaces.
+// distributions, as builder reports write them; the grammar checks each). No double/leading/trailing spaces.
 const COMMAND_LINE_RE = /^[A-Za-z0-9_.][A-Za-z0-9_.,-]*(?: [A-Za-z0-9_.][A-Za-z0-9_.,-]*)*$/;
 
 function crc24(data: Buffer): number {

@@ -4,7 +4,7 @@
  * Shaped after the Salt formula's pillar (`build-infra:` keys) so that an existing site can move
  * (`qubes-build-infra import-pillar`), with its known gaps closed: the webhook secret, upload-host
  * keys, the signing window and the command signers are all first-class, and nothing is derived by
- * substring replacement of VM names (W22).
+ * substring replacement of VM names (docs/formula.md W22).
  */
 import { z } from "zod";
 import { vmName } from "../contracts/vmName";
@@ -17,7 +17,7 @@ const envName = z
   .string()
   .regex(/^[a-z][a-z0-9]*(-[a-z0-9]+)*$/, "lower-case letters and digits, words joined by single '-'")
   .max(25, "at most 25 characters, so that build-ENV and keys-ENV fit Qubes' 31")
-  .refine((s) => !/(^|-)(build|keys)(-|$)/.test(s), "must not contain the words 'build' or 'keys' (see W22)");
+  .refine((s) => !/(^|-)(build|keys)(-|$)/.test(s), "must not contain the words 'build' or 'keys' (docs/formula.md W22)");
 
 /** A volume size: bytes, or binary units (`20GiB`, `20G`); the providers read sizes the same way (providers/size.ts). */
 const size = z.union([z.number(), z.string()]).transform((v, ctx) => {
@@ -35,7 +35,7 @@ const fingerprint = z
   .transform((s) => s.replace(/\s+/g, "").toUpperCase())
   .pipe(z.string().regex(/^[0-9A-F]{40}$/, "a 40-hex-digit OpenPGP fingerprint"));
 
-// YAML reads an unquoted 4.10 as 4.1, so releases must be quoted strings (W25).
+// YAML reads an unquoted 4.10 as 4.1, so releases must be quoted strings.
 const release = z.string({ error: "a quoted release like \"4.2\" (YAML reads 4.10 as 4.1)" })
   .regex(/^\d+(\.\d+)*$/, "a release like \"4.2\"");
 
@@ -231,7 +231,7 @@ export const siteConfigSchema = z.strictObject({
   }),
   commands: z
     .strictObject({
-      /** Armored public keys allowed to sign GitHub commands (the only trust set: W7). */
+      /** Armored public keys allowed to sign GitHub commands: the only trust set (no keys from a builder's repository). */
       trustedKeys: z.string().default(""),
       maintainers: z.record(fingerprint, maintainer).default({}),
       /** Command told about every refused command (a JSON line on stdin), e.g. a GitHub commenter. */

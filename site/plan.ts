@@ -2,10 +2,11 @@
  * The site plan: from validated stack configuration to the VMs and qrexec rules the site needs.
  *
  * Pure (no Pulumi, no I/O) so that it is unit-tested rule by rule; `site/components.ts` turns the
- * plan into resources. The rules reproduce the formula's intent (reference §3) and drop or scope
- * its over-broad ones: no `@anyvm` may reach dom0 or a build VM (W1, W2), disposable admin rules
- * are limited to the env's own `disp-created-by-build-E` disposables, the ssh proxy rules are in
- * the current format (W18), and `qubes.Gpg` is fenced on both sides (W35).
+ * plan into resources. The rules reproduce the intent of the formula's policy files
+ * (docs/formula.md) and drop or scope its over-broad ones: no `@anyvm` may reach dom0 or a build
+ * VM (docs/formula.md W1, W2), disposable admin rules are limited to the env's own
+ * `disp-created-by-build-E` disposables, the ssh proxy rules are in the current format
+ * (docs/formula.md W18), and `qubes.Gpg` is fenced on both sides (docs/formula.md W35).
  */
 import { renderPolicy, type Rule } from "../qrexec";
 import type { EnvConfig, SiteConfig } from "./config";
@@ -172,7 +173,8 @@ function envRules(cfg: SiteConfig, name: string, e: EnvConfig): PlannedRule[] {
     rule("qubesbuilder.TriggerBuild", "*", cfg.netvm, b, "allow"),
     rule("qubesbuilder.ProcessGithubCommand", "*", cfg.netvm, b, "allow"),
   ];
-  // Uploads leave in clear through the net VM, one rule per configured host (ssh-proxy, W18).
+  // Uploads leave in clear through the net VM, one rule per configured host, in the current policy
+  // format (the formula's legacy files are read only through a compatibility layer Qubes will drop).
   for (const host of Object.keys(cfg.uploadHosts)) r.push(rule("local.ConnectSSH", `+${host}`, b, cfg.netvm, "allow"));
 
   if (e.builderv2) {
@@ -187,8 +189,8 @@ function envRules(cfg: SiteConfig, name: string, e: EnvConfig): PlannedRule[] {
       r.push(rule(svc, "*", b, disp, "allow"));
     }
   } else {
-    // v1 disk and template transfer, scoped to build-E and its own disposables instead of @anyvm
-    // (W1, W2).
+    // v1 disk and template transfer, scoped to build-E and its own disposables: with @anyvm, any
+    // qube could run dom0's AttachDisk or push a template into the build VM, guarded only by a key.
     r.push(rule("qubesbuilder.ExportDisk", "*", b, "@adminvm", "allow"));
     r.push(rule("qubesbuilder.AttachDisk", "*", disp, "@adminvm", "allow"));
     r.push(rule("qubesbuilder.CopyTemplateBack", "*", disp, b, "allow"));
@@ -217,7 +219,7 @@ function envRules(cfg: SiteConfig, name: string, e: EnvConfig): PlannedRule[] {
 function fenceRules(cfg: SiteConfig): PlannedRule[] {
   const r: PlannedRule[] = [];
   for (const [name, e] of Object.entries(cfg.envs)) {
-    // A build VM asks only its own keys VM to sign (W35).
+    // A build VM asks only its own keys VM to sign: no other qube is offered what it wants signed.
     r.push(rule("qubes.Gpg", "*", buildVm(name), "@anyvm", "deny"));
     r.push(rule("qubes.Gpg", "*", buildVm(name), "@default", "deny"));
     // Nothing else reaches a keys VM: no other VM, tag, type or disposable, whatever the service.

@@ -74,7 +74,7 @@ describe("site plan", () => {
     expect(POLICY_FILE).toBe("20-qubes-build-infra");
   });
 
-  it("keeps v1 disk rules scoped to the env's disposables (W1, W2)", () => {
+  it("keeps v1 disk rules scoped to the env's disposables (docs/formula.md W1, W2)", () => {
     const attach = plan.rules.filter((r) => r.service === "qubesbuilder.AttachDisk" && r.action === "allow");
     expect(attach).toEqual([expect.objectContaining({ source: "@tag:disp-created-by-build-fedora" })]);
   });
