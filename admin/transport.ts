@@ -2,11 +2,14 @@
  * Transports: how a request reaches qubesd (or qubes-sim), how the qrexec policy admin services
  * are reached, and how a shell script runs inside a VM.
  *
- * | transport | Admin API | policy.* | run in a VM |
- * |---|---|---|---|
- * | `SocketTransport` (dom0) | `/var/run/qubesd.sock` | `/usr/bin/qubes-policy-admin` run as the qrexec service would (qubesd does not serve policy.*) | `qvm-run --pass-io --no-gui --user U VM CMD` |
- * | `QrexecClientVmTransport` (management qube) | `qrexec-client-vm <dest> <method>+<arg>` (as qubesadmin's QubesRemote) | `qrexec-client-vm dom0 policy.X+<arg>` | `qrexec-client-vm <vm> qubes.VMShell` |
- * | `SimTransport` (qubes-sim) | the sim's socket | the sim's socket (`policy.X`, dest dom0) | the sim's socket (`sim.vm.Run`) |
+ * - `SocketTransport` (dom0): the Admin API over `/var/run/qubesd.sock`; policy.* through
+ *   `/usr/bin/qubes-policy-admin` run as the qrexec service would (qubesd does not serve policy.*);
+ *   in a VM with `qvm-run --pass-io --no-gui --user U VM CMD`.
+ * - `QrexecClientVmTransport` (management qube): the Admin API with `qrexec-client-vm <dest>
+ *   <method>+<arg>` (as qubesadmin's QubesRemote); policy.* with `qrexec-client-vm dom0
+ *   policy.X+<arg>`; in a VM with `qrexec-client-vm <vm> qubes.VMShell`.
+ * - `SimTransport` (qubes-sim): all three over the sim's socket (policy.* as `policy.X` to dom0,
+ *   in a VM as `sim.vm.Run`).
  */
 import * as net from "net";
 import execa from "execa";

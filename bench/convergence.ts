@@ -355,7 +355,9 @@ async function measureSize(
       await setSiteConfig(stack, siteConfig(n, sim.socket, logsRepo, volumes));
       runs["one-env change"].push(await runOp(stack, "up", sim.socket));
     }
-    const res: Record<string, unknown> = { repetitions: reps, vms: vmCount, policy_files: policyFiles, first_up: { ...figures([first]), seconds: sig(first.seconds) } };
+    const res: Record<string, unknown> = {
+      repetitions: reps, vms: vmCount, policy_files: policyFiles, first_up: { ...figures([first]), seconds: sig(first.seconds) },
+    };
     const addRow = (name: string, rs: OpResult[]) => {
       const f = figures(rs);
       rows.push([name, n, f.seconds.min, f.seconds.median, f.seconds.max, "s", sig(ratio(summary(rs.map((r) => r.seconds)), floorOf[name])), f.calls_total.median, f.read_calls.median]);
@@ -378,7 +380,9 @@ async function measureSize(
       // Not a target: the same ratio against the empty program under ts-node (reference row).
       noop_up_vs_default_runtime_reference: floorOf["reference no-op up"] ? sig(ratio(summary(noop.map((r) => r.seconds)), floorOf["reference no-op up"])) : null,
       at_most_one_read_per_vm_and_policy_file: { ok: maxReads <= vmCount + policyFiles, read_calls: maxReads, limit: vmCount + policyFiles },
-      one_env_change_touches_only_that_env: { ok: outside.size === 0 && touchedCount > 0, env: changed, touched: touchedCount, outside: [...outside].slice(0, 20) },
+      one_env_change_touches_only_that_env: {
+        ok: outside.size === 0 && touchedCount > 0, env: changed, touched: touchedCount, outside: [...outside].slice(0, 20),
+      },
     };
     const vsRef = floorOf["reference no-op up"] ? `, ${sig(ratio(summary(noop.map((r) => r.seconds)), floorOf["reference no-op up"]))}x the ts-node reference` : "";
     log(`  ${n} envs: no-op up ${sig(noopRatio)}x floor${vsRef}, ${maxReads} reads for ${vmCount} VMs + ${policyFiles} policy file, change of ${changed} touched ${touchedCount} (${outside.size} outside)`);

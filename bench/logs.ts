@@ -589,7 +589,10 @@ export async function benchLogs(opts: LogsOptions): Promise<Record<string, unkno
     }
     const mbps = (xs: ThroughputRun[]) => summary(xs.map((x) => x.bytes / 1e6 / x.seconds));
     const lps = (xs: ThroughputRun[]) => summary(xs.map((x) => x.lines / x.seconds));
-    const s = { mb_per_s: roundSummary(mbps(svc)), lines_per_s: roundSummary(lps(svc)), seconds_to_exit_incl_commit_push: roundSummary(summary(svc.map((x) => x.secondsToExit))) };
+    const s = {
+      mb_per_s: roundSummary(mbps(svc)), lines_per_s: roundSummary(lps(svc)),
+      seconds_to_exit_incl_commit_push: roundSummary(summary(svc.map((x) => x.secondsToExit))),
+    };
     const c = { mb_per_s: roundSummary(mbps(cat)), lines_per_s: roundSummary(lps(cat)) };
     const ratioTp = sig(ratio(mbps(svc), mbps(cat)));
     rows.push([`ingest throughput`, builds, s.mb_per_s.min, s.mb_per_s.median, s.mb_per_s.max, "MB/s", ratioTp]);

@@ -177,7 +177,9 @@ export async function benchWebhooks(opts: WebhooksOptions): Promise<Record<strin
 
   const reps = quick ? 2 : 3;
   const bodyBytes = 7000;
-  const out: Record<string, unknown> = { requests_per_run: n, warmup, repetitions: reps, body_bytes: bodyBytes, delivery_cache_prefilled: cacheSize, build_vms: 1 };
+  const out: Record<string, unknown> = {
+    requests_per_run: n, warmup, repetitions: reps, body_bytes: bodyBytes, delivery_cache_prefilled: cacheSize, build_vms: 1,
+  };
   const rows: (string | number)[][] = [["webhooks", "conc.", "min", "median", "max", "unit", "vs floor"]];
   let run = 0;
   try {

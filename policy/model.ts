@@ -70,7 +70,9 @@ export const ManagedFileProps = z.looseObject({
   owner: z.string().nullish(),
   kind: z.string().nullish(),
 });
-export const RpcServiceProps = z.looseObject({ vm: z.string(), service: z.string(), content: z.string().nullish(), mode: z.union([z.string(), z.number()]).nullish() });
+export const RpcServiceProps = z.looseObject({
+  vm: z.string(), service: z.string(), content: z.string().nullish(), mode: z.union([z.string(), z.number()]).nullish(),
+});
 /** A Windows code-signing key the site makes in a Windows keys VM (its name as builderv2 sends it). */
 export const AuthenticodeKeyProps = z.looseObject({ vm: z.string(), name: z.string() });
 export const SshProxyConfigProps = z.looseObject({

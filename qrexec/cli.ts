@@ -129,7 +129,9 @@ function evalCmd(args: string[], io: CliIo): number {
   const argument = plus < 0 ? "" : call.slice(plus);
   const v = evaluate(set, { service, argument, source, target }, system);
   const file = v.file === undefined ? undefined : v.file.startsWith("/") ? v.file : path.join(dir, v.file);
-  const json = { action: v.action, target: v.target ?? null, user: v.user ?? null, file: file ?? null, line: v.line ?? null, targets: v.targets, reason: v.reason };
+  const json = {
+    action: v.action, target: v.target ?? null, user: v.user ?? null, file: file ?? null, line: v.line ?? null, targets: v.targets, reason: v.reason,
+  };
   io.out(JSON.stringify(json) + "\n");
   return v.action === "allow" ? 0 : v.action === "deny" ? 1 : 2;
 }

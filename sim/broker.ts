@@ -267,7 +267,10 @@ export class QrexecBroker {
     call.exit(0);
   }
 
-  private async toVm(source: string, service: string, arg: string, full: string, target: string, vm: string, user: string, call: Call, pending: { type: string; data: Buffer }[]): Promise<void> {
+  private async toVm(
+    source: string, service: string, arg: string, full: string, target: string, vm: string, user: string, call: Call,
+    pending: { type: string; data: Buffer }[],
+  ): Promise<void> {
     let sb: VmSandbox;
     let pid: number;
     if (user !== "root" && user !== "user") return this.fail(call.c, `qrexec: ${vm} has no user ${user}`, REFUSED);

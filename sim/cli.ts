@@ -198,7 +198,10 @@ export async function main(argv: string[]): Promise<number> {
         const repos = createStandinGithub(path.join(a.state, "github"));
         const key = maintainerKeyring();
         key.done();
-        const out = { maintainer: key.fingerprint, repos: Object.fromEntries(Object.values(repos).map((r) => [r.name, { url: r.url, commit: r.commit, tag: r.tag }])) };
+        const out = {
+          maintainer: key.fingerprint,
+          repos: Object.fromEntries(Object.values(repos).map((r) => [r.name, { url: r.url, commit: r.commit, tag: r.tag }])),
+        };
         process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
         return 0;
       }

@@ -274,7 +274,8 @@ export function importPillarFiles(
     }
   }
   const buildVms = Object.keys(p["build-envs"]).map((e) => `build-${e}`);
-  const signers = new Set([p.commands_public_keys, ...buildVms.map((b) => (pillarFor(b).commands_public_keys as string | undefined))].filter((x): x is string => !!x));
+  const perVm = buildVms.map((b) => pillarFor(b).commands_public_keys as string | undefined);
+  const signers = new Set([p.commands_public_keys, ...perVm].filter((x): x is string => !!x));
   if (signers.size > 1) notes.push("commands_public_keys differs between build VMs: this site has one set of command signers (qubes-build-infra:commands.trustedKeys); the union was kept");
   // Each secret: the files holding it decide which VMs had it (every VM for a file every minion reads).
   const defaultHolders: Record<string, string[]> = { github_ssh_key: logsVms, mirror_ssh_key: buildVms };

@@ -252,7 +252,9 @@ export async function create(inputs: unknown) {
 export async function update(_id: string, oldsRaw: unknown, newsRaw: unknown) {
   const o = parseProps(checkoutOutputs, oldsRaw, KIND);
   const n = parseProps(checkoutInputs, newsRaw, KIND);
-  if (!checkoutChanged(o, n)) return { outs: { ...withoutAdmin(n), checkedOut: o.checkedOut, clean: o.clean, verifiedBy: o.verifiedBy, keysSha256: o.keysSha256 } };
+  if (!checkoutChanged(o, n)) {
+    return { outs: { ...withoutAdmin(n), checkedOut: o.checkedOut, clean: o.clean, verifiedBy: o.verifiedBy, keysSha256: o.keysSha256 } };
+  }
   return { outs: await apply(n) };
 }
 

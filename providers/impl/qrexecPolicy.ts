@@ -66,7 +66,9 @@ const render = (p: PolicyInputs): string => {
   if (Buffer.byteLength(aligned) <= POLICY_MAX_BYTES) return aligned;
   return renderPolicy(asRules(p.name, p.rules), { ...opts, align: false });
 };
-const strip = (r: Rule): RuleInput => ({ service: r.service, argument: r.argument, source: r.source, target: r.target, action: r.action, params: { ...r.params } });
+const strip = (r: Rule): RuleInput => ({
+  service: r.service, argument: r.argument, source: r.source, target: r.target, action: r.action, params: { ...r.params },
+});
 
 /** A human-readable, rule-level summary: `+ rule` / `- rule` lines (`""` when the rules are the same). */
 export function summarizeRuleDiff(name: string, oldRules: RuleInput[], newRules: RuleInput[]): string {
@@ -184,7 +186,10 @@ export async function read(id: string, raw: unknown) {
   const parseErrors = parsed.errors.map((e) => `line ${e.line}: ${e.message}`);
   return {
     id,
-    props: { ...inputs, ...keptAdmin(o), content: got.content, token: got.token, ruleDiff: summarizeRuleDiff(o.name, o.rules, rules), ...(parseErrors.length ? { parseErrors } : {}) },
+    props: {
+      ...inputs, ...keptAdmin(o), content: got.content, token: got.token, ruleDiff: summarizeRuleDiff(o.name, o.rules, rules),
+      ...(parseErrors.length ? { parseErrors } : {}),
+    },
     inputs,
   };
 }

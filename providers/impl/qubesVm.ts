@@ -6,7 +6,8 @@ import { vmName } from "../../contracts/vmName";
 import { parseSize, formatSize } from "../size";
 import { runAdmin, runCache, runConnection } from "./admin";
 import {
-  CheckResult, checkWith, describeError, DiffResult, hasUnknown, holdsConnection, isVmNotFound, keptAdmin, legacyAdmin, parseProps, ProviderError, step, withoutAdmin,
+  CheckResult, checkWith, describeError, DiffResult, hasUnknown, holdsConnection, isVmNotFound, keptAdmin, legacyAdmin, parseProps,
+  ProviderError, step, withoutAdmin,
 } from "./common";
 import { forgetVm, listedVm, liveVm, type LiveVm, vmListChanged } from "./dom0";
 

@@ -103,7 +103,8 @@ describe("the providers through the Pulumi engine against qubes-sim", () => {
     // The secret is in the state only encrypted; the socket path of this machine is not in it at all.
     const stored = (fs.readdirSync(backend, { recursive: true }) as string[]).filter((f) => f.endsWith(".json"));
     expect(stored.length).toBeGreaterThan(0);
-    const deployment = (await stack.exportStack()).deployment as { resources: { urn: string; type: string; inputs?: object; outputs?: Record<string, unknown> }[] };
+    type Exported = { resources: { urn: string; type: string; inputs?: object; outputs?: Record<string, unknown> }[] };
+    const deployment = (await stack.exportStack()).deployment as Exported;
     for (const r of deployment.resources.filter((x) => x.type.startsWith("pulumi-nodejs:dynamic"))) {
       expect(JSON.stringify([r.inputs, r.outputs])).not.toContain(sim.socket);
     }

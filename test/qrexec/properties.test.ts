@@ -98,7 +98,9 @@ describe("render/parse round trip", () => {
 });
 
 /** A deliberately naive re-statement of qrexec's decision, for allow/deny outcomes. */
-function reference(rules: Rule[], req: { service: string; argument: string; source: string; target: string }, sys: SystemInfo): { action: string; target?: string } {
+function reference(
+  rules: Rule[], req: { service: string; argument: string; source: string; target: string }, sys: SystemInfo,
+): { action: string; target?: string } {
   const D = sys.domains;
   const has = (n: string | null | undefined) => n !== null && n !== undefined && Object.prototype.hasOwnProperty.call(D, n);
   if (!has(req.source)) return { action: "deny" };
@@ -221,41 +223,47 @@ describe("evaluation caches (per rules array, per system) never change a verdict
 
   test("one rules array against several systems, interleaved: same as the reference and as an unwarmed module", () => {
     fc.assert(
-      fc.property(fc.array(ruleArb, { maxLength: 16 }), fc.array(systemArb, { minLength: 2, maxLength: 3 }), fc.array(requestArb, { minLength: 1, maxLength: 12 }), (rules, systems, reqs) => {
-        const got = new Map<SystemInfo, Verdict[]>(systems.map((s) => [s, []]));
-        for (let round = 0; round < 2; round++) {
-          for (const req of reqs) {
-            for (const sys of systems) {
-              const v = evaluate(rules, req, sys);
-              agreesWithReference(rules, req, sys, v);
-              if (round === 1) got.get(sys)?.push(v);
+      fc.property(
+        fc.array(ruleArb, { maxLength: 16 }), fc.array(systemArb, { minLength: 2, maxLength: 3 }), fc.array(requestArb, { minLength: 1, maxLength: 12 }),
+        (rules, systems, reqs) => {
+          const got = new Map<SystemInfo, Verdict[]>(systems.map((s) => [s, []]));
+          for (let round = 0; round < 2; round++) {
+            for (const req of reqs) {
+              for (const sys of systems) {
+                const v = evaluate(rules, req, sys);
+                agreesWithReference(rules, req, sys, v);
+                if (round === 1) got.get(sys)?.push(v);
+              }
             }
           }
-        }
-        // An unwarmed module per system sees only that system and this array.
-        for (const sys of systems) {
-          const cold = freshEvaluate();
-          expect(got.get(sys)).toEqual(reqs.map((req) => cold(rules, req, sys)));
-        }
-      }),
+          // An unwarmed module per system sees only that system and this array.
+          for (const sys of systems) {
+            const cold = freshEvaluate();
+            expect(got.get(sys)).toEqual(reqs.map((req) => cold(rules, req, sys)));
+          }
+        },
+      ),
       { numRuns: 100 },
     );
   });
 
   test("a new array is never served an older array's results, even with the same requests and system", () => {
     fc.assert(
-      fc.property(fc.array(ruleArb, { maxLength: 12 }), fc.array(ruleArb, { maxLength: 12 }), systemArb, fc.array(requestArb, { minLength: 1, maxLength: 8 }), (a, b, sys, reqs) => {
-        for (const req of reqs) evaluate(a, req, sys);
-        const edited = [...a.slice(0, Math.floor(a.length / 2)), ...b];
-        for (const rules of [edited, b]) {
-          const cold = freshEvaluate();
-          for (const req of reqs) {
-            const v = evaluate(rules, req, sys);
-            agreesWithReference(rules, req, sys, v);
-            expect(v).toEqual(cold(rules, req, sys));
+      fc.property(
+        fc.array(ruleArb, { maxLength: 12 }), fc.array(ruleArb, { maxLength: 12 }), systemArb, fc.array(requestArb, { minLength: 1, maxLength: 8 }),
+        (a, b, sys, reqs) => {
+          for (const req of reqs) evaluate(a, req, sys);
+          const edited = [...a.slice(0, Math.floor(a.length / 2)), ...b];
+          for (const rules of [edited, b]) {
+            const cold = freshEvaluate();
+            for (const req of reqs) {
+              const v = evaluate(rules, req, sys);
+              agreesWithReference(rules, req, sys, v);
+              expect(v).toEqual(cold(rules, req, sys));
+            }
           }
-        }
-      }),
+        },
+      ),
       { numRuns: 100 },
     );
   });

@@ -48,7 +48,9 @@ export function tlogProgram(): string {
  */
 const ENTRY_WAIT_SECONDS = 15;
 
-export function makeSignSite(dist: string, opts: { builds?: string[]; windows?: boolean; entryTtlSeconds?: number; logs?: Record<string, unknown> } = {}): SignSite {
+export function makeSignSite(
+  dist: string, opts: { builds?: string[]; windows?: boolean; entryTtlSeconds?: number; logs?: Record<string, unknown> } = {},
+): SignSite {
   const builds = opts.builds ?? ["build-a", "build-b"];
   const root = tempDir("sign");
   const logsHome = path.join(root, "logs-gnupg");

@@ -75,7 +75,9 @@ describe("kill -9 at many points of a deployment, a change and a destroy; the do
     const inState = (d.resources ?? []).filter((r) => r.type.endsWith("qubes:QubesVm")).map((r) => r.outputs?.name ?? "").sort();
     const info = await sim.client.systemInfo();
     const site = Object.values(info.domains).filter((v) => v.tags.includes("qbi-site")).map((v) => v.name).sort();
-    expect({ label, leaked: site.filter((v) => !inState.includes(v)), missing: inState.filter((v) => !site.includes(v)) }).toEqual({ label, leaked: [], missing: [] });
+    const leaked = site.filter((v) => !inState.includes(v));
+    const missing = inState.filter((v) => !site.includes(v));
+    expect({ label, leaked, missing }).toEqual({ label, leaked: [], missing: [] });
     const intents = (await sim.client.featureList("dom0")).filter((f) => f.startsWith("qbi-creating-"));
     expect({ label, intents }).toEqual({ label, intents: [] });
     if (!expectVms) {
