@@ -150,6 +150,9 @@ function vmResource(parent: pulumi.Resource, admin: AdminConnection, v: PlannedV
     ...(v.defaultDispvm !== undefined ? { defaultDispvm: v.defaultDispvm } : {}),
     ...(v.templateForDispvms !== undefined ? { templateForDispvms: v.templateForDispvms } : {}),
     ...(v.privateVolumeSize !== undefined ? { privateVolumeSize: v.privateVolumeSize } : {}),
+    ...(v.virtMode !== undefined ? { virtMode: v.virtMode } : {}),
+    ...(v.memory !== undefined ? { memory: v.memory } : {}),
+    ...(v.maxmem !== undefined ? { maxmem: v.maxmem } : {}),
     features: {},
     tags: v.tags,
   }, { parent, dependsOn, protect: v.protect });
@@ -339,7 +342,7 @@ export class Site extends pulumi.ComponentResource {
       new TemplateRequirement(`template:${t}`, { admin, vm: t, commands: n.cmds, purpose: n.why }, { parent: this }));
 
     const dispvmTemplates = plan.vms
-      .filter((v) => v.role === "builder-dvm" || v.role === "windows-dvm")
+      .filter((v) => v.role === "builder-dvm" || v.role === "windows-dvm" || v.role === "env-dvm")
       .map((v) => vmResource(this, admin, v, requirements));
 
     // One logs VM per distinct `logs` value, each with its keys (git commits; transparency log),

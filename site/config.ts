@@ -165,6 +165,14 @@ export const GITHUB_HOST_KEYS = [
   },
 ] as const;
 
+/** An IPv4 or IPv6 range in CIDR notation. */
+const cidr = z.string().regex(
+  /^(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\/(?:3[0-2]|[12]?\d)$|^[0-9a-fA-F:]+\/(?:12[0-8]|1[01]\d|[1-9]?\d)$/,
+  "a range like 192.30.252.0/22 or 2a0a:a440::/29");
+
+/** GitHub's published webhook source ranges (the `hooks` list of api.github.com/meta). */
+export const GITHUB_HOOK_RANGES = ["192.30.252.0/22", "185.199.108.0/22", "140.82.112.0/20", "143.55.64.0/20", "2a0a:a440::/29", "2606:50c0::/32"] as const;
+
 const githubRepo = z.string().regex(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/, "owner/name");
 
 const admin = z.discriminatedUnion("transport", [
@@ -188,6 +196,14 @@ export const siteConfigSchema = z.strictObject({
   signingWindowSeconds: z.number().int().min(10).max(3600).default(300),
   /** The Authenticode key of Windows environments (`__` for a space, as builderv2 sends it). */
   windowsKeyName: z.string().regex(/^[A-Za-z0-9_]{1,64}$/, "letters, digits and _ (with __ for a space)").default("Qubes__Windows__Tools"),
+  /**
+   * The template of `builder-windows-dvm`, the disposable template builderv2's Windows executor
+   * builds in (a Windows template with Qubes Windows Tools); required once an environment builds
+   * Windows.
+   */
+  windowsTemplate: vmName.optional(),
+  /** NetVM of the Windows build disposables (default none: sources and the EWDK come in through qrexec and a block device). */
+  windowsNetvm: vmName.nullable().default(null),
   /** Keys VMs are `protect`ed: `pulumi destroy` refuses to delete signing keys. */
   protectKeys: z.boolean().default(true),
   envs: z.record(z.string(), env).superRefine((envs, ctx) => {
@@ -253,8 +269,11 @@ export const siteConfigSchema = z.strictObject({
       /** Loopback port of the receiver behind nginx, inside the net VM. */
       receiverPort: z.number().int().min(1024).max(65535).default(8099),
       maxBodyBytes: z.number().int().min(1024).default(1024 * 1024),
-      /** Source ranges allowed to reach the receiver (empty: any; HMAC is checked either way). */
-      allowCidrs: z.array(z.string()).default([]),
+      /**
+       * Source ranges nginx in the net VM accepts webhooks from (empty: any; HMAC is checked
+       * either way). Default: GitHub's published `hooks` ranges (api.github.com/meta).
+       */
+      allowCidrs: z.array(cidr).default([...GITHUB_HOOK_RANGES]),
     })
     .prefault({}),
 });
@@ -294,6 +313,15 @@ export function parseSiteConfig(raw: unknown): SiteConfig {
     claim(`build-${e}`, `the build VM of ${e}`);
     claim(`keys-${e}`, `the keys VM of ${e}`);
     if (ec.windows) claim(`win-keys-${e}`, `the Windows keys VM of ${e}`);
+    if (!ec.builderv2) claim(`dvm-${e}`, `the disposable template of ${e}`);
+    if (ec.windows && !ec.builderv2) {
+      problems.push(`qubes-build-infra:envs.${e}.windows: Windows is built by qubes-builderv2's Windows executor: set envs.${e}.builderv2 to true`);
+    }
+  }
+  const windows = Object.entries(cfg.envs).filter(([, ec]) => ec.windows).map(([e]) => e);
+  if (windows.length > 0 && cfg.windowsTemplate === undefined) {
+    problems.push(`qubes-build-infra:windowsTemplate: ${windows.join(", ")} build${windows.length === 1 ? "s" : ""} Windows, so builder-windows-dvm ` +
+      "needs a Windows template (with Qubes Windows Tools) to run builderv2's Windows executor: name it here");
   }
   const logs = new Set(Object.values(cfg.envs).map((e) => e.logs));
   for (const l of logs) if (names.has(l)) problems.push(`qubes-build-infra:envs: logs VM ${l} is also ${names.get(l)}`);

@@ -136,6 +136,10 @@ export function importPillar(text: string, file: string): PillarImport {
   for (const k of SECRET_KEYS) {
     if (k in p) notes.push(`${k} was not imported in plain text: pulumi config set --secret qubes-build-infra:${k} <value>`);
   }
+  if (Object.values(p["build-envs"]).some((e) => e.windows)) {
+    notes.push("set qubes-build-infra:windowsTemplate to the Windows template builderv2's Windows executor builds in "
+      + "(the formula made builder-windows-dvm from the Fedora build template, which cannot run it)");
+  }
   notes.push("set the webhook secret: pulumi config set --secret qubes-build-infra:webhookSecret <value> (the formula had none, W5)");
   const check = siteConfigSchema.safeParse(site);
   if (!check.success) notes.push(`still to fix before pulumi up:\n${formatConfigError(check.error)}`);

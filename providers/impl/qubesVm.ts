@@ -33,6 +33,7 @@ export const vmInputs = z.object({
   memory: z.number().int().positive().optional(),
   maxmem: z.number().int().nonnegative().optional(),
   vcpus: z.number().int().positive().optional(),
+  virtMode: z.enum(["hvm", "pvh", "pv"]).optional(),
   features: z.record(z.string(), z.string()).default({}),
   tags: z.array(z.string().regex(/^[A-Za-z0-9_-]+$/, "a tag: letters, digits, '_' and '-'")).default([]),
   privateVolumeSize: size.optional(),
@@ -59,6 +60,7 @@ const PROPS = [
   { key: "memory", prop: "memory", kind: "int" },
   { key: "maxmem", prop: "maxmem", kind: "int" },
   { key: "vcpus", prop: "vcpus", kind: "int" },
+  { key: "virtMode", prop: "virt_mode", kind: "str" },
 ] as const;
 type PropKey = (typeof PROPS)[number]["key"];
 type PropValue = string | number | boolean | null | undefined;
@@ -143,7 +145,7 @@ async function runOps(admin: QubesAdmin, vm: string, ops: VmOp[]): Promise<void>
 
 const stateOf = (p: VmInputs | VmOutputs, bytes?: number): VmState => ({
   label: p.label, template: p.template, netvm: p.netvm, providesNetwork: p.providesNetwork, defaultDispvm: p.defaultDispvm,
-  templateForDispvms: p.templateForDispvms, memory: p.memory, maxmem: p.maxmem, vcpus: p.vcpus,
+  templateForDispvms: p.templateForDispvms, memory: p.memory, maxmem: p.maxmem, vcpus: p.vcpus, virtMode: p.virtMode,
   features: p.features, tags: p.tags, privateVolumeBytes: bytes,
 });
 

@@ -25,7 +25,7 @@ const ruleOf = (p: SitePlan, pred: (r: PlannedRule) => boolean): PlannedRule => 
   return r;
 };
 /** Both environments build Windows tools (each with its own win-keys VM). */
-const twoWindows = { ...baseConfig, envs: { ...baseConfig.envs, fedora: { ...baseConfig.envs.fedora, windows: true } } };
+const twoWindows = { ...baseConfig, envs: { ...baseConfig.envs, fedora: { ...baseConfig.envs.fedora, builderv2: true, windows: true } } };
 /** Each environment with its own logs VM. */
 const twoLogs = {
   ...baseConfig,

@@ -14,7 +14,9 @@ describe("import-pillar", () => {
     expect(JSON.stringify(config)).not.toContain("not-a-real-token");
     const raw: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(config)) raw[k.replace("qubes-build-infra:", "")] = v;
-    const site = parseSiteConfig(raw);
+    // The formula had no Windows template (import-pillar says so in its notes): the operator names one.
+    expect(() => parseSiteConfig(raw)).toThrow(/qubes-build-infra:windowsTemplate: kernel builds Windows/);
+    const site = parseSiteConfig({ ...raw, windowsTemplate: "windows-10" });
     expect(site.envs.fedora1).toMatchObject({ logs: "logs", volumeSize: 20 * 2 ** 30, builderv2: false });
     expect(site.envs.fedora1.builders[0]).toMatchObject({ dir: "/home/user/builder-r4.2", release: "4.2", config: { file: "R4.2/qubes-os-r4.2-host.conf" } });
     expect(site.envs.kernel).toMatchObject({ logs: "logs-kernel", builderv2: true, windows: true });
@@ -25,6 +27,7 @@ describe("import-pillar", () => {
   it("says how to store each secret it found", () => {
     const { notes } = importPillar(require("fs").readFileSync(fixture, "utf8"), fixture);
     expect(notes).toEqual(expect.arrayContaining([expect.stringContaining("pulumi config set --secret qubes-build-infra:github_api_key")]));
+    expect(notes).toEqual(expect.arrayContaining([expect.stringContaining("set qubes-build-infra:windowsTemplate")]));
   });
 
   it("names file and line for broken YAML, and the key for a wrong shape", () => {

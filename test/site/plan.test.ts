@@ -6,6 +6,7 @@ const base = {
   admin: { transport: "sim", socket: "/tmp/x.sock" },
   logs: { repo: "file:///srv/logs.git" },
   uploadHosts: { "yum.qubes-os.org": { user: "user", hostKeys: [{ type: "ssh-ed25519", key: "AAAAC3NzaC1lZDI1NTE5AAAAIE" }] } },
+  windowsTemplate: "windows-10",
   envs: {
     fedora: { logs: "logs", builders: [{ dir: "/home/user/builder-r4.2", release: "4.2" }] },
     debian: { logs: "logs", builderv2: true, windows: true, builders: [{ dir: "/home/user/artifacts", release: "4.3" }] },
@@ -33,6 +34,10 @@ describe("stack configuration", () => {
     [{ unknownKey: 1 }, /qubes-build-infra:\(root\): Unrecognized key/],
     [{ envs: { ...base.envs, fedora: { ...base.envs.fedora, logs: "build-debian" } } }, /logs VM build-debian is also the build VM of debian/],
     [{ envs: { ...base.envs, fedora: { ...base.envs.fedora, logs: "logs-b" } } }, /logs.keyFingerprint: the site has 2 logs VMs \(logs-b, logs\)/],
+    [{ windowsTemplate: undefined }, /qubes-build-infra:windowsTemplate: debian builds Windows, so builder-windows-dvm needs a Windows template/],
+    [{ envs: { ...base.envs, fedora: { ...base.envs.fedora, windows: true } } }, /envs.fedora.windows: .*set envs.fedora.builderv2 to true/],
+    [{ webhooks: { allowCidrs: ["10.0.0.0/33"] } }, /webhooks.allowCidrs.0: a range like/],
+    [{ envs: { ...base.envs, fedora: { ...base.envs.fedora, logs: "dvm-fedora" } } }, /logs VM dvm-fedora is also the disposable template of fedora/],
   ])("rejects %j with a message naming the key", (patch, message) => {
     expect(() => parseSiteConfig({ ...base, ...patch })).toThrow(message);
   });
@@ -44,9 +49,12 @@ describe("site plan", () => {
 
   it("creates the formula's VMs with their roles, labels and networks", () => {
     expect(plan.vms.map((v) => v.name).sort()).toEqual(
-      ["build-debian", "build-fedora", "builder-dvm", "builder-windows-dvm", "keys-debian", "keys-fedora", "logs", "win-keys-debian"].sort());
+      ["build-debian", "build-fedora", "builder-dvm", "builder-windows-dvm", "dvm-fedora", "keys-debian", "keys-fedora", "logs", "win-keys-debian"].sort());
     expect(vm("keys-fedora")).toMatchObject({ label: "black", netvm: null, protect: true, template: "fedora-43-minimal" });
-    expect(vm("build-fedora")).toMatchObject({ label: "green", netvm: "sys-whonix", defaultDispvm: undefined });
+    expect(vm("build-fedora")).toMatchObject({ label: "green", netvm: "sys-whonix", defaultDispvm: "dvm-fedora" });
+    expect(vm("dvm-fedora")).toMatchObject({ templateForDispvms: true, envs: ["fedora"], tags: expect.arrayContaining(["qbi-disp-of-build-fedora"]) });
+    expect(vm("dvm-fedora")?.tags).not.toContain("qbi-env-fedora");
+    expect(vm("builder-windows-dvm")).toMatchObject({ template: "windows-10", virtMode: "hvm", maxmem: 0, netvm: null });
     expect(vm("build-debian")).toMatchObject({ defaultDispvm: "builder-dvm" });
     expect(vm("builder-dvm")).toMatchObject({ templateForDispvms: true, privateVolumeSize: 30 * 2 ** 30 });
     expect(vm("logs")).toMatchObject({ netvm: "sys-firewall", envs: ["fedora", "debian"] });
@@ -63,7 +71,7 @@ describe("site plan", () => {
   it("never allows @anyvm or a tag other than the env's own disposables", () => {
     for (const r of plan.rules.filter((x) => x.action === "allow")) {
       expect(r.source).not.toBe("@anyvm");
-      if (r.source.startsWith("@tag:")) expect(r.source).toMatch(/^@tag:disp-created-by-build-/);
+      if (r.source.startsWith("@tag:")) expect(r.source).toMatch(/^@tag:(disp-created-by|qbi-disp-of)-build-/);
     }
   });
 
@@ -76,7 +84,8 @@ describe("site plan", () => {
 
   it("keeps v1 disk rules scoped to the env's disposables (W1, W2)", () => {
     const attach = plan.rules.filter((r) => r.service === "qubesbuilder.AttachDisk" && r.action === "allow");
-    expect(attach).toEqual([expect.objectContaining({ source: "@tag:disp-created-by-build-fedora" })]);
+    // v1's disposables are the policy daemon's (creator dom0): known by their template's tag.
+    expect(attach).toEqual([expect.objectContaining({ source: "@tag:qbi-disp-of-build-fedora" })]);
   });
 });
 
