@@ -101,7 +101,7 @@ function vmsOf(cfg: SiteConfig): PlannedVm[] {
       templateForDispvms: true, virtMode: "hvm", memory: 4096, maxmem: 0, tags: tags("windows-dvm", []), protect: false,
     });
   }
-  for (const [name, e] of envs.filter(([, x]) => !x.builderv2)) {
+  for (const [name] of envs.filter(([, x]) => !x.builderv2)) {
     vms.push({
       name: envDvm(name), role: "env-dvm", envs: [name], klass: "AppVM", template: cfg.buildTemplate, label: "green",
       netvm: cfg.buildNetvm, templateForDispvms: true, // Not tagged with the env: its disposables must not pass for the env's build VM in rules by env tag.
