@@ -57,7 +57,7 @@ export async function benchSigning(o: SigningOptions): Promise<Record<string, un
   for (let i = 0; i < n; i++) {
     const f = data(i);
     let t = now();
-    const g = spawnSync(process.execPath, [path.join(dist, "gpg-client.js"), "--detach-sign", "--armor", "-o", `${f}.asc`, f], { env });
+    const g = spawnSync(path.join(dist, "gpg-client.js"), ["--detach-sign", "--armor", "-o", `${f}.asc`, f], { env });
     gated.push(secondsSince(t) * 1000);
     if (g.status !== 0) throw new Error(`gated signature failed: ${g.stderr.toString()}`);
     t = now();

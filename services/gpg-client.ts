@@ -13,10 +13,11 @@
  * `$QUBES_GPG_DOMAIN`. Exit code: the logs VM's when logging failed, else the gate's (gpg's);
  * 1 on a local usage error.
  */
-import { spawn } from "child_process";
+import { ChildProcess, spawn } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
-import { isVmName, reasonIn } from "./lib/common";
+import { isVmName } from "./lib/names";
+import { reasonIn } from "./lib/outcome";
 import { hashFile, spool } from "./lib/spool";
 
 const VALUE_OPTS = new Set(["-u", "--local-user", "--status-fd", "--digest-algo"]);
@@ -97,8 +98,10 @@ function domain(): string {
 }
 
 /** Runs qrexec-client-vm, feeding `input` (a string, a file or nothing); stdout to `out`. */
-function qrexec(target: string, service: string, input: { text?: string; file?: string }, out: number | "pipe"): Promise<{ code: number; stdout: string }> {
+function qrexec(target: string, service: string, input: { text?: string; file?: string }, out: number | "pipe", onChild?: (c: ChildProcess) => void): Promise<{ code: number; stdout: string }> {
+  const started = Date.now();
   const child = spawn("qrexec-client-vm", ["--", target, service], { stdio: ["pipe", out, "inherit"] });
+  onChild?.(child);
   let stdout = "";
   child.stdout?.on("data", (d: Buffer) => {
     if (stdout.length < 65536) stdout += d.toString();
@@ -112,36 +115,49 @@ function qrexec(target: string, service: string, input: { text?: string; file?: 
       process.stderr.write(`qubes-gpg-client: ${e.message}\n`);
       resolve({ code: 1, stdout });
     });
-    child.on("close", (code) => resolve({ code: code ?? 1, stdout }));
+    child.on("close", (code) => {
+      if (process.env.QBI_TRACE === "1") process.stderr.write(`trace: qrexec ${target} ${service}: ${Date.now() - started} ms\n`);
+      resolve({ code: code ?? 1, stdout });
+    });
   });
 }
 
 /**
  * Calls the keys VM's gate. Its output goes to a private temp file first: a refusal's reason
  * (the `qbi-reason:` line, since qrexec passes stdout, not stderr) goes to stderr, never into the
- * output file; the output is delivered only on success.
+ * output file; the output is delivered only on success. `cancel` stops the call.
  */
-async function gateCall(target: string, input: { text: string; file?: string }, output: string | undefined): Promise<number> {
-  const dir = fs.mkdtempSync(`${os.tmpdir()}/qbi-gpg-out-`);
-  const tmp = `${dir}/out`;
-  try {
-    const fd = fs.openSync(tmp, "w", 0o600);
-    const r = await qrexec(target, "qubes.Gpg", input, fd);
-    fs.closeSync(fd);
-    if (r.code !== 0) {
-      const why = reasonIn(fs.readFileSync(tmp));
-      if (why) process.stderr.write(`qubes-gpg-client: ${why}\n`);
-      return r.code;
+function gateCall(target: string, input: { text: string; file?: string }, output: string | undefined): { done: Promise<number>; cancel: () => void } {
+  let child: ChildProcess | undefined;
+  let cancelled = false;
+  const done = (async () => {
+    const dir = fs.mkdtempSync(`${os.tmpdir()}/qbi-gpg-out-`);
+    const tmp = `${dir}/out`;
+    try {
+      const fd = fs.openSync(tmp, "w", 0o600);
+      const r = await qrexec(target, "qubes.Gpg", input, fd, (c) => {
+        child = c;
+        if (cancelled) c.kill();
+      });
+      fs.closeSync(fd);
+      if (r.code !== 0 || cancelled) {
+        const why = reasonIn(fs.readFileSync(tmp));
+        if (why && !cancelled) process.stderr.write(`qubes-gpg-client: ${why}\n`);
+        return r.code || 1;
+      }
+      if (output && output !== "-") {
+        fs.copyFileSync(tmp, output);
+        fs.chmodSync(output, 0o644);
+      } else for await (const chunk of fs.createReadStream(tmp)) if (!process.stdout.write(chunk)) await new Promise((ok) => process.stdout.once("drain", ok));
+      return 0;
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
     }
-    if (output && output !== "-") {
-      fs.copyFileSync(tmp, output);
-      fs.chmodSync(output, 0o644);
-    }
-    else for await (const chunk of fs.createReadStream(tmp)) if (!process.stdout.write(chunk)) await new Promise((ok) => process.stdout.once("drain", ok));
-    return 0;
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  })();
+  return { done, cancel: () => {
+    cancelled = true;
+    child?.kill();
+  } };
 }
 
 async function main(): Promise<number> {
@@ -157,7 +173,7 @@ async function main(): Promise<number> {
   const options = `${parsed.remote.join(" ")}\n`;
   if (!isSigning(parsed.remote)) {
     // No data to log (e.g. --export); the gate refuses anything that is neither.
-    return gateCall(target, { text: options }, parsed.output);
+    return gateCall(target, { text: options }, parsed.output).done;
   }
   let data: { file: string; sha256: string; size: number; remove?: () => void };
   try {
@@ -169,14 +185,19 @@ async function main(): Promise<number> {
     return 1;
   }
   try {
+    // The logs VM logs and publishes the digest while the keys VM already receives the data; its
+    // gate waits (bounded) for the logged entry, and signs only then.
     const request = `${JSON.stringify({ sha256: data.sha256, size: data.size, key: requestedKey(parsed.remote) })}\n`;
+    const gate = gateCall(target, { text: options, file: data.file }, parsed.output);
     const logged = await qrexec("dom0", "qubesbuilder.LogDigest", { text: request }, "pipe");
     if (logged.code !== 0) {
+      gate.cancel();
+      await gate.done.catch(() => 1);
       const why = reasonIn(logged.stdout) ?? `exit ${logged.code}`;
       process.stderr.write(`qubes-gpg-client: the logs VM did not log the digest, nothing was signed: ${why}\n`);
       return logged.code;
     }
-    return await gateCall(target, { text: options, file: data.file }, parsed.output);
+    return await gate.done;
   } finally {
     data.remove?.();
   }

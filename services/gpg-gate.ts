@@ -17,7 +17,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { z } from "zod";
 import { Refusal, appendJsonLine, fingerprint, loadConfig, log, printable, qrexecEnv, runMain, vmName } from "./lib/common";
-import { consumeEntry, refuseOnAlarm, signingStateDir } from "./lib/signing";
+import { awaitEntry, refuseOnAlarm, signingStateDir } from "./lib/signing";
 import { spool } from "./lib/spool";
 
 const SERVICE = "qubes.Gpg";
@@ -34,6 +34,8 @@ export const GpgGateConfig = z
     defaultKey: fingerprint.optional(),
     maxInputBytes: z.number().int().positive().default(1024 * 1024 * 1024),
     gpgProgram: z.string().startsWith("/").optional(),
+    /** How long the data may wait for its logged entry (the client logs and sends at once). */
+    entryWaitSeconds: z.number().int().min(0).max(600).default(60),
   })
   .strict();
 type GpgGateConfig = z.infer<typeof GpgGateConfig>;
@@ -241,7 +243,7 @@ async function main(): Promise<number> {
     const wanted = { vm: q.remoteDomain, key: req.localUser ?? "default", sha256: data.sha256, size: data.size };
     let entry;
     try {
-      entry = await consumeEntry(dir, wanted);
+      entry = await awaitEntry(dir, wanted, cfg.entryWaitSeconds * 1000);
     } catch (e) {
       return refuse((e as Error).message, { sha256: data.sha256, size: data.size, key: wanted.key });
     }

@@ -19,7 +19,7 @@ import { randomBytes } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { z } from "zod";
-import { EXIT, Refusal, acquireLock, homeDir, isVmName, loadConfig, printable, qrexecEnv, readStdinLimited, runMain, stateDir, writeFileAtomic } from "./lib/common";
+import { EXIT, Refusal, acquireLock, homeDir, isVmName, loadConfig, printable, qrexecEnv, readStdinLimited, runMain, stateDir, trace, writeFileAtomic } from "./lib/common";
 import { DigestRequest, DigestResult, LogsState, LogsVmConfig, Publisher } from "./lib/publisher";
 
 const SERVICE = "qubesbuilder.LogDigest";
@@ -45,6 +45,8 @@ export function requester(cfg: LogsVmConfig, caller: string, argument: string): 
 }
 
 async function main(): Promise<number> {
+  const t0 = Date.now();
+  trace("log-digest started (since process start)", Math.round(performance.timeOrigin));
   const q = qrexecEnv();
   const cfg = loadConfig("build-log", LogsVmConfig);
   if (!isVmName(q.remoteDomain)) throw new Refusal("unknown or invalid caller");
@@ -69,8 +71,10 @@ async function main(): Promise<number> {
   writeFileAtomic(st.requestFile(id), JSON.stringify(request));
   // Whoever holds the lock publishes every waiting request (ours included) in one pass.
   const release = await acquireLock(st.lock, cfg.lockTimeoutMs);
+  trace("log-digest lock", t0);
   try {
     if (!fs.existsSync(st.resultFile(id))) await new Publisher(cfg, st, SERVICE).pass();
+    trace("log-digest pass", t0);
   } catch (e) {
     if (!fs.existsSync(st.resultFile(id))) {
       fs.rmSync(st.requestFile(id), { force: true });

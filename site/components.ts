@@ -216,7 +216,7 @@ export class BuildEnvironment extends pulumi.ComponentResource {
       logsVms: [logs], buildVms: [b], self: k, verifier, entryTtlSeconds: cfg.signingWindowSeconds, tlogProgram: PATHS.tlog,
     })));
     keys.service("qubes.Gpg", "gpg-gate");
-    keys.config("gpg-gate", this.signingKey.fingerprint.apply((fpr) => ({ clients: [b], keys: [fpr], defaultKey: fpr })));
+    keys.config("gpg-gate", this.signingKey.fingerprint.apply((fpr) => ({ clients: [b], keys: [fpr], defaultKey: fpr, entryWaitSeconds: cfg.signingWaitSeconds })));
 
     if (e.windows) {
       // win-keys-ENV: WinSign for existing keys only, each signature logged first (like qubes.Gpg).

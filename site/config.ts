@@ -194,6 +194,8 @@ export const siteConfigSchema = z.strictObject({
   builderDvmSize: size.default(30 * 2 ** 30),
   /** Seconds a logged signature request may be used by the keys VM it was handed to (once). */
   signingWindowSeconds: z.number().int().min(10).max(3600).default(300),
+  /** Seconds a keys VM's gate waits for the logged entry of data it received (logging runs alongside). */
+  signingWaitSeconds: z.number().int().min(1).max(600).default(60),
   /** The Authenticode key of Windows environments (`__` for a space, as builderv2 sends it). */
   windowsKeyName: z.string().regex(/^[A-Za-z0-9_]{1,64}$/, "letters, digits and _ (with __ for a space)").default("Qubes__Windows__Tools"),
   /**

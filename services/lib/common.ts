@@ -7,15 +7,15 @@ import { spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { z } from "zod";
+import { isVmName } from "./names";
+import { ConfigError, EXIT, Refusal, REASON_PREFIX, printable } from "./outcome";
+
+export { EXIT, ConfigError, Refusal, REASON_PREFIX, printable, reasonIn } from "./outcome";
+export { VM_NAME_RE, isVmName } from "./names";
 
 export const CONFIG_DIR = "/usr/local/etc/qubes-build-infra";
 export const SECRETS_DIR = `${CONFIG_DIR}/secrets`;
 
-/** Exit codes shared by all services (see services/README.md). */
-export const EXIT = { OK: 0, REFUSED: 1, CONFIG: 2, FAILED: 3 } as const;
-
-export class Refusal extends Error {}
-export class ConfigError extends Error {}
 
 /** Writes `<service>: <msg>` to stderr. */
 export function log(service: string, msg: string): void {
@@ -66,10 +66,6 @@ export function homeDir(): string {
 }
 
 /** Qubes VM names: a letter, then letters, digits, `_`, `.`, `-`; at most 31 characters. */
-export const VM_NAME_RE = /^[A-Za-z][A-Za-z0-9_.-]{0,30}$/;
-export function isVmName(s: string): boolean {
-  return VM_NAME_RE.test(s) && s !== "dom0" && !s.endsWith(".") && !s.includes("..");
-}
 export const vmName = z.string().refine(isVmName, "not a valid qube name");
 
 /** Component names (TriggerBuild, webhooks): ≤ 64, `[A-Za-z0-9_-]`, no leading `-`. */
@@ -97,11 +93,11 @@ export function qrexecEnv(): QrexecEnv {
   };
 }
 
-/** Printable ASCII rendering of untrusted text for messages (never echoes control bytes). */
-export function printable(s: string, max = 80): string {
-  const t = s.replace(/[^\x20-\x7e]/g, "?");
-  return t.length > max ? `${t.slice(0, max)}...` : t;
+/** With QBI_TRACE=1, one stderr line per timed step (where a signature's round trip goes). */
+export function trace(label: string, since: number): void {
+  if (process.env.QBI_TRACE === "1") process.stderr.write(`trace: ${label}: ${Date.now() - since} ms\n`);
 }
+
 
 export interface CallResult {
   code: number;
@@ -283,11 +279,6 @@ export function fillTemplate(argv: string[], values: Record<string, string>): st
   );
 }
 
-/**
- * The first stdout line of a service that refused or failed, for callers that must say why:
- * qrexec relays a service's stdout to the caller, not its stderr.
- */
-export const REASON_PREFIX = "qbi-reason: ";
 
 /** Writes the reason line on stdout (then exits once it is flushed). */
 export function reasonOnStdout(service: string, what: string, code: number): void {
@@ -314,12 +305,6 @@ export function runMain(service: string, main: () => Promise<number>, opts: { re
   );
 }
 
-/** The reason line in a service's stdout, if any. */
-export function reasonIn(stdout: string | Buffer): string | undefined {
-  const text = (typeof stdout === "string" ? stdout : stdout.subarray(0, 4096).toString("latin1"));
-  const line = text.split("\n").find((l) => l.startsWith(REASON_PREFIX));
-  return line?.slice(REASON_PREFIX.length);
-}
 
 /** Resolves a program name on PATH (or checks an absolute path); throws ConfigError if absent. */
 export function requireProgram(name: string): string {

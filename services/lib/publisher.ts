@@ -268,10 +268,9 @@ export class Publisher {
 
   /** On the branch (a working copy whose branch is missing is set up from the remote first). */
   private async ensureBranch(): Promise<void> {
-    const r = await this.git.run(["symbolic-ref", "-q", "HEAD"]);
-    if (r.code !== 0 || r.stdout.trim() !== `refs/heads/${this.cfg.branch}` || (await this.git.run(["rev-parse", "-q", "--verify", "HEAD"])).code !== 0) {
-      await this.sync();
-    }
+    // One call: the branch HEAD is on, which must exist (an unborn branch prints plain HEAD).
+    const r = await this.git.run(["rev-parse", "--symbolic-full-name", "HEAD"]);
+    if (r.code !== 0 || r.stdout.trim() !== `refs/heads/${this.cfg.branch}`) await this.sync();
   }
 
   /**
@@ -295,10 +294,11 @@ export class Publisher {
           continue;
         }
       }
-      const r = await this.git.run(["push", "--porcelain", this.cfg.remote, `HEAD:refs/heads/${this.cfg.branch}`]);
+      const head = await this.git.head();
+      const r = await this.git.run(["push", "--porcelain", this.cfg.remote, `${head}:refs/heads/${this.cfg.branch}`]);
       if (r.code === 0) {
         await this.noteRewind(r.stdout);
-        writeFileAtomic(this.lastPublishedFile, JSON.stringify({ commit: await this.git.head(), time: new Date().toISOString() }));
+        writeFileAtomic(this.lastPublishedFile, JSON.stringify({ commit: head, time: new Date().toISOString() }));
         return;
       }
       last = (r.stderr.trim() || r.stdout.trim()).slice(0, 300);

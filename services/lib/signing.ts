@@ -126,6 +126,23 @@ export async function consumeEntry(dir: string, w: Wanted, now = () => Date.now(
   }
 }
 
+/**
+ * `consumeEntry`, waiting up to `waitMs` for the entry to arrive: the build VM's client asks the
+ * logs VM and the keys VM at the same time, and the logs VM's hand-over may land after the data.
+ * Throws the last refusal when the time is up.
+ */
+export async function awaitEntry(dir: string, w: Wanted, waitMs: number): Promise<AcceptedEntry> {
+  const deadline = Date.now() + waitMs;
+  for (let delay = 10; ; delay = Math.min(delay * 2, 200)) {
+    try {
+      return await consumeEntry(dir, w);
+    } catch (e) {
+      if (!(e instanceof Refusal) || Date.now() + delay > deadline) throw e;
+    }
+    await new Promise((r) => setTimeout(r, delay));
+  }
+}
+
 /** Removes entries that can no longer be used and are older than `keepSeconds` (bounded dir). */
 export function pruneEntries(dir: string, keepSeconds = 7 * 86400, now = Date.now()): void {
   for (const name of fs.readdirSync(path.join(dir, "entries")).filter((n) => n.endsWith(".json"))) {

@@ -6,7 +6,7 @@
 import { createHash, randomBytes } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import { Refusal } from "./common";
+import { Refusal } from "./outcome";
 
 export interface Spooled {
   file: string;

@@ -10,6 +10,7 @@ import { parse } from "yaml";
 import { startPostgres, type StartedPostgres } from "../helpers/postgres";
 import { projectRoot, pulumiEnv, tempDir, toolsBin } from "../helpers/pulumi";
 import { startSim, type StartedSim } from "../helpers/sim";
+import { createStandinGithub } from "../../sim/standin-builders";
 
 jest.setTimeout(900_000);
 
@@ -67,12 +68,14 @@ describe("qubes-build-infra fleet", () => {
     const all: Record<string, { value: string; secret?: boolean }> = {};
     const envs = localConfig[`${NS}:envs`] as Record<string, unknown>;
     for (const [k, v] of Object.entries({ ...localConfig, [`${NS}:envs`]: { fedora: envs.fedora }, ...patch })) {
-      if (k === `${NS}:webhookSecret` || v === undefined) continue;
+      // Secrets are encrypted with the local stack's passphrase: each machine gets its own below.
+      if (v === undefined || (typeof v === "object" && v !== null && "secure" in v)) continue;
       all[k] = { value: typeof v === "string" ? v : JSON.stringify(v) };
     }
     all[`${NS}:admin`] = { value: JSON.stringify({ transport: "sim", socket: sim.socket }) };
     all[`${NS}:protectKeys`] = { value: "false" };
     all[`${NS}:webhookSecret`] = { value: `fleet-test-webhook-secret-${m}-0123456789`, secret: true };
+    all[`${NS}:githubApiToken`] = { value: `fleet_test_token_${m}`, secret: true };
     await stacks[m].setAllConfig(all);
   };
   // Machine b publishes to its own branch of the logs repository, under its own log origin.
@@ -85,6 +88,8 @@ describe("qubes-build-infra fleet", () => {
       sims[m] = await startSim();
       const github = path.join(sims[m].stateDir, "github");
       fs.mkdirSync(github, { recursive: true });
+      // The builder repositories the local config pins, as `make up` publishes them.
+      createStandinGithub(github);
       if (!fs.existsSync(path.join(github, "build-logs.git"))) execFileSync("git", ["init", "-q", "--bare", "-b", "main", path.join(github, "build-logs.git")]);
     }
     for (const m of ["a", "b", "c"]) {
@@ -130,6 +135,8 @@ describe("qubes-build-infra fleet", () => {
     expect(r.code).toBe(1);
     const a = row(r.stdout, name("a"));
     const b = row(r.stdout, name("b"));
+    // On failure, show what the fleet printed: the summary row alone does not say why.
+    if (a.result !== "updated" || b.result !== "STOPPED (policy)") process.stderr.write(`fleet printed:\n${r.stdout}\n${r.stderr}\n`);
     expect(a).toMatchObject({ result: "updated", update: "0", delete: "0", mandatory: "0" });
     expect(Number(a.create)).toBeGreaterThan(40);
     expect(b).toMatchObject({ result: "STOPPED (policy)", update: "0" });

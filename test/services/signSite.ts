@@ -69,7 +69,6 @@ export function makeSignSite(dist: string, opts: { builds?: string[]; windows?: 
   const logsConfigFile = path.join(root, "logs", "build-log.json");
   writeJson(logsConfigFile, logsConfig);
   const fake = fakeQrexec(path.join(root, "qrexec"));
-  const node = process.execPath;
   const keysState = (vm: string) => path.join(root, vm, "state");
   // QBI_FAKE_NO_STDERR=1 plays real qrexec, which relays a service's stdout to the caller, not its stderr.
   const route = (service: string, body: string) =>
@@ -78,7 +77,7 @@ export function makeSignSite(dist: string, opts: { builds?: string[]; windows?: 
     const k = `keys-${env(b)}`;
     fs.mkdirSync(keysState(k), { recursive: true });
     writeJson(path.join(root, k, "log-received.json"), { logsVms: ["logs"], buildVms: [b], self: k, verifier, tlogProgram: tlogProgram(), ...(opts.entryTtlSeconds ? { entryTtlSeconds: opts.entryTtlSeconds } : {}) });
-    writeJson(path.join(root, k, "gpg-gate.json"), { clients: [b], gnupgHome: keysHome, keys: [signFpr], defaultKey: signFpr });
+    writeJson(path.join(root, k, "gpg-gate.json"), { clients: [b], gnupgHome: keysHome, keys: [signFpr], defaultKey: signFpr, entryWaitSeconds: 3 });
     if (opts.windows) {
       const w = `win-keys-${env(b)}`;
       const keysDir = path.join(root, w, "keys");
@@ -91,20 +90,20 @@ export function makeSignSite(dist: string, opts: { builds?: string[]; windows?: 
   }
   // The caller of a hop is the VM the previous hop ran in: each route exports its own VM's name.
   route("qubesbuilder.BuildLog", `export QBI_FAKE_CALLER=logs HOME=${root}/logs QBI_CONFIG=${logsConfigFile} QBI_STATE_DIR=${logsState}
-exec ${node} ${dist}/build-log.js`);
+exec ${dist}/build-log.js`);
   route("qubesbuilder.LogDigest", `export QBI_FAKE_CALLER=logs HOME=${root}/logs QBI_CONFIG=${logsConfigFile} QBI_STATE_DIR=${logsState}
-exec ${node} ${dist}/log-digest.js`);
+exec ${dist}/log-digest.js`);
   route("qubesbuilder.LogReceived", `[ "$QREXEC_REMOTE_DOMAIN" = logs ] || { echo "policy: only logs may call LogReceived" >&2; exit 126; }
 k="keys-\${QREXEC_SERVICE_ARGUMENT#build-}"
 export QBI_FAKE_CALLER="$k" HOME=${root}/"$k" QBI_CONFIG=${root}/"$k"/log-received.json QBI_STATE_DIR=${root}/"$k"/state
-exec ${node} ${dist}/log-received.js`);
+exec ${dist}/log-received.js`);
   route("qubes.Gpg", `k="$QREXEC_REQUESTED_TARGET"
 export QBI_FAKE_CALLER="$k" HOME=${root}/"$k" QBI_CONFIG=${root}/"$k"/gpg-gate.json QBI_STATE_DIR=${root}/"$k"/state
-exec ${node} ${dist}/gpg-gate.js`);
+exec ${dist}/gpg-gate.js`);
   for (const op of ["QueryKey", "GetCert", "Sign"]) {
     route(`qubesbuilder.WinSign.${op}`, `k="$QREXEC_REQUESTED_TARGET"
 export QBI_FAKE_CALLER="$k" HOME=${root}/"$k" QBI_CONFIG=${root}/"$k"/win-sign.json QBI_STATE_DIR=${root}/"$k"/state
-exec ${node} ${dist}/win-sign.js`);
+exec ${dist}/win-sign.js`);
   }
   return {
     root, remote, repoDir, logsState, tlogDir, verifier, tlogKey, signFpr, keysHome, logsHome, dist, fake, logsConfig, keysState,
