@@ -160,5 +160,22 @@ describe("AdminClient against qubes-sim", () => {
     await sim.client.vmList();
     const stats = JSON.parse((await sim.client.call("sim.Stats", "dom0")).toString());
     expect(stats.calls).toEqual({ "admin.vm.List": 2 });
+    expect(stats).toMatchObject({ writes: {}, starts: 0 });
+  });
+
+  it("counts writes (refused ones too) and VM starts in sim.Stats", async () => {
+    await sim.client.vmCreate("AppVM", "stats-probe", "red", "fedora-43-xfce");
+    await sim.client.call("sim.Stats.Reset", "dom0");
+    await sim.client.propertyGet("stats-probe", "label");
+    await sim.client.propertySet("stats-probe", "label", "blue");
+    await rejectsWith(sim.client.propertySet("stats-probe", "label", "no-such-label"), "QubesLabelNotFoundError");
+    await sim.client.run("stats-probe", "true");
+    await sim.client.run("stats-probe", "true");
+    const stats = JSON.parse((await sim.client.call("sim.Stats", "dom0")).toString());
+    expect(stats.writes).toEqual({ "admin.vm.property.Set": 2 });
+    // stats-probe booted once (the second run finds it running); its netvm was running already.
+    expect(stats.starts).toBe(1);
+    await sim.client.vmKill("stats-probe");
+    await sim.client.vmRemove("stats-probe");
   });
 });
