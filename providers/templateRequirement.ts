@@ -1,8 +1,10 @@
 /**
  * `TemplateRequirement`: an assertion that a template carries the commands the site's services
- * run on (`node`, `gpg`, `git`, `nginx`, `socat`, ...). It changes nothing: the preview runs
- * `command -v` for each in the VM and fails with the missing commands and the packages to
- * install; refresh re-checks (the `missing` output).
+ * run on (`node`, `gpg`, `git`, `nginx`, `socat`, ...). A preview starts no VM: it only checks that
+ * the template exists (the VM list). `up` runs `command -v` for each in the template (starting it
+ * if needed, and shutting it down again) and fails with the missing commands and the packages to
+ * install, before anything that depends on it; refresh re-checks a running template (the `missing`
+ * output; the next preview then shows the requirement as an update, which `up` checks again).
  */
 import * as pulumi from "@pulumi/pulumi";
 import type { AdminConnection } from "./connection";

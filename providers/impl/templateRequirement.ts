@@ -38,7 +38,7 @@ export function missingMessage(vm: string, missing: readonly string[], purpose: 
     `(Fedora: sudo dnf install ${fedora.join(" ")}; Debian: sudo apt install ${debian.join(" ")}), shut the template down, then run the preview again`;
 }
 
-/** The commands `command -v` does not find in the VM. */
+/** The commands `command -v` does not find in the VM (starts it if it is halted, as qvm-run does). */
 export async function findMissing(admin: QubesAdmin, p: ReqInputs): Promise<string[]> {
   const script = `for c in ${p.commands.map(shq).join(" ")}; do command -v "$c" >/dev/null 2>&1 || echo "$c"; done; exit 0`;
   const r = await step(`${KIND} ${p.vm}: checking for ${p.commands.join(", ")}`, () => admin.run(p.vm, script, { user: "user" }));
@@ -46,13 +46,39 @@ export async function findMissing(admin: QubesAdmin, p: ReqInputs): Promise<stri
   return r.stdout.toString().split("\n").map((l) => l.trim()).filter((l) => l !== "");
 }
 
-/** Fails the preview when a command is missing. */
+/** The VM's power state from the VM list (a read: starts nothing); undefined when Qubes has no such VM. */
+async function powerOf(admin: QubesAdmin, vm: string): Promise<string | undefined> {
+  const list = await step(`${KIND} ${vm}: listing qubes`, () => admin.vmList());
+  return list.find((v) => v.name === vm)?.state;
+}
+
+/**
+ * The check at `up` (and refresh of a running template): runs `command -v` in the template and, if
+ * the check had to start it, shuts it down again, so that a template is never left running.
+ */
+async function checkInVm(admin: QubesAdmin, p: ReqInputs): Promise<string[]> {
+  const before = await powerOf(admin, p.vm);
+  if (before === undefined) throw new Error(`${KIND}: ${notFound(p.vm, p.purpose)}`);
+  try {
+    return await findMissing(admin, p);
+  } finally {
+    if (before === "Halted") await step(`${KIND} ${p.vm}: shutting it down after the check`, () => admin.vmShutdown(p.vm));
+  }
+}
+
+const notFound = (vm: string, purpose: string) =>
+  `template ${vm}${purpose ? ` (needed by ${purpose})` : ""} does not exist in Qubes: install it (qvm-template install ${vm}) or name another one in the stack config`;
+
+/**
+ * The preview's check, which must change nothing and start no VM: the template must exist (the VM
+ * list is a read). The commands themselves are looked for at `up`, before anything that depends on
+ * the template; what a refresh found missing shows as an update (diff), which `up` re-checks.
+ */
 export async function check(_olds: unknown, news: unknown): Promise<CheckResult> {
   const base = checkWith(reqInputs, news);
   if (base.failures || hasUnknown(news)) return base;
   const p = reqInputs.parse(base.inputs);
-  const missing = await findMissing(adminFor(p.admin), p);
-  if (missing.length > 0) return { inputs: base.inputs, failures: [{ property: "commands", reason: missingMessage(p.vm, missing, p.purpose) }] };
+  if ((await powerOf(adminFor(p.admin), p.vm)) === undefined) return { inputs: p, failures: [{ property: "vm", reason: notFound(p.vm, p.purpose) }] };
   return { inputs: p };
 }
 
@@ -65,7 +91,7 @@ export async function diff(_id: string, oldsRaw: unknown, newsRaw: unknown): Pro
 }
 
 async function verify(p: ReqInputs) {
-  const missing = await findMissing(adminFor(p.admin), p);
+  const missing = await checkInVm(adminFor(p.admin), p);
   if (missing.length > 0) throw new Error(`${KIND}: ${missingMessage(p.vm, missing, p.purpose)}`);
   return { ...p, missing };
 }
@@ -79,11 +105,16 @@ export async function update(_id: string, _olds: unknown, newsRaw: unknown) {
   return { outs: await verify(parseProps(reqInputs, newsRaw, KIND)) };
 }
 
-/** Re-checks: what is missing now shows in the `missing` output (and the next preview fails). */
+/**
+ * Refresh re-checks a running template (what is missing shows in `missing`, and the next preview
+ * fails); a halted one keeps what the last check found, since looking would start it.
+ */
 export async function read(id: string, raw: unknown) {
   const o = parseProps(reqOutputs, raw, KIND);
-  const missing = await findMissing(adminFor(o.admin), o);
-  return { id, props: { ...o, missing } };
+  const admin = adminFor(o.admin);
+  const power = await powerOf(admin, o.vm);
+  if (power === undefined || power === "Halted") return { id, props: o };
+  return { id, props: { ...o, missing: await findMissing(admin, o) } };
 }
 
 /** Nothing to undo: the requirement changes nothing. */

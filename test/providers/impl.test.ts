@@ -223,11 +223,36 @@ describe("SshProxyConfig", () => {
 });
 
 describe("TemplateRequirement", () => {
-  it("fails the check with the missing commands", async () => {
+  const args = { admin, vm: "fedora-43-xfce", commands: ["node", "nginx", "socat"], purpose: "the net VM" };
+
+  it("checks at preview only what the VM list says: no command runs, no VM starts", async () => {
     fake.missingCommands = new Set(["nginx", "socat"]);
-    const r = await req.check({}, { admin, vm: "sys-net", commands: ["node", "nginx", "socat"], purpose: "the net VM" });
-    expect(r.failures).toEqual([{ property: "commands", reason: expect.stringContaining("template sys-net lacks nginx, socat (needed by the net VM)") }]);
+    const r = await req.check({}, args);
+    expect(r.failures).toBeUndefined();
+    expect(fake.calls).toEqual(["vmList"]);
+    expect(fake.vms.get("fedora-43-xfce")?.running).toBe(false);
+    const absent = await req.check({}, { ...args, vm: "fedora-99" });
+    expect(absent.failures).toEqual([{ property: "vm", reason: expect.stringMatching(/template fedora-99 \(needed by the net VM\) does not exist in Qubes: install it/) }]);
+  });
+
+  it("fails `up` with the missing commands, and shuts down the template it had to start", async () => {
+    fake.missingCommands = new Set(["nginx", "socat"]);
+    await expect(req.create(args)).rejects.toThrow("template fedora-43-xfce lacks nginx, socat (needed by the net VM)");
+    expect(fake.calls).toEqual(["vmList", "run fedora-43-xfce", "vmShutdown fedora-43-xfce"]);
+    expect(fake.vms.get("fedora-43-xfce")?.running).toBe(false);
     fake.missingCommands.clear();
-    expect((await req.check({}, { admin, vm: "sys-net", commands: ["node"] })).failures).toBeUndefined();
+    await expect(req.create(args)).resolves.toMatchObject({ outs: { missing: [] } });
+  });
+
+  it("leaves a running template running, and refreshes only a running one", async () => {
+    fake.vms.get("fedora-43-xfce")!.running = true;
+    const made = await req.create(args);
+    expect(fake.calls).toEqual(["vmList", "run fedora-43-xfce"]);
+    fake.missingCommands = new Set(["socat"]);
+    expect((await req.read(made.id, made.outs)).props.missing).toEqual(["socat"]);
+    fake.vms.get("fedora-43-xfce")!.running = false;
+    fake.calls.length = 0;
+    expect((await req.read(made.id, made.outs)).props.missing).toEqual([]);
+    expect(fake.calls).toEqual(["vmList"]);
   });
 });

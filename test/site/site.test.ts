@@ -14,7 +14,7 @@ jest.setTimeout(900_000);
 
 const NS = "qubes-build-infra";
 const localConfig = (parse(fs.readFileSync(path.join(projectRoot, "Pulumi.local.yaml"), "utf8")) as { config: Record<string, unknown> }).config;
-// Admin writes; `sim.vm.Run` is left out: previews probe templates read-only (TemplateRequirement).
+// Admin writes (test/site/preview.test.ts checks a preview with qubes-sim's own write and start counters).
 const MUTATING = /\.(Set|Reset|Remove|Resize|Replace|Start|Shutdown|Kill)$|\.Create\./;
 
 /** The resources a preview would create, update, replace or delete, by operation. */
