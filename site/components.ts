@@ -45,16 +45,20 @@ export const PATHS = {
   trustedKeys: "/usr/local/etc/qubes-build-infra/trusted-keys-for-commands.asc",
 } as const;
 
+/** Where the net VM keeps the webhook receiver's log (and its supervisor's pid files). */
+export const WEBHOOKS_STATE = "/home/user/.local/state/qubes-build-infra";
+
 /**
- * The net VM's boot (rc.local) starts the webhook receiver as `user` and, on Qubes, puts the
- * generated nginx site in place. nginx and the firewall opening for it are the Qubes side's; in
- * qubes-sim (read-only /etc) those lines do nothing.
+ * The net VM's boot (rc.local) starts the webhook receiver as `user` under `supervise` (restarted
+ * whenever it exits, with backoff; its output in webhooks.log, rotated once) and, on Qubes, puts
+ * the generated nginx site in place. In qubes-sim (read-only /etc) the nginx lines do nothing.
  */
 export function webhooksBoot(): string {
   return [
-    "mkdir -p /home/user/.local/state/qubes-build-infra",
-    "chown user /home/user/.local/state/qubes-build-infra 2>/dev/null || true",
-    "runuser -u user -- env HOME=/home/user sh -c 'exec node /usr/local/lib/qubes-build-infra/webhooks.js >>/home/user/.local/state/qubes-build-infra/webhooks.log 2>&1' &",
+    `mkdir -p ${WEBHOOKS_STATE}`,
+    `chown user ${WEBHOOKS_STATE} 2>/dev/null || true`,
+    `runuser -u user -- env HOME=/home/user ${PATHS.lib}/supervise.js --name webhooks --log ${WEBHOOKS_STATE}/webhooks.log -- ` +
+      `${PATHS.lib}/webhooks.js </dev/null >/dev/null 2>&1 &`,
     "if ln -sf /rw/config/qubes-build-infra/webhooks-nginx.conf /etc/nginx/conf.d/qubes-build-infra-webhooks.conf 2>/dev/null; then",
     "  systemctl --no-block restart nginx 2>/dev/null || true",
     "fi",
@@ -407,6 +411,7 @@ export class Site extends pulumi.ComponentResource {
       }])),
     });
     net.file(`${PATHS.lib}/webhooks.js`, program(servicesDir, "webhooks"), 0o755);
+    net.file(`${PATHS.lib}/supervise.js`, program(servicesDir, "supervise"), 0o755);
     net.file(`${PATHS.secrets}/webhooks`, pulumi.secret(args.webhookSecret), 0o600, "user");
     net.config("webhooks", {
       listen: { host: "127.0.0.1", port: cfg.webhooks.receiverPort },
