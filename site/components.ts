@@ -4,6 +4,7 @@
  * services). Everything comes from the pure plan (site/plan.ts) and the bundled services
  * (dist/services/*.js); this file only wires resources and their dependencies.
  */
+import { createPrivateKey, KeyObject, X509Certificate } from "crypto";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { renderNginxConfig } from "../services/nginx";
@@ -66,11 +67,33 @@ export function webhooksBoot(): string {
   ].join("\n");
 }
 
+/** The webhook front's certificate chain and key in the net VM (persistent, read by nginx). */
+export const WEBHOOKS_TLS = {
+  certificate: "/rw/config/qubes-build-infra/webhooks-tls.crt",
+  key: "/rw/config/qubes-build-infra/webhooks-tls.key",
+} as const;
+
+/** The TLS key as nginx will read it, once it is known to belong to the certificate. */
+export function tlsKeyFor(certificatePem: string, keyPem: string): string {
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(keyPem);
+  } catch (e) {
+    throw new Error(`qubes-build-infra:webhookTlsKey: not a PEM private key (${(e as Error).message})`);
+  }
+  if (!new X509Certificate(certificatePem).checkPrivateKey(key)) {
+    throw new Error("qubes-build-infra:webhookTlsKey: not the private key of webhookTlsCertificate (its first certificate)");
+  }
+  return keyPem.endsWith("\n") ? keyPem : `${keyPem}\n`;
+}
+
 /** Inputs of the whole site. */
 export interface SiteArgs {
   config: SiteConfig;
   /** The GitHub webhook HMAC secret (a Pulumi secret). */
   webhookSecret: pulumi.Input<string>;
+  /** The private key of `config.webhookTlsCertificate` (a Pulumi secret); required with it. */
+  webhookTlsKey?: pulumi.Input<string>;
   /** Directory of the bundled services (`dist/services`). */
   servicesDir: string;
   /** builder-github's GitHub API token (a Pulumi secret); absent: no GitHub notifications. */
@@ -420,9 +443,19 @@ export class Site extends pulumi.ComponentResource {
     });
     net.block("/rw/config/rc.local", "webhooks", webhooksBoot(), 0o755);
     net.file(PATHS.buildVmsList, `${Object.keys(cfg.envs).map(buildVm).join("\n")}\n`, 0o644, "user");
+    const cert = cfg.webhookTlsCertificate;
+    if ((cert === undefined) !== (args.webhookTlsKey === undefined)) {
+      throw new Error("qubes-build-infra:webhookTlsCertificate and the secret qubes-build-infra:webhookTlsKey go together: set both or neither");
+    }
+    if (cert !== undefined && args.webhookTlsKey !== undefined) {
+      net.file(WEBHOOKS_TLS.certificate, cert.endsWith("\n") ? cert : `${cert}\n`, 0o644);
+      // Read by nginx's master (root) only; a key that does not sign for the certificate fails here, at preview.
+      net.file(WEBHOOKS_TLS.key, pulumi.secret(pulumi.output(args.webhookTlsKey).apply((k) => tlsKeyFor(cert, k))), 0o600);
+    }
     net.file("/rw/config/qubes-build-infra/webhooks-nginx.conf", renderNginxConfig({
-      listen: cfg.webhooks.listenPort, upstreamSocketOrPort: cfg.webhooks.receiverPort, maxBodyBytes: cfg.webhooks.maxBodyBytes,
+      listen: cfg.webhooks.listenPort ?? (cert ? 443 : 80), upstreamSocketOrPort: cfg.webhooks.receiverPort, maxBodyBytes: cfg.webhooks.maxBodyBytes,
       ...(cfg.webhooks.allowCidrs.length ? { allowCidrs: cfg.webhooks.allowCidrs } : {}),
+      ...(cert ? { tls: WEBHOOKS_TLS, ...(cfg.webhooks.httpPort !== null ? { httpRedirectPort: cfg.webhooks.httpPort } : {}) } : {}),
     }));
 
     // The one policy file, written after every VM it names exists and removed before them.

@@ -6,6 +6,7 @@
  * keys, the signing window and the command signers are all first-class, and nothing is derived by
  * substring replacement of VM names (W22).
  */
+import { X509Certificate } from "crypto";
 import { z } from "zod";
 
 const vmName = z
@@ -266,8 +267,10 @@ export const siteConfigSchema = z.strictObject({
     .prefault({}),
   webhooks: z
     .strictObject({
-      /** Port nginx listens on in the net VM. */
-      listenPort: z.number().int().min(1).max(65535).default(80),
+      /** Port nginx listens on in the net VM (default 443 with `webhookTlsCertificate`, else 80). */
+      listenPort: z.number().int().min(1).max(65535).optional(),
+      /** With TLS: the plain-HTTP port nginx redirects to HTTPS (null: plain HTTP not served at all). */
+      httpPort: z.number().int().min(1).max(65535).nullable().default(80),
       /** Loopback port of the receiver behind nginx, inside the net VM. */
       receiverPort: z.number().int().min(1024).max(65535).default(8099),
       maxBodyBytes: z.number().int().min(1024).default(1024 * 1024),
@@ -278,6 +281,11 @@ export const siteConfigSchema = z.strictObject({
       allowCidrs: z.array(cidr).default([...GITHUB_HOOK_RANGES]),
     })
     .prefault({}),
+  /**
+   * The webhook front's TLS certificate chain (PEM, leaf first); its private key is the secret
+   * `webhookTlsKey`. Unset: nginx serves plain HTTP (behind a TLS-terminating proxy, or for tests).
+   */
+  webhookTlsCertificate: z.string().regex(/^-----BEGIN CERTIFICATE-----[\s\S]+-----END CERTIFICATE-----\s*$/, "a PEM certificate chain").optional(),
 });
 
 export type SiteConfig = z.output<typeof siteConfigSchema>;
@@ -324,6 +332,16 @@ export function parseSiteConfig(raw: unknown): SiteConfig {
   if (windows.length > 0 && cfg.windowsTemplate === undefined) {
     problems.push(`qubes-build-infra:windowsTemplate: ${windows.join(", ")} build${windows.length === 1 ? "s" : ""} Windows, so builder-windows-dvm ` +
       "needs a Windows template (with Qubes Windows Tools) to run builderv2's Windows executor: name it here");
+  }
+  if (cfg.webhookTlsCertificate !== undefined) {
+    try {
+      const leaf = new X509Certificate(cfg.webhookTlsCertificate);
+      if (new Date(leaf.validTo).getTime() < Date.now()) problems.push(`qubes-build-infra:webhookTlsCertificate: expired on ${leaf.validTo}`);
+    } catch (e) {
+      problems.push(`qubes-build-infra:webhookTlsCertificate: not a certificate nginx could load (${(e as Error).message})`);
+    }
+    const port = cfg.webhooks.listenPort ?? 443;
+    if (cfg.webhooks.httpPort === port) problems.push(`qubes-build-infra:webhooks.httpPort: ${port} is the HTTPS port; pick another or null (no plain HTTP)`);
   }
   const logs = new Set(Object.values(cfg.envs).map((e) => e.logs));
   for (const l of logs) if (names.has(l)) problems.push(`qubes-build-infra:envs: logs VM ${l} is also ${names.get(l)}`);

@@ -226,6 +226,16 @@ const variants: Variant[] = [
   ["the webhook secret in plain text", "webhook-secret-is-secret",
     () => { const { plan, cfg } = planOf(); return resourcesOf(plan, cfg, { secretWebhook: false }); },
     /sys-net: the webhook secret \/usr\/local\/etc\/qubes-build-infra\/secrets\/webhooks is plain text in the stack. Fix: set the webhook secret with `pulumi config set --secret/],
+  ["the webhook front's TLS key in plain text", "webhook-secret-is-secret",
+    () => {
+      const { plan, cfg } = planOf();
+      const rs = resourcesOf(plan, cfg);
+      const secret = rs.find((r) => r.name === "webhook-secret")!;
+      const key = { ...secret, name: "tls-key", urn: secret.urn.replace(/webhook-secret$/, "tls-key"), secretKeys: new Set<string>(),
+        props: { ...(secret.props as Record<string, unknown>), path: "/rw/config/qubes-build-infra/webhooks-tls.key", content: "-----BEGIN PRIVATE KEY-----\n..." } };
+      return [...rs, key];
+    },
+    /sys-net: the webhook front's TLS key \/rw\/config\/qubes-build-infra\/webhooks-tls.key is plain text in the stack/],
   ["no webhook secret at all", "webhook-secret-is-secret",
     () => { const { plan, cfg } = planOf(); return resourcesOf(plan, cfg).filter((r) => r.name !== "webhook-secret"); },
     /sys-net: the webhook receiver has no secret file/],

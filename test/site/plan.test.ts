@@ -1,3 +1,8 @@
+import { execFileSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { tlsKeyFor } from "../../site/components";
 import { parseSiteConfig } from "../../site/config";
 import * as q from "../../qrexec";
 import { planSite, POLICY_FILE } from "../../site/plan";
@@ -139,5 +144,36 @@ describe("the plan's policy, rendered and evaluated by the qrexec module", () =>
     ["qubes.VMShell", "", "build-debian", "keys-debian"],
   ])("%s%s from %s to %s is denied", (service, arg, source, target) => {
     expect(ev(service, arg, source, target).action).toBe("deny");
+  });
+});
+
+describe("webhook TLS", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "qbi-tls-"));
+  const pair = (name: string, days: number) => {
+    const [crt, key] = [path.join(dir, `${name}.crt`), path.join(dir, `${name}.key`)];
+    execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", String(days), "-subj", "/CN=hooks.example.org",
+      "-keyout", key, "-out", crt], { stdio: "ignore" });
+    return { crt: fs.readFileSync(crt, "utf8"), key: fs.readFileSync(key, "utf8") };
+  };
+  const a = pair("a", 30);
+  const b = pair("b", 30);
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it("takes a certificate, listens on 443 by default and checks the key belongs to it", () => {
+    const cfg = parseSiteConfig({ ...base, webhookTlsCertificate: a.crt });
+    expect(cfg.webhooks.listenPort).toBeUndefined();
+    expect(cfg.webhooks.httpPort).toBe(80);
+    expect(tlsKeyFor(a.crt, a.key)).toBe(a.key);
+    expect(() => tlsKeyFor(a.crt, b.key)).toThrow("qubes-build-infra:webhookTlsKey: not the private key of webhookTlsCertificate");
+    expect(() => tlsKeyFor(a.crt, "not a key")).toThrow(/webhookTlsKey: not a PEM private key/);
+  });
+
+  it.each([
+    [{ webhookTlsCertificate: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n" }, /webhookTlsCertificate: not a certificate nginx could load/],
+    [{ webhookTlsCertificate: "hello" }, /webhookTlsCertificate: a PEM certificate chain/],
+    [{ webhooks: { httpPort: 443 } }, /webhooks.httpPort: 443 is the HTTPS port/],
+    [{ webhooks: { listenPort: 8443, httpPort: 8443 } }, /webhooks.httpPort: 8443 is the HTTPS port/],
+  ])("rejects %j naming the key", (patch, message) => {
+    expect(() => parseSiteConfig({ ...base, webhookTlsCertificate: a.crt, ...patch })).toThrow(message);
   });
 });
