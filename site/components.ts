@@ -50,12 +50,24 @@ export const PATHS = {
 export const WEBHOOKS_STATE = "/home/user/.local/state/qubes-build-infra";
 
 /**
- * The net VM's boot (rc.local) starts the webhook receiver as `user` under `supervise` (restarted
- * whenever it exits, with backoff; its output in webhooks.log, rotated once) and, on Qubes, puts
- * the generated nginx site in place. In qubes-sim (read-only /etc) the nginx lines do nothing.
+ * The net VM's boot (rc.local) opens the webhook ports in sys-net's own firewall (Qubes'
+ * `custom-input` chains, which its input policy consults before dropping inbound traffic) for the
+ * configured source ranges only, starts the webhook receiver as `user` under `supervise`
+ * (restarted whenever it exits, with backoff; its output in webhooks.log, rotated once) and, on
+ * Qubes, puts the generated nginx site in place. In qubes-sim (no nft in a VM, read-only /etc)
+ * the nft and nginx lines do nothing: the sim applies the nginx block's ranges itself.
  */
-export function webhooksBoot(): string {
+export function webhooksBoot(front: { ports: number[]; allowCidrs: readonly string[] } = { ports: [80], allowCidrs: [] }): string {
+  const ports = `tcp dport { ${[...new Set(front.ports)].join(", ")} }`;
+  const v4 = front.allowCidrs.filter((c) => !c.includes(":"));
+  const v6 = front.allowCidrs.filter((c) => c.includes(":"));
+  const any = front.allowCidrs.length === 0;
+  const nft = [
+    ...(any || v4.length ? [`nft add rule ip qubes custom-input ${any ? "" : `ip saddr { ${v4.join(", ")} } `}${ports} accept 2>/dev/null || true`] : []),
+    ...(any || v6.length ? [`nft add rule ip6 qubes custom-input ${any ? "" : `ip6 saddr { ${v6.join(", ")} } `}${ports} accept 2>/dev/null || true`] : []),
+  ];
   return [
+    ...nft,
     `mkdir -p ${WEBHOOKS_STATE}`,
     `chown user ${WEBHOOKS_STATE} 2>/dev/null || true`,
     `runuser -u user -- env HOME=/home/user ${PATHS.lib}/supervise.js --name webhooks --log ${WEBHOOKS_STATE}/webhooks.log -- ` +
@@ -441,7 +453,7 @@ export class Site extends pulumi.ComponentResource {
       maxBodyBytes: cfg.webhooks.maxBodyBytes,
       buildVmsFile: PATHS.buildVmsList,
     });
-    net.block("/rw/config/rc.local", "webhooks", webhooksBoot(), 0o755);
+
     net.file(PATHS.buildVmsList, `${Object.keys(cfg.envs).map(buildVm).join("\n")}\n`, 0o644, "user");
     const cert = cfg.webhookTlsCertificate;
     if ((cert === undefined) !== (args.webhookTlsKey === undefined)) {
@@ -452,8 +464,11 @@ export class Site extends pulumi.ComponentResource {
       // Read by nginx's master (root) only; a key that does not sign for the certificate fails here, at preview.
       net.file(WEBHOOKS_TLS.key, pulumi.secret(pulumi.output(args.webhookTlsKey).apply((k) => tlsKeyFor(cert, k))), 0o600);
     }
+    const listenPort = cfg.webhooks.listenPort ?? (cert ? 443 : 80);
+    const frontPorts = [listenPort, ...(cert && cfg.webhooks.httpPort !== null ? [cfg.webhooks.httpPort] : [])];
+    net.block("/rw/config/rc.local", "webhooks", webhooksBoot({ ports: frontPorts, allowCidrs: cfg.webhooks.allowCidrs }), 0o755);
     net.file("/rw/config/qubes-build-infra/webhooks-nginx.conf", renderNginxConfig({
-      listen: cfg.webhooks.listenPort ?? (cert ? 443 : 80), upstreamSocketOrPort: cfg.webhooks.receiverPort, maxBodyBytes: cfg.webhooks.maxBodyBytes,
+      listen: listenPort, upstreamSocketOrPort: cfg.webhooks.receiverPort, maxBodyBytes: cfg.webhooks.maxBodyBytes,
       ...(cfg.webhooks.allowCidrs.length ? { allowCidrs: cfg.webhooks.allowCidrs } : {}),
       ...(cert ? { tls: WEBHOOKS_TLS, ...(cfg.webhooks.httpPort !== null ? { httpRedirectPort: cfg.webhooks.httpPort } : {}) } : {}),
     }));

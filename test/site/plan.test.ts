@@ -2,7 +2,7 @@ import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { tlsKeyFor } from "../../site/components";
+import { tlsKeyFor, webhooksBoot } from "../../site/components";
 import { parseSiteConfig } from "../../site/config";
 import * as q from "../../qrexec";
 import { planSite, POLICY_FILE } from "../../site/plan";
@@ -175,5 +175,18 @@ describe("webhook TLS", () => {
     [{ webhooks: { listenPort: 8443, httpPort: 8443 } }, /webhooks.httpPort: 8443 is the HTTPS port/],
   ])("rejects %j naming the key", (patch, message) => {
     expect(() => parseSiteConfig({ ...base, webhookTlsCertificate: a.crt, ...patch })).toThrow(message);
+  });
+});
+
+describe("sys-net's boot block", () => {
+  it("opens the front's ports in sys-net's firewall for the configured ranges only, per address family", () => {
+    const boot = webhooksBoot({ ports: [443, 80], allowCidrs: ["192.30.252.0/22", "140.82.112.0/20", "2a0a:a440::/29"] });
+    expect(boot).toContain("nft add rule ip qubes custom-input ip saddr { 192.30.252.0/22, 140.82.112.0/20 } tcp dport { 443, 80 } accept");
+    expect(boot).toContain("nft add rule ip6 qubes custom-input ip6 saddr { 2a0a:a440::/29 } tcp dport { 443, 80 } accept");
+    // IPv4 ranges only: nothing is opened for IPv6.
+    expect(webhooksBoot({ ports: [80], allowCidrs: ["192.30.252.0/22"] })).not.toContain("ip6 qubes");
+    // No ranges (any source, the HMAC decides): the ports are open to all.
+    expect(webhooksBoot({ ports: [80], allowCidrs: [] })).toContain("nft add rule ip qubes custom-input tcp dport { 80 } accept");
+    expect(boot).toMatch(/supervise\.js --name webhooks --log \S+\/webhooks\.log -- \/usr\/local\/lib\/qubes-build-infra\/webhooks\.js/);
   });
 });
