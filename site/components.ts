@@ -8,6 +8,7 @@ import { createPrivateKey, KeyObject, X509Certificate } from "crypto";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { renderNginxConfig } from "../services/nginx";
+import { CLEANUP_PROGRAM, cleanupConfig, timerFiles } from "./timers";
 import { BuilderCheckout } from "../providers/builderCheckout";
 import type { AdminConnection } from "../providers/connection";
 import { AuthenticodeKey } from "../providers/authenticodeKey";
@@ -309,6 +310,17 @@ export class BuildEnvironment extends pulumi.ComponentResource {
       // builder-github (v1) keeps its notification state here and does not create it.
       const readme = "builder-github's notification state (one file per component, release, dist and repository).\n";
       build.file(`${BUILDER_PATHS.notifyState}/README`, readme, 0o644, "user");
+    }
+    // Housekeeping timers (user units; systemd reads them at the VM's next start).
+    const units = new Map<string, ManagedFile>();
+    for (const t of timerFiles(cfg, e)) {
+      // The link after its unit: ~/.config/systemd/user is then the user's, not made by root for the link.
+      if (t.kind === "symlink") build.symlink(t.path, t.target, [units.get(t.target)!]);
+      else units.set(t.path, build.file(t.path, t.content, 0o644, "user"));
+    }
+    if (cfg.timers.builderCleanup.enabled) {
+      build.file(CLEANUP_PROGRAM, program(servicesDir, "builder-cleanup"), 0o755);
+      build.config("builder-cleanup", cleanupConfig(cfg, e));
     }
     const version = e.builderv2 ? 2 : 1;
     this.uploadKey = new SshKey(`${b}:upload-key`, {

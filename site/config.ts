@@ -174,6 +174,9 @@ const cidr = z.string().regex(
 /** GitHub's published webhook source ranges (the `hooks` list of api.github.com/meta). */
 export const GITHUB_HOOK_RANGES = ["192.30.252.0/22", "185.199.108.0/22", "140.82.112.0/20", "143.55.64.0/20", "2a0a:a440::/29", "2606:50c0::/32"] as const;
 
+/** A systemd calendar expression (OnCalendar=): `weekly`, `daily`, `Sun *-*-* 03:00:00`, ... */
+const calendar = z.string().regex(/^[A-Za-z0-9*:,./~ -]{1,64}$/, "a systemd OnCalendar= expression like weekly or 'Sun *-*-* 03:00'");
+
 const githubRepo = z.string().regex(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/, "owner/name");
 
 const admin = z.discriminatedUnion("transport", [
@@ -285,6 +288,25 @@ export const siteConfigSchema = z.strictObject({
    * The webhook front's TLS certificate chain (PEM, leaf first); its private key is the secret
    * `webhookTlsKey`. Unset: nginx serves plain HTTP (behind a TLS-terminating proxy, or for tests).
    */
+  /** The build VMs' housekeeping timers (systemd user units in each build VM's home). */
+  timers: z
+    .strictObject({
+      builderCleanup: z.strictObject({
+        enabled: z.boolean().default(true),
+        onCalendar: calendar.default("weekly"),
+        /** Files in ~/builder-github-logs older than this are deleted. */
+        logRetentionDays: z.number().int().min(1).max(3650).default(30),
+        /** ISO pre-releases (`<builder>/iso/*pre*.iso`) older than this are deleted. */
+        isoRetentionDays: z.number().int().min(1).max(3650).default(7),
+      }).prefault({}),
+      releaseStatus: z.strictObject({
+        enabled: z.boolean().default(true),
+        onCalendar: calendar.default("daily"),
+        /** The upload host the status page goes to (default: the first of `uploadHosts`). */
+        host: hostname.optional(),
+      }).prefault({}),
+    })
+    .prefault({}),
   webhookTlsCertificate: z.string().regex(/^-----BEGIN CERTIFICATE-----[\s\S]+-----END CERTIFICATE-----\s*$/, "a PEM certificate chain").optional(),
 });
 
@@ -342,6 +364,11 @@ export function parseSiteConfig(raw: unknown): SiteConfig {
     }
     const port = cfg.webhooks.listenPort ?? 443;
     if (cfg.webhooks.httpPort === port) problems.push(`qubes-build-infra:webhooks.httpPort: ${port} is the HTTPS port; pick another or null (no plain HTTP)`);
+  }
+  const statusHost = cfg.timers.releaseStatus.host;
+  if (statusHost !== undefined && !(statusHost in cfg.uploadHosts)) {
+    problems.push(`qubes-build-infra:timers.releaseStatus.host: ${statusHost} is not one of uploadHosts (${Object.keys(cfg.uploadHosts).join(", ") || "none"}), ` +
+      "the hosts the build VMs can reach over ssh");
   }
   const logs = new Set(Object.values(cfg.envs).map((e) => e.logs));
   for (const l of logs) if (names.has(l)) problems.push(`qubes-build-infra:envs: logs VM ${l} is also ${names.get(l)}`);
