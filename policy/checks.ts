@@ -633,9 +633,10 @@ export function checkDom0(site: Site): Violation[] {
           const v = ask(site, svc, a, s, t);
           if (v.action === "deny" || !v.rule || !landings(v).includes("dom0")) continue;
           const d = site.system.domains[t];
+          // A dispvm template is shared by every env that builds in it: no build VM may remove it.
           const ok = src?.role === "build" && (
             (d !== undefined && d.type === "DispVM" && d.tags.includes(`disp-created-by-${s}`)) ||
-            dispTemplates.has(t) || (t === s && SELF_ADMIN.has(svc)));
+            (dispTemplates.has(t) && svc !== "admin.vm.Remove") || (t === s && SELF_ADMIN.has(svc)));
           if (ok) continue;
           const who = src?.role === "build" ? s : s.startsWith("qbi-probe-") ? `any VM (e.g. ${s})` : s;
           f.add(`adm\0${at(v.rule)}`, `dom0: ${svc} is ${v.action === "ask" ? "offered" : "allowed"} beyond a build VM's own disposables and dispvm template by ${cite(v.rule)}`,

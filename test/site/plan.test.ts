@@ -107,6 +107,11 @@ describe("the plan's policy, rendered and evaluated by the qrexec module", () =>
     dom("dom0", "AdminVM"), dom("sys-net", "AppVM"), dom("sys-whonix", "AppVM"), dom("outsider", "AppVM"),
     ...plan.vms.map((v) => dom(v.name, "AppVM", v.tags, { default_dispvm: v.defaultDispvm ?? null, template_for_dispvms: !!v.templateForDispvms })),
     dom("disp123", "DispVM", ["disp-created-by-build-debian"]),
+    // A v1 template build's disposable: started by the policy daemon (creator dom0) from dvm-fedora,
+    // whose tags Qubes copies into it.
+    dom("disp200", "DispVM", ["disp-created-by-dom0", ...plan.vms.find((v) => v.name === "dvm-fedora")!.tags]),
+    // Another disposable the policy daemon made, from builder-dvm.
+    dom("disp201", "DispVM", ["disp-created-by-dom0", ...plan.vms.find((v) => v.name === "builder-dvm")!.tags]),
   ].map((d) => [d.name, d])) } as unknown as q.SystemInfo;
   const ev = (service: string, argument: string, source: string, target: string) =>
     q.evaluate(policy, { service, argument, source, target }, system);
@@ -124,6 +129,17 @@ describe("the plan's policy, rendered and evaluated by the qrexec module", () =>
     ["local.ConnectSSH", "+yum.qubes-os.org", "build-debian", "sys-net", "allow", "sys-net"],
     ["qubesbuilder.TriggerBuild", "+core-admin", "sys-net", "build-fedora", "allow", "build-fedora"],
     ["qubes.VMShell", "", "build-debian", "disp123", "allow", "disp123"],
+    // builderv2 removes (and creates) its own disposables; the Windows executor creates from builder-windows-dvm.
+    ["admin.vm.Remove", "", "build-debian", "disp123", "allow", "dom0"],
+    ["admin.vm.CreateDisposable", "", "build-debian", "builder-dvm", "allow", "dom0"],
+    ["admin.vm.CreateDisposable", "", "build-debian", "builder-windows-dvm", "allow", "dom0"],
+    ["admin.vm.device.block.Attach", "+build-debian+loop0", "build-debian", "disp123", "allow", "dom0"],
+    // v1: build-fedora starts a disposable of its own template; that disposable attaches the
+    // exported disk through dom0 and copies the template back to build-fedora.
+    ["qubes.VMShell", "", "build-fedora", "@dispvm:dvm-fedora", "allow", "@dispvm:dvm-fedora"],
+    ["qubesbuilder.ExportDisk", "", "build-fedora", "dom0", "allow", "dom0"],
+    ["qubesbuilder.AttachDisk", "", "disp200", "dom0", "allow", "dom0"],
+    ["qubesbuilder.CopyTemplateBack", "", "disp200", "build-fedora", "allow", "build-fedora"],
   ])("%s%s from %s to %s: %s", (service, arg, source, target, action, resolved) => {
     const v = ev(service, arg, source, target);
     expect(v.action).toBe(action);
@@ -131,6 +147,20 @@ describe("the plan's policy, rendered and evaluated by the qrexec module", () =>
   });
 
   it.each([
+    // Each env's disposables do what the formula intends for that env only.
+    ["admin.vm.Remove", "", "build-debian", "builder-dvm"],
+    ["admin.vm.Remove", "", "build-debian", "disp200"],
+    ["admin.vm.Remove", "", "build-fedora", "disp123"],
+    ["admin.vm.Remove", "", "build-debian", "disp201"],
+    ["admin.vm.CreateDisposable", "", "build-fedora", "builder-dvm"],
+    ["admin.vm.CreateDisposable", "", "build-fedora", "builder-windows-dvm"],
+    ["admin.vm.CreateDisposable", "", "build-debian", "dom0"],
+    ["admin.vm.device.block.Attach", "+keys-debian+loop0", "build-debian", "disp123"],
+    ["qubes.VMShell", "", "build-debian", "@dispvm:dvm-fedora"],
+    ["qubesbuilder.AttachDisk", "", "disp201", "dom0"],
+    ["qubesbuilder.AttachDisk", "", "disp123", "dom0"],
+    ["qubesbuilder.CopyTemplateBack", "", "disp200", "build-debian"],
+    ["qubesbuilder.CopyTemplateBack", "", "disp201", "build-fedora"],
     ["qubes.Gpg", "", "build-fedora", "keys-debian"],
     ["qubes.Gpg", "", "outsider", "keys-fedora"],
     ["qubes.Gpg", "", "logs", "keys-fedora"],
