@@ -9,6 +9,7 @@ import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { renderNginxConfig } from "../services/nginx";
 import { CLEANUP_PROGRAM, cleanupConfig, timerFiles } from "./timers";
+import { builderDvmFiles } from "./builderDvm";
 import { BuilderCheckout } from "../providers/builderCheckout";
 import type { AdminConnection } from "../providers/connection";
 import { AuthenticodeKey } from "../providers/authenticodeKey";
@@ -28,7 +29,7 @@ import {
   renderBuildersList, renderBuilderYml, renderOpenqaConf, triggerEntryPoint,
 } from "./builders";
 import { tlogOrigin, type SiteConfig } from "./config";
-import { buildVm, keysVm, planSite, POLICY_FILE, type PlannedVm, WINSIGN_OPS, winKeysVm } from "./plan";
+import { BUILDER_DVM, buildVm, keysVm, planSite, POLICY_FILE, type PlannedVm, WINSIGN_OPS, winKeysVm } from "./plan";
 
 /** Where site files live inside the VMs (see docs/layout.md). */
 export const PATHS = {
@@ -392,9 +393,23 @@ export class Site extends pulumi.ComponentResource {
     const requirements = Object.entries(needs).map(([t, n]) =>
       new TemplateRequirement(`template:${t}`, { admin, vm: t, commands: n.cmds, purpose: n.why }, { parent: this }));
 
-    const dispvmTemplates = plan.vms
-      .filter((v) => v.role === "builder-dvm" || v.role === "windows-dvm" || v.role === "env-dvm")
-      .map((v) => vmResource(this, admin, v, requirements));
+    const dispvmPlans = plan.vms.filter((v) => v.role === "builder-dvm" || v.role === "windows-dvm" || v.role === "env-dvm");
+    const dispvmTemplates = dispvmPlans.map((v) => vmResource(this, admin, v, requirements));
+
+    // builder-dvm: builderv2's in-disposable services from a verified checkout, /builder kept and mounted dev,suid.
+    const dvmPieces = builderDvmFiles(cfg);
+    const dvmVm = dispvmTemplates[dispvmPlans.findIndex((v) => v.role === "builder-dvm")];
+    if (dvmPieces && dvmVm) {
+      const c = dvmPieces.checkout;
+      const checkout = new BuilderCheckout(`${BUILDER_DVM}:checkout:${c.key}`, {
+        admin, vm: BUILDER_DVM, dir: c.dir, url: c.url, commit: c.commit, ...(c.tag ? { tag: c.tag } : {}), maintainers: c.maintainers,
+        keys: cfg.maintainerKeys, submodules: false, label: c.label,
+      }, { parent: this, dependsOn: [dvmVm] });
+      const dvm = new InVm(this, admin, BUILDER_DVM, servicesDir, [dvmVm]);
+      for (const f of dvmPieces.files) dvm.file(f.path, f.content, f.mode);
+      for (const l of dvmPieces.links) dvm.symlink(l.path, l.target, [checkout]);
+      dvm.block("/rw/config/rc.local", "builder-mount", dvmPieces.boot, 0o755);
+    }
 
     // One logs VM per distinct `logs` value, each with its keys (git commits; transparency log),
     // repository and services (BuildLog, LogDigest).
