@@ -388,6 +388,10 @@ export class Site extends pulumi.ComponentResource {
     if (envs.some((e) => e.builderv2)) need(cfg.buildTemplate, ["python3"], "builderv2");
     if (envs.some((e) => !e.builderv2)) need(cfg.buildTemplate, ["make"], "qubes-builder (v1)");
     need(cfg.keysTemplate, ["node", "gpg"], "keys VMs (signing gate)");
+    if (envs.some((e) => e.windows)) {
+      need(cfg.keysTemplate, ["osslsigncode", "openssl"], "win-keys VMs (Authenticode)");
+      need(cfg.buildTemplate, ["osslsigncode"], "builder-dvm (WinSign.Timestamp)");
+    }
     need(cfg.logsTemplate, ["node", "git", "gpg", "xz", "ssh-keygen", "ssh"], "logs VMs");
     need(cfg.netTemplate, ["node", "nginx"], "the net VM (ConnectSSH, webhooks)");
     const requirements = Object.entries(needs).map(([t, n]) =>

@@ -175,7 +175,7 @@ function envRules(cfg: SiteConfig, name: string, e: EnvConfig): PlannedRule[] {
     // v1 template builds: build-E exports a disk image, starts a disposable of its own template
     // (`qvm-run-vm --dispvm`), which attaches the image through dom0 and sends the template back.
     // The disposable is the policy daemon's (creator dom0), so it is known by its template's tag;
-    // dom0's AttachDisk also checks that the caller is a disposable of the exporter's template.
+    // dom0's AttachDisk then needs the one-time key ExportDisk gave build-E.
     const own = `@tag:${envDispTag(name)}`;
     r.push(rule("qubes.VMShell", "*", b, `@dispvm:${envDvm(name)}`, "allow"));
     r.push(rule("qubesbuilder.ExportDisk", "*", b, "@adminvm", "allow"));

@@ -28,6 +28,12 @@ const PACKAGES: Record<string, [string, string]> = {
   curl: ["curl", "curl"],
   rpm: ["rpm", "rpm"],
   sha256sum: ["coreutils", "coreutils"],
+  osslsigncode: ["osslsigncode", "osslsigncode"],
+  openssl: ["openssl", "openssl"],
+  python3: ["python3", "python3"],
+  make: ["make", "make"],
+  "ssh-keygen": ["openssh-clients", "openssh-client"],
+  ssh: ["openssh-clients", "openssh-client"],
 };
 
 /** The message for missing commands: which ones, and what to install where. */
