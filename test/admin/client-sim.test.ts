@@ -100,6 +100,11 @@ describe("AdminClient against qubes-sim", () => {
     await rejectsWith(c.propertySet("sys-net", "netvm", "sys-whonix"), "QubesValueError", /Loops/);
     await rejectsWith(c.propertySet("app1", "template", "sys-net"), "QubesPropertyValueError", /wrong VM class.*TemplateVM/);
     await rejectsWith(c.propertySet("app1", "nosuch", "1"), "QubesNoSuchPropertyError", /nosuch/);
+    // maxmem 0 turns memory balancing off (Windows builders); memory must stay positive.
+    await c.propertySet("app1", "maxmem", "0");
+    expect((await c.propertyGet("app1", "maxmem")).value).toBe("0");
+    await rejectsWith(c.propertySet("app1", "maxmem", "-1"), "QubesPropertyValueError", /maxmem value must be non-negative/);
+    await rejectsWith(c.propertySet("app1", "memory", "0"), "QubesPropertyValueError", /memory value must be positive/);
     await rejectsWith(c.propertySet("debian-13", "template", "debian-13"), "QubesNoSuchPropertyError");
     await rejectsWith(c.propertySet("app1", "provides_network", "maybe"), "QubesValueError", /boolean/);
     await rejectsWith(c.propertySet("app1", "memory", "-5"), "QubesPropertyValueError", /memory/);
