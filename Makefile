@@ -8,10 +8,13 @@ setup:
 	@bash scripts/setup.sh
 
 ## Sets up, starts qubes-sim (the local Qubes) and runs `pulumi up` of the local stack, gated by
-## the policy pack (the CLI previews first: a violation stops it before anything changes).
+## the policy pack (the CLI previews first: a violation stops it before anything changes). What a
+## killed run left (a stale lock, pending operations) is settled first, so `make up` is also the
+## recovery after an interrupted run.
 up: setup
 	@$(ENV) bash scripts/sim.sh start
-	@$(ENV) pulumi stack select --create $(STACK) >/dev/null && pulumi up --yes --non-interactive --stack $(STACK) --policy-pack policy
+	@$(ENV) pulumi stack select --create $(STACK) >/dev/null && bin/qubes-build-infra settle --stack $(STACK) && \
+	  pulumi up --yes --non-interactive --stack $(STACK) --policy-pack policy
 
 preview: setup
 	@$(ENV) bash scripts/sim.sh start && pulumi preview --non-interactive --diff --stack $(STACK) --policy-pack policy
@@ -19,8 +22,11 @@ preview: setup
 refresh: setup
 	@$(ENV) bash scripts/sim.sh start && pulumi refresh --yes --non-interactive --stack $(STACK)
 
+## Removes the site but what is protected (keys VMs, logs VMs and their keys): `make up` brings it
+## back as it was. Everything: `pulumi destroy --ignore-protect` (see README, "When things go wrong").
 destroy: setup
-	@$(ENV) bash scripts/sim.sh start && pulumi destroy --yes --non-interactive --stack $(STACK)
+	@$(ENV) bash scripts/sim.sh start && bin/qubes-build-infra settle --stack $(STACK) && \
+	  pulumi destroy --yes --non-interactive --stack $(STACK) --exclude-protected
 
 ## Sets up, then lint, type-check, the Go tests of tools/tlog and every jest test.
 test: setup

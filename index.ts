@@ -2,7 +2,7 @@
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { Site } from "./site/components";
-import { parseSiteConfig } from "./site/config";
+import { parseSiteConfig, type SiteConfig } from "./site/config";
 import { rawSiteConfig } from "./site/stackConfig";
 
 // The SDK takes a full stack trace for every resource and several of its promises. Formatting
@@ -13,12 +13,18 @@ delete (Error as { prepareStackTrace?: unknown }).prepareStackTrace;
 process.setSourceMapsEnabled(process.env.QBI_SOURCE_MAPS === "1");
 
 const namespace = "qubes-build-infra";
-const config = parseSiteConfig(rawSiteConfig(pulumi.runtime.allConfig(), namespace, __dirname, process.env));
+// A bad config is the operator's to fix: its message names every key; no stack trace (RunError).
+let config: SiteConfig;
+try {
+  config = parseSiteConfig(rawSiteConfig(pulumi.runtime.allConfig(), namespace, __dirname, process.env));
+} catch (e) {
+  throw new pulumi.RunError((e as Error).message);
+}
 const stackConfig = new pulumi.Config(namespace);
 const openqaKey = stackConfig.getSecret("openqaKey");
 const openqaSecret = stackConfig.getSecret("openqaSecret");
 if ((openqaKey === undefined) !== (openqaSecret === undefined)) {
-  throw new Error("qubes-build-infra:openqaKey and qubes-build-infra:openqaSecret go together: set both (pulumi config set --secret) or neither");
+  throw new pulumi.RunError("qubes-build-infra:openqaKey and qubes-build-infra:openqaSecret go together: set both (pulumi config set --secret) or neither");
 }
 const site = new Site("site", {
   config,
@@ -31,6 +37,8 @@ const site = new Site("site", {
 });
 
 export const policyFile = site.policyFile;
+/** Every policy file of the site, in the order qrexec reads them (several once one would be too big). */
+export const policyFiles = site.policyFiles;
 export const signingKeys = site.signingKeys;
 /** Register each on GitHub as a deploy key with write access to the logs repository. */
 export const deployKeys = site.deployKeys;

@@ -9,11 +9,13 @@
 /** Classes accepted by `admin.vm.Create.<Class>`. */
 export type VmClass = "AppVM" | "TemplateVM" | "StandaloneVM" | "DispVM" | "AdminVM";
 
-/** One entry of `admin.vm.List`: `<name> class=<class> state=<state>`. */
+/** One entry of `admin.vm.List`: `<name> class=<class> state=<state>` (R4.3: ` uuid=<uuid>` too). */
 export interface VmListEntry {
   name: string;
   klass: VmClass;
   state: string;
+  /** Given by Qubes R4.3 and later. */
+  uuid?: string;
 }
 
 /** A property as `admin.vm.property.Get` reports it: `default=<True|False> type=<t> <value>`. */

@@ -46,6 +46,17 @@ const SystemInfoSchema = z.object({
   ),
 });
 
+/**
+ * One line of admin.vm.List: `<name> class=<class> state=<state>`, and since Qubes R4.3
+ * ` uuid=<uuid>` after it (qubes-core-admin "Support using UUIDs instead of VM names").
+ */
+export function parseVmListLine(line: string): VmListEntry | undefined {
+  const m = /^(\S+) class=(\S+) state=(\S+)(?: uuid=([0-9a-f-]{36}))?$/.exec(line);
+  const k = m ? VmClassSchema.safeParse(m[2]) : undefined;
+  if (!m || !k?.success) return undefined;
+  return { name: m[1], klass: k.data, state: m[3], ...(m[4] ? { uuid: m[4] } : {}) };
+}
+
 /** Parse `default=<True|False> type=<t> <value>`. */
 export function parsePropertyValue(text: string): PropertyValue {
   const m = /^default=(True|False) type=(\S+) ([\s\S]*)$/.exec(text);
@@ -84,10 +95,9 @@ export class AdminClient implements QubesAdmin {
   async vmListFrom(dest: string): Promise<VmListEntry[]> {
     const out: VmListEntry[] = [];
     for (const line of lines(await this.transport.call("admin.vm.List", dest))) {
-      const m = /^(\S+) class=(\S+) state=(\S+)$/.exec(line);
-      const k = m ? VmClassSchema.safeParse(m[2]) : undefined;
-      if (!m || !k?.success) throw this.bad("admin.vm.List", dest, line);
-      out.push({ name: m[1], klass: k.data, state: m[3] });
+      const e = parseVmListLine(line);
+      if (!e) throw this.bad("admin.vm.List", dest, line);
+      out.push(e);
     }
     return out;
   }

@@ -1,6 +1,11 @@
 /**
  * Errors of the Admin API: every failed call rejects with a `QubesError` carrying the Qubes
- * exception class name (`qubesType`), the formatted message, and the call (method, dest).
+ * exception class name (`qubesType`), a short `code` to branch on, the formatted message, and the
+ * call (method, dest).
+ *
+ * Branch with `qubesErrorOf`/`hasQubesCode`, not `instanceof`: the provider implementations are
+ * bundled one module at a time, so one process may hold several copies of this class. A brand
+ * (a registered symbol) recognises them all, also behind `cause` chains of wrapping errors.
  */
 
 /** Short codes for the exception types callers commonly branch on. */
@@ -22,6 +27,7 @@ export type QubesErrorCode =
   | "policy-not-found"
   | "policy-syntax"
   | "policy"
+  | "command-failed"
   | "transport"
   | "other";
 
@@ -49,7 +55,10 @@ const CODES: Record<string, QubesErrorCode> = {
   PolicyAdminInvalidFileNameException: "policy",
   PolicyAdminInvalidFilePathException: "policy",
   QubesDaemonCommunicationError: "transport",
+  QubesVMCommandError: "command-failed",
 };
+
+const BRAND = Symbol.for("qubes-build-infra.QubesError");
 
 /** A failed Admin API call. */
 export class QubesError extends Error {
@@ -64,8 +73,9 @@ export class QubesError extends Error {
   /** The argument of the call, if any. */
   readonly arg: string;
 
-  constructor(qubesType: string, message: string, call: { method: string; dest: string; arg?: string }) {
-    super(message);
+  constructor(qubesType: string, message: string, call: { method: string; dest: string; arg?: string }, options?: { cause?: unknown }) {
+    super(message, options);
+    Object.defineProperty(this, BRAND, { value: true });
     this.name = qubesType;
     this.qubesType = qubesType;
     this.code = CODES[qubesType] ?? "other";
@@ -80,14 +90,33 @@ export class QubesError extends Error {
   }
 }
 
-/** True when `e` is a QubesError of the given exception type(s). */
+function branded(e: unknown): e is QubesError {
+  return typeof e === "object" && e !== null && (e as Record<symbol, unknown>)[BRAND] === true;
+}
+
+/** True when `e` is a QubesError (of any copy of this module) of the given exception type(s). */
 export function isQubesError(e: unknown, ...types: string[]): e is QubesError {
-  return e instanceof QubesError && (types.length === 0 || types.includes(e.qubesType));
+  return branded(e) && (types.length === 0 || types.includes(e.qubesType));
+}
+
+/** The QubesError that `e` is or wraps (following `cause`), if any. */
+export function qubesErrorOf(e: unknown): QubesError | undefined {
+  for (let cur: unknown = e, depth = 0; cur !== undefined && cur !== null && depth < 20; depth++) {
+    if (branded(cur)) return cur;
+    cur = typeof cur === "object" ? (cur as { cause?: unknown }).cause : undefined;
+  }
+  return undefined;
+}
+
+/** True when `e` is or wraps a QubesError with one of these codes. */
+export function hasQubesCode(e: unknown, ...codes: QubesErrorCode[]): boolean {
+  const q = qubesErrorOf(e);
+  return q !== undefined && codes.includes(q.code);
 }
 
 /** The call could not be made at all (socket missing, qrexec-client-vm failed, bad reply). */
 export class QubesTransportError extends QubesError {
-  constructor(message: string, call: { method: string; dest: string; arg?: string }) {
-    super("QubesDaemonCommunicationError", message, call);
+  constructor(message: string, call: { method: string; dest: string; arg?: string }, options?: { cause?: unknown }) {
+    super("QubesDaemonCommunicationError", message, call, options);
   }
 }

@@ -58,7 +58,7 @@ export function replyData(raw: Buffer, call: { method: string; dest: string; arg
   try {
     r = decodeReply(raw);
   } catch (e) {
-    throw new QubesTransportError((e as Error).message, call);
+    throw new QubesTransportError((e as Error).message, call, { cause: e });
   }
   if (r.kind === "ok") return r.data;
   if (r.kind === "error") throw new QubesError(r.type || "QubesException", r.message, call);
@@ -75,7 +75,7 @@ export class SocketTransport implements Transport {
     try {
       raw = await socketRoundTrip(this.socket, encodeRequest({ method, arg, dest, payload: toBuf(payload) }));
     } catch (e) {
-      throw new QubesTransportError(`failed to connect to qubesd at ${this.socket}: ${(e as Error).message}`, c);
+      throw new QubesTransportError(`failed to connect to qubesd at ${this.socket}: ${(e as Error).message}`, c, { cause: e });
     }
     return replyData(raw, c);
   }

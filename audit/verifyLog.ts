@@ -19,7 +19,7 @@ import * as os from "os";
 import * as path from "path";
 import { promisify } from "util";
 import { z } from "zod";
-import { checkEntries, sessionOf } from "./entries";
+import { checkEntries, entriesOut, sessionOf } from "./entries";
 
 const exec = promisify(execFile);
 
@@ -170,7 +170,13 @@ async function verifyOne(dir: string, repo: string | null, rel: string, opts: Ve
     report.problems.push(/root-mismatch/.test(msg) ? `fork or rewrite: ${msg}` : msg);
     return report;
   }
-  const raw = fs.readFileSync(entriesFile, "utf8").split("\n").filter(Boolean).map((l) => Buffer.from((JSON.parse(l) as { entry: string }).entry, "base64"));
+  let raw: (Buffer | string)[];
+  try {
+    raw = entriesOut(fs.readFileSync(entriesFile));
+  } catch (e) {
+    throw new AuditError(`qbi-tlog verify on ${rel}: ${(e as Error).message}`);
+  }
+  if (raw.length !== report.size) throw new AuditError(`qbi-tlog verify on ${rel} gave ${raw.length} entries for a log of ${report.size}`);
   const check = checkEntries(raw);
   report.counts = check.counts;
   for (const p of check.problems) report.problems.push(`entry ${p.index}: ${p.message}`);

@@ -19,7 +19,7 @@ import { LocalWorkspace, Stack } from "@pulumi/pulumi/automation";
 import { createAdminClient } from "../admin/client";
 import { buildServices } from "../services/build";
 import { parseSiteConfig } from "../site/config";
-import { planSite } from "../site/plan";
+import { planSite, policyFiles as policyFilesOf } from "../site/plan";
 import { openStack as openStackIn } from "../test/helpers/pulumi";
 import { startSim } from "../test/helpers/sim";
 import { ratio, roundSummary, secondsSince, sig, summary, Summary, table, now } from "./stats";
@@ -339,7 +339,7 @@ async function measureSize(
     const cfg = siteConfig(n, sim.socket, logsRepo, volumes);
     const plan = planSite(parseSiteConfig(cfg));
     const vmCount = plan.vms.length;
-    const policyFiles = 1;
+    const policyFiles = policyFilesOf(plan.rules).length;
     const stack = await openStack(projectRoot, stackName, path.join(dir, "backend"));
     await setSiteConfig(stack, cfg);
 

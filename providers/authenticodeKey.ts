@@ -7,12 +7,11 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { diskProvider } from "./dynamic";
-import type { AdminConnection } from "./connection";
 
 /** Inputs of an `AuthenticodeKey`. */
 export interface AuthenticodeKeyArgs {
-  /** How to reach the Qubes Admin API. */
-  admin: pulumi.Input<AdminConnection>;
+  /** The uuid of the VM (its QubesVm's `uuid` output): the resource is replaced with the VM, and gone with it. */
+  vmUuid?: pulumi.Input<string>;
   /** The Windows keys VM. */
   vm: pulumi.Input<string>;
   /** The key name as builderv2 sends it (`__` for a space), e.g. `Qubes__Windows__Tools`. */

@@ -18,14 +18,14 @@
  * directory alone: it may hold builds and nested checkouts.
  */
 import * as pulumi from "@pulumi/pulumi";
-import type { AdminConnection } from "./connection";
 import { diskProvider } from "./dynamic";
 
 /** Inputs of a `BuilderCheckout`. */
 export interface BuilderCheckoutArgs {
-  admin: pulumi.Input<AdminConnection>;
   /** The VM. Changing it replaces the resource. */
   vm: pulumi.Input<string>;
+  /** The uuid of the VM (its QubesVm's `uuid` output): the resource is replaced with the VM, and gone with it. */
+  vmUuid?: pulumi.Input<string>;
   /** Absolute directory of the working copy. Changing it replaces the resource. */
   dir: pulumi.Input<string>;
   /** Git URL to fetch from. */

@@ -9,6 +9,10 @@
  * code is therefore always the code that runs, and each implementation's `diff` compares what the
  * current code would apply with what the outputs record was applied, so a change of behaviour
  * shows up in `pulumi preview` as a precise diff.
+ *
+ * Caveat of that design: `read` and `delete` run the shim stored in the resource's outputs, and
+ * the outputs are rewritten only by a create or an update. A shim change therefore reaches old
+ * resources at their next update; the implementations keep working with older shims.
  */
 import * as pulumi from "@pulumi/pulumi";
 
@@ -35,15 +39,15 @@ export function diskProvider(modulePath: string): pulumi.dynamic.ResourceProvide
 
 function makeDiskProvider(modulePath: string): pulumi.dynamic.ResourceProvider {
   // Everything used below must be inside the functions: only they are serialized.
-  const load = (): ProviderImpl => {
+  const loadModule = <T>(relPath: string): T => {
     const nodePath = require("path") as typeof import("path");
-    const g = globalThis as { __qbiImpls?: Map<string, ProviderImpl> };
+    const g = globalThis as { __qbiImpls?: Map<string, unknown> };
     const loaded = (g.__qbiImpls ??= new Map());
-    let impl = loaded.get(modulePath);
-    if (!impl) {
+    let mod = loaded.get(relPath);
+    if (!mod) {
       // The module and our TypeScript it imports, bundled by esbuild once per process (~25 ms a
       // module; ts-node took ~1 s to start); packages from node_modules stay plain requires.
-      const file = nodePath.resolve(process.cwd(), modulePath);
+      const file = nodePath.resolve(process.cwd(), relPath);
       const esbuild = require("esbuild") as typeof import("esbuild");
       const out = esbuild.buildSync({
         entryPoints: [file], bundle: true, packages: "external", platform: "node", format: "cjs",
@@ -53,14 +57,20 @@ function makeDiskProvider(modulePath: string): pulumi.dynamic.ResourceProvider {
       const { runInThisContext } = require("vm") as typeof import("vm");
       const wrapped = runInThisContext(`(function (exports, require, module, __filename, __dirname) {${out.outputFiles[0].text}\n})`, { filename: file }) as
         (e: object, r: NodeJS.Require, m: { exports: object }, f: string, d: string) => void;
-      const mod = { exports: {} };
-      wrapped(mod.exports, createRequire(file), mod, file, nodePath.dirname(file));
-      impl = mod.exports as ProviderImpl;
-      loaded.set(modulePath, impl);
+      const m = { exports: {} };
+      wrapped(m.exports, createRequire(file), m, file, nodePath.dirname(file));
+      mod = m.exports;
+      loaded.set(relPath, mod);
     }
-    return impl;
+    return mod as T;
   };
+  const load = (): ProviderImpl => loadModule<ProviderImpl>(modulePath);
   return {
+    // The engine passes the stack configuration of the current run: the Admin connection of every
+    // provider kind comes from there (providers/impl/admin.ts), never from the state.
+    configure: async (req) => {
+      await loadModule<Pick<pulumi.dynamic.ResourceProvider, "configure">>("providers/impl/admin.ts").configure?.(req);
+    },
     check: async (olds, news) => {
       const impl = load();
       return impl.check ? impl.check(olds, news) : { inputs: news };

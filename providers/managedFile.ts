@@ -10,16 +10,17 @@
  * `file`) or only the block.
  */
 import * as pulumi from "@pulumi/pulumi";
-import type { AdminConnection } from "./connection";
 import { diskProvider } from "./dynamic";
 import type { ContentArgs } from "./projectFile";
 
 /** Inputs of a `ManagedFile`. */
 export interface ManagedFileArgs extends ContentArgs {
-  /** How to reach the Qubes Admin API (ignored by diffs). */
-  admin: pulumi.Input<AdminConnection>;
   /** The VM holding the file. Changing it replaces the resource. */
   vm: pulumi.Input<string>;
+  /** For a VM the site does not create: the stack config key naming it, e.g. `{ vm: "qubes-build-infra:netvm" }` (the VM must exist). */
+  configKeys?: pulumi.Input<Record<string, string>>;
+  /** The uuid of the VM (its QubesVm's `uuid` output): the resource is replaced with the VM, and gone with it. */
+  vmUuid?: pulumi.Input<string>;
   /** Absolute path in the VM. Changing it replaces the resource. */
   path: pulumi.Input<string>;
   // content: the whole file (kind `file`) or the block's text (kind `block`, inline only).

@@ -10,7 +10,6 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import type { Rule } from "../qrexec";
-import type { AdminConnection } from "./connection";
 import { diskProvider } from "./dynamic";
 
 /** A qrexec rule as written by the site (the qrexec module's `Rule` without file and line). */
@@ -18,8 +17,6 @@ export type PolicyRule = Omit<Rule, "file" | "line">;
 
 /** Inputs of a `QrexecPolicy`. */
 export interface QrexecPolicyArgs {
-  /** How to reach the Qubes Admin API (ignored by diffs). */
-  admin: pulumi.Input<AdminConnection>;
   /** File name without `.policy`, e.g. `20-qubes-build-infra`. Changing it replaces the file. */
   name: pulumi.Input<string>;
   /** The rules, in order. */

@@ -6,19 +6,32 @@
  * "Qubes' default" (an explicit value set by hand is reset by the next `up`), except `template`,
  * which when unset is whatever Qubes chose at creation. Changing `name` or `klass` replaces the
  * qube (the old one is removed first). The private volume only grows: a smaller size fails the
- * preview. Deleting removes the qube; Qubes refuses while it runs or is used by another qube.
+ * preview. Deleting removes the qube, only if it is still the one created (same uuid); Qubes
+ * refuses while it runs or is used by another qube.
+ *
+ * Every preview and `up` compares the qube with dom0 (its properties, the tags and features named
+ * here: one Admin read per qube, no qube started) and shows the difference as `drift`; `up` puts
+ * the inputs back. A qube removed by hand is created again, with everything placed in it (those
+ * resources take the qube's `uuid` as their `vmUuid` input and are replaced with it).
+ *
+ * Creation is idempotent: the qube carries the tag `ownerTag` (the stack that created it; set by
+ * default from the project and stack names), and the creation is recorded on dom0 (feature
+ * `qbi-creating-<name>`) before it starts. A run killed during a creation leaves a qube the next
+ * `up` adopts; a same-named qube without the tag is refused with the commands that settle it.
  */
 import * as pulumi from "@pulumi/pulumi";
-import type { AdminConnection } from "./connection";
 import { diskProvider } from "./dynamic";
+
+/** The owner tag of a stack: `qbi-owner-<project>-<stack>` in the characters Qubes allows in tags. */
+export function ownerTagFor(project: string, stack: string): string {
+  return `qbi-owner-${`${project}-${stack}`.replace(/[^A-Za-z0-9_-]/g, "_")}`;
+}
 
 /** Qube classes this resource creates. */
 export type QubesVmClass = "AppVM" | "TemplateVM" | "StandaloneVM" | "DispVM";
 
 /** Inputs of a `QubesVm`. */
 export interface QubesVmArgs {
-  /** How to reach the Qubes Admin API (ignored by diffs). */
-  admin: pulumi.Input<AdminConnection>;
   /** The qube's name. Changing it replaces the qube. */
   name: pulumi.Input<string>;
   /** The qube's class. Changing it replaces the qube. */
@@ -49,6 +62,10 @@ export interface QubesVmArgs {
   tags?: pulumi.Input<pulumi.Input<string>[]>;
   /** Minimum size of the private volume: bytes, or text like `20GiB`. Grows only. */
   privateVolumeSize?: pulumi.Input<number | string>;
+  /** The tag marking the qube as this stack's (default: `ownerTagFor(project, stack)`). */
+  ownerTag?: pulumi.Input<string>;
+  /** For messages: the stack config key each input comes from, e.g. `{ netvm: "qubes-build-infra:buildNetvm" }`. */
+  configKeys?: pulumi.Input<Record<string, string>>;
 }
 
 /** A qube. */
@@ -62,10 +79,16 @@ export class QubesVm extends pulumi.dynamic.Resource {
   declare readonly tags: pulumi.Output<string[]>;
   /** The requested private-volume size, in bytes, as applied. */
   declare readonly privateVolumeSize: pulumi.Output<number | undefined>;
-  /** The private volume's size in bytes as last applied or read (`pulumi refresh`). */
+  /** The private volume's size in bytes as last applied. */
   declare readonly privateVolumeBytes: pulumi.Output<number>;
+  /** The qube's uuid: its identity. Resources placed in the qube take it as their `vmUuid`. */
+  declare readonly uuid: pulumi.Output<string>;
+  /** How dom0 differed from the state when the preview compared them (empty when it did not). */
+  declare readonly drift: pulumi.Output<string>;
 
   constructor(name: string, args: QubesVmArgs, opts?: pulumi.CustomResourceOptions) {
-    super(diskProvider("providers/impl/qubesVm.ts"), name, { features: {}, tags: [], ...args, privateVolumeBytes: undefined }, opts, "qubes", "QubesVm");
+    const ownerTag = args.ownerTag ?? ownerTagFor(pulumi.getProject(), pulumi.getStack());
+    super(diskProvider("providers/impl/qubesVm.ts"), name,
+      { features: {}, tags: [], ...args, ownerTag, privateVolumeBytes: undefined, uuid: undefined, drift: undefined }, opts, "qubes", "QubesVm");
   }
 }

@@ -6,16 +6,17 @@
  * program changed in the VM shows as drift and the next `up` puts it back.
  */
 import * as pulumi from "@pulumi/pulumi";
-import type { AdminConnection } from "./connection";
 import { diskProvider } from "./dynamic";
 import type { ContentArgs } from "./projectFile";
 
 /** Inputs of an `RpcService`. */
 export interface RpcServiceArgs extends ContentArgs {
-  /** How to reach the Qubes Admin API (ignored by diffs). */
-  admin: pulumi.Input<AdminConnection>;
   /** The VM the service runs in. Changing it replaces the resource. */
   vm: pulumi.Input<string>;
+  /** For a VM the site does not create: the stack config key naming it, e.g. `{ vm: "qubes-build-infra:netvm" }` (the VM must exist). */
+  configKeys?: pulumi.Input<Record<string, string>>;
+  /** The uuid of the VM (its QubesVm's `uuid` output): the resource is replaced with the VM, and gone with it. */
+  vmUuid?: pulumi.Input<string>;
   /** Service name, optionally with a specific argument: `qubesbuilder.BuildLog`, `local.ConnectSSH+github.com`. */
   service: pulumi.Input<string>;
   /** File mode (default 0o755). */

@@ -1,7 +1,7 @@
 /**
  * `SigningKey`: an OpenPGP signing key that lives in a VM (a keys VM or the logs VM).
  *
- * The formula never created keys (W21). This resource makes sure the key is there: it adopts the
+ * The formula never created keys. This resource makes sure the key is there: it adopts the
  * key named by `expectFingerprint` (and fails if it is missing: a production key is imported by
  * hand, never silently replaced), or, with `generate`, creates an ed25519 key on first `up`. Its
  * outputs are the fingerprint and the public key, which the rest of the site consumes. Deleting
@@ -9,14 +9,13 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { diskProvider } from "./dynamic";
-import type { AdminConnection } from "./connection";
 
 /** Inputs of a `SigningKey`. */
 export interface SigningKeyArgs {
-  /** How to reach the Qubes Admin API. */
-  admin: pulumi.Input<AdminConnection>;
   /** The VM holding the key. */
   vm: pulumi.Input<string>;
+  /** The uuid of the VM (its QubesVm's `uuid` output): the resource is replaced with the VM, and gone with it. */
+  vmUuid?: pulumi.Input<string>;
   /** User id for a generated key, e.g. `Qubes OS build signing key (fedora)`. */
   uid: pulumi.Input<string>;
   /** The fingerprint that must be present (production); absent: generate one if none. */

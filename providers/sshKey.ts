@@ -9,14 +9,14 @@
  * by the next `up`. Deleting the resource never deletes the key.
  */
 import * as pulumi from "@pulumi/pulumi";
-import type { AdminConnection } from "./connection";
 import { diskProvider } from "./dynamic";
 
 /** Inputs of an `SshKey`. */
 export interface SshKeyArgs {
-  admin: pulumi.Input<AdminConnection>;
   /** The VM holding the key. Changing it replaces the resource. */
   vm: pulumi.Input<string>;
+  /** The uuid of the VM (its QubesVm's `uuid` output): the resource is replaced with the VM, and gone with it. */
+  vmUuid?: pulumi.Input<string>;
   /** The private key's path (e.g. `/home/user/.ssh/id_ed25519`); the public key is `<path>.pub`. */
   path: pulumi.Input<string>;
   /** The key's comment, e.g. `logs deploy key (qubes-build-infra)`. */

@@ -7,7 +7,6 @@
  * (`~/.ssh`), owner `user`.
  */
 import * as pulumi from "@pulumi/pulumi";
-import type { AdminConnection } from "./connection";
 import { diskProvider } from "./dynamic";
 
 /** One pinned host key, as in known_hosts. */
@@ -32,10 +31,12 @@ export interface SshProxyHost {
 
 /** Inputs of an `SshProxyConfig`. */
 export interface SshProxyConfigArgs {
-  /** How to reach the Qubes Admin API (ignored by diffs). */
-  admin: pulumi.Input<AdminConnection>;
   /** The build VM. Changing it replaces the resource. */
   vm: pulumi.Input<string>;
+  /** For a VM the site does not create: the stack config key naming it, e.g. `{ vm: "qubes-build-infra:netvm" }` (the VM must exist). */
+  configKeys?: pulumi.Input<Record<string, string>>;
+  /** The uuid of the VM (its QubesVm's `uuid` output): the resource is replaced with the VM, and gone with it. */
+  vmUuid?: pulumi.Input<string>;
   /** The qube running `local.ConnectSSH` (e.g. `sys-net`). */
   netvm: pulumi.Input<string>;
   /** The upload hosts. */

@@ -7,12 +7,11 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { diskProvider } from "./dynamic";
-import type { AdminConnection } from "./connection";
 
 /** Inputs of a `TransparencyLogKey`. */
 export interface TransparencyLogKeyArgs {
-  /** How to reach the Qubes Admin API. */
-  admin: pulumi.Input<AdminConnection>;
+  /** The uuid of the VM (its QubesVm's `uuid` output): the resource is replaced with the VM, and gone with it. */
+  vmUuid?: pulumi.Input<string>;
   /** The logs VM. */
   vm: pulumi.Input<string>;
   /** The log's origin (the first line of its checkpoints), e.g. `github.com/QubesOS/build-logs/logs`. */

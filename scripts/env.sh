@@ -13,5 +13,8 @@ export PULUMI_HOME="${PULUMI_HOME:-$QBI_ROOT/.tools/pulumi-home}"
 export PULUMI_SKIP_UPDATE_CHECK=true
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
 export PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK=
+# refresh and destroy run the program too: the engine then configures the providers with the current
+# stack config (the Admin connection comes from there), not with the copy stored at the last up.
+export PULUMI_RUN_PROGRAM="${PULUMI_RUN_PROGRAM:-true}"
 export QUBES_SIM_SOCKET="${QUBES_SIM_SOCKET:-$QBI_ROOT/.qubes-sim/qubesd.sock}"
 export QUBES_SIM_STATE="${QUBES_SIM_STATE:-$QBI_ROOT/.qubes-sim/state}"

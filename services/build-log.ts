@@ -75,8 +75,12 @@ interface Received {
   contentSize: number;
 }
 
+/** Formatted output is written out once this much has accumulated within one read. */
+const OUT_FLUSH_BYTES = 64 * 1024;
+
 /**
- * Streams stdin into the log file. Memory is bounded (one line buffer of `maxLineBytes`); the
+ * Streams stdin into the log file. Memory is bounded (one line buffer of `maxLineBytes`, one
+ * read of stdin, at most OUT_FLUSH_BYTES plus one line of formatted output); the
  * content beyond `maxLogBytes` is dropped after one marker line (the stream is still drained, so
  * the builder never blocks); no data for `idleTimeoutSeconds` ends the stream.
  */
@@ -133,8 +137,17 @@ async function receive(fd: number, caller: string, cfg: BuildLogConfig): Promise
       idle.refresh();
       if (truncated) continue;
       let out = "";
+      const emit = (len: number) => {
+        out += `${stamp()} ${caller}: ${sanitize(cur.subarray(0, len))}\n`;
+        // Short lines grow many-fold once stamped (an empty line becomes ~45 bytes): the formatted
+        // text is written out in pieces instead of being held for the whole read.
+        if (out.length >= OUT_FLUSH_BYTES) {
+          write(out);
+          out = "";
+        }
+      };
       let pos = 0;
-      while (pos < chunk.length) {
+      while (pos < chunk.length && !truncated) {
         const nl = chunk.indexOf(0x0a, pos);
         const end = nl === -1 ? chunk.length : nl;
         let p = pos;
@@ -145,13 +158,13 @@ async function receive(fd: number, caller: string, cfg: BuildLogConfig): Promise
           p += take;
           splitJustNow = false;
           if (curLen === max) {
-            out += `${stamp()} ${caller}: ${sanitize(cur.subarray(0, curLen))}\n`;
+            emit(curLen);
             curLen = 0;
             splitJustNow = true;
           }
         }
         if (nl === -1) break;
-        if (!(splitJustNow && curLen === 0)) out += `${stamp()} ${caller}: ${sanitize(cur.subarray(0, curLen))}\n`;
+        if (!(splitJustNow && curLen === 0)) emit(curLen);
         curLen = 0;
         splitJustNow = false;
         pos = nl + 1;
@@ -258,9 +271,14 @@ async function main(): Promise<number> {
 
   const release = await acquireLock(st.lock, cfg.lockTimeoutMs);
   try {
-    const publisher = new Publisher(cfg, st, SERVICE);
-    await publisher.pass();
-    publisher.pruneResults();
+    // A concurrent pass may have published this log while we waited for the lock (group
+    // commit): then there is nothing of ours left, and an empty pass would only delay the
+    // streams queued behind us. Whatever else waits is published by the next caller's pass.
+    if (fs.existsSync(marker)) {
+      const publisher = new Publisher(cfg, st, SERVICE);
+      await publisher.pass();
+      publisher.pruneResults();
+    }
   } catch (e) {
     log(SERVICE, `${rel}: not published yet (${(e as Error).message}); kept with a pending marker`);
   } finally {

@@ -5,13 +5,18 @@
  * `github-command.py action build-component <qubes-builderv2> <builder.yml> <component>`. A builder
  * has a component when the site listed it (`<builder dir>/qbi-components.json`) or, without such a
  * list, when the builder's own configuration has it (its `listComponents`). See services/README.md.
+ *
+ * A sender that triggers faster than a builder builds must not pile up processes: a component
+ * already waiting for a builder's lock is not started again there (the waiting build fetches the
+ * newest sources when it starts), and at most `maxWaitingPerBuilder` builds wait for one lock.
  */
+import { createHash } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { z } from "zod";
 import { builderComponentList, builderValues, EntryPoint, fillArgv, fillEnv, startUnderLock } from "./lib/builders";
 import {
-  COMPONENT_RE, EXIT, Refusal, appendJsonLine, homeDir, loadConfig, log, printable, qrexecEnv, readBuildersList, requireProgram, runMain,
+  COMPONENT_RE, EXIT, Refusal, appendJsonLine, homeDir, loadConfig, log, pidAlive, printable, qrexecEnv, readBuildersList, requireProgram, runMain,
 } from "./lib/common";
 
 const SERVICE = "qubesbuilder.TriggerBuild";
@@ -36,6 +41,8 @@ export const TriggerBuildConfig = z
     entryPoints: z.object({ v1: EntryPoint.optional(), v2: EntryPoint.optional() }).strict().default({}),
     logDir: z.string().startsWith("/").optional(),
     flockProgram: z.string().default("flock"),
+    /** Builds that may wait for one builder's lock; a trigger beyond them is dropped (and journaled). */
+    maxWaitingPerBuilder: z.number().int().min(1).max(1000).default(8),
   })
   .strict();
 
@@ -54,6 +61,43 @@ export function builderComponents(dir: string): string[] | null {
   return r.data.components.length ? r.data.components : null;
 }
 
+/** A marker without a pid is a trigger between writing it and starting: stale after this long. */
+const UNSTARTED_STALE_MS = 60_000;
+
+/**
+ * The components waiting for `lock` (from their markers in `dir`); markers of builds that are gone
+ * (a killed process, a rebooted VM) are removed.
+ */
+export function waitingFor(dir: string, lock: string, now = Date.now()): { prefix: string; components: string[] } {
+  const prefix = `${createHash("sha256").update(lock).digest("hex").slice(0, 16)}.`;
+  const components: string[] = [];
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir).filter((n) => n.startsWith(prefix));
+  } catch {
+    return { prefix, components };
+  }
+  for (const n of names) {
+    const file = path.join(dir, n);
+    let text: string;
+    let mtime: number;
+    try {
+      text = fs.readFileSync(file, "utf8").trim();
+      mtime = fs.statSync(file).mtimeMs;
+    } catch {
+      continue;
+    }
+    const pid = /^\d+$/.test(text) ? Number(text) : null;
+    const alive = pid !== null ? pidAlive(pid) : now - mtime < UNSTARTED_STALE_MS;
+    if (!alive) {
+      fs.rmSync(file, { force: true });
+      continue;
+    }
+    components.push(n.slice(prefix.length).split(".")[0]);
+  }
+  return { prefix, components };
+}
+
 async function main(): Promise<number> {
   const asked = qrexecEnv().argument;
   if (!COMPONENT_RE.test(asked)) throw new Refusal(`bad component name: ${printable(asked)}`);
@@ -65,7 +109,10 @@ async function main(): Promise<number> {
   const journal = path.join(logDir, "trigger-build.jsonl");
   const builders = readBuildersList(list);
   const flock = requireProgram(cfg.flockProgram);
+  const waitingDir = path.join(logDir, "waiting");
+  fs.mkdirSync(waitingDir, { recursive: true, mode: 0o700 });
   let started = 0;
+  let held = 0;
   for (const b of builders) {
     const ep: EntryPoint = (b.version === 2 ? cfg.entryPoints.v2 : cfg.entryPoints.v1) ?? DEFAULT_ENTRY_POINTS[b.version === 2 ? "v2" : "v1"];
     const values = builderValues(b);
@@ -95,12 +142,26 @@ async function main(): Promise<number> {
     const argv = fillArgv(ep.command, all);
     const logFile = path.join(logDir, `${Math.floor(Date.now() / 1000)}-${process.pid}-${component}-${b.release}.log`);
     const lock = fillArgv([ep.lock], all)[0];
-    const pid = startUnderLock({ flock, lock, argv, env: fillEnv(ep.env, all), cwd: fs.existsSync(b.dir) ? b.dir : home, logFile });
+    const waiting = waitingFor(waitingDir, lock);
+    if (waiting.components.includes(component)) {
+      appendJsonLine(journal, { component, asked, release: b.release, dir: b.dir, skipped: "already waiting for this builder's lock" });
+      log(SERVICE, `${component} already waits for ${b.dir}'s lock: not started twice`);
+      held++;
+      continue;
+    }
+    if (waiting.components.length >= cfg.maxWaitingPerBuilder) {
+      appendJsonLine(journal, { component, asked, release: b.release, dir: b.dir, skipped: `${waiting.components.length} builds already wait for this builder's lock` });
+      log(SERVICE, `${b.dir}: ${waiting.components.length} builds already wait for its lock (maxWaitingPerBuilder); ${component} dropped`);
+      held++;
+      continue;
+    }
+    const marker = path.join(waitingDir, `${waiting.prefix}${component}.${process.pid}-${Date.now()}`);
+    const pid = startUnderLock({ flock, lock, argv, env: fillEnv(ep.env, all), cwd: fs.existsSync(b.dir) ? b.dir : home, logFile, waitingMarker: marker });
     appendJsonLine(journal, { component, asked, release: b.release, dir: b.dir, matchedBy: how, argv, lock, pid, log: logFile });
     log(SERVICE, `started ${argv[0]} for ${component} (r${b.release}, ${b.dir}; log ${logFile})`);
     started++;
   }
-  if (started === 0) {
+  if (started === 0 && held === 0) {
     appendJsonLine(journal, { component: asked, started: 0, note: "no builder has this component" });
     log(SERVICE, `no builder has component ${asked}; nothing to do`);
   }

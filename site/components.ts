@@ -11,7 +11,6 @@ import { renderNginxConfig } from "../services/nginx";
 import { CLEANUP_PROGRAM, cleanupConfig, timerFiles } from "./timers";
 import { builderDvmFiles } from "./builderDvm";
 import { BuilderCheckout } from "../providers/builderCheckout";
-import type { AdminConnection } from "../providers/connection";
 import { AuthenticodeKey } from "../providers/authenticodeKey";
 import { LogsRepository } from "../providers/logsRepository";
 import { ManagedFile } from "../providers/managedFile";
@@ -28,8 +27,8 @@ import {
   BUILDER_PATHS, checkBuilders, checkoutsOf, commandActions, renderBuilderConf, renderBuilderGithubConf, renderBuilderGithubYml,
   renderBuildersList, renderBuilderYml, renderOpenqaConf, triggerEntryPoint,
 } from "./builders";
-import { tlogOrigin, type SiteConfig } from "./config";
-import { BUILDER_DVM, buildVm, keysVm, planSite, POLICY_FILE, type PlannedVm, WINSIGN_OPS, winKeysVm } from "./plan";
+import { logsOf, tlogOrigin, type SiteConfig } from "./config";
+import { BUILDER_DVM, buildVm, keysVm, planSite, policyFiles, type PlannedPolicyFile, type PlannedVm, WINSIGN_OPS, winKeysVm } from "./plan";
 
 /** Where site files live inside the VMs (see docs/layout.md). */
 export const PATHS = {
@@ -133,45 +132,53 @@ function program(servicesDir: string, name: string): ProjectFileRef {
 }
 const programs = new Map<string, ProjectFileRef>();
 
+/**
+ * Where a resource in a VM lives: a VM the site creates (its resource: what is placed in it is tied
+ * to its uuid, replaced and gone with it) or a VM named by the config (it must exist in dom0).
+ */
+type Holder = { vm: QubesVm } | { configKey: string };
+
+const tie = (h: Holder) => ("vm" in h ? { vmUuid: h.vm.uuid } : { configKeys: { vm: h.configKey } });
+
 /** Helpers bound to one VM, so that each component declares its files in a line each. */
 class InVm {
   constructor(
     private readonly parent: pulumi.Resource,
-    private readonly admin: AdminConnection,
     readonly name: string,
     private readonly servicesDir: string,
-    /** What must exist first: the VM, when the site creates it. */
-    private readonly dependsOn: pulumi.Resource[],
+    private readonly holder: Holder,
+    /** What must exist first (besides the VM itself). */
+    private readonly dependsOn: pulumi.Resource[] = [],
   ) {}
 
   private opts(): pulumi.CustomResourceOptions {
-    return { parent: this.parent, dependsOn: this.dependsOn };
+    return { parent: this.parent, dependsOn: "vm" in this.holder ? [this.holder.vm, ...this.dependsOn] : this.dependsOn };
   }
 
   service(service: string, programName: string): RpcService {
     return new RpcService(`${this.name}:${service}`, {
-      admin: this.admin, vm: this.name, service, ...program(this.servicesDir, programName), mode: 0o755,
+      vm: this.name, ...tie(this.holder), service, ...program(this.servicesDir, programName), mode: 0o755,
     }, this.opts());
   }
 
   file(filePath: string, content: pulumi.Input<string> | ProjectFileRef, mode = 0o644, owner = "root", after: pulumi.Resource[] = []): ManagedFile {
     const text = typeof content === "object" && "contentFile" in content ? content : { content };
     return new ManagedFile(`${this.name}:${filePath}`, {
-      admin: this.admin, vm: this.name, path: filePath, ...text, mode, owner, kind: "file",
+      vm: this.name, ...tie(this.holder), path: filePath, ...text, mode, owner, kind: "file",
     }, { ...this.opts(), dependsOn: [...this.dependsOn, ...after] });
   }
 
   /** A symbolic link at `linkPath` to `target`. */
   symlink(linkPath: string, target: string, after: pulumi.Resource[] = []): ManagedFile {
     return new ManagedFile(`${this.name}:${linkPath}`, {
-      admin: this.admin, vm: this.name, path: linkPath, content: target, mode: 0o777, owner: "root", kind: "symlink",
+      vm: this.name, ...tie(this.holder), path: linkPath, content: target, mode: 0o777, owner: "root", kind: "symlink",
     }, { ...this.opts(), dependsOn: [...this.dependsOn, ...after] });
   }
 
   /** A managed block of a file shared with others (e.g. /rw/config/rc.local). */
   block(filePath: string, blockId: string, content: string, mode: number): ManagedFile {
     return new ManagedFile(`${this.name}:${filePath}#${blockId}`, {
-      admin: this.admin, vm: this.name, path: filePath, content, mode, owner: "root", kind: "block", blockId,
+      vm: this.name, ...tie(this.holder), path: filePath, content, mode, owner: "root", kind: "block", blockId,
     }, this.opts());
   }
 
@@ -180,15 +187,31 @@ class InVm {
   }
 }
 
-function vmResource(parent: pulumi.Resource, admin: AdminConnection, v: PlannedVm, dependsOn: pulumi.Resource[]): QubesVm {
+/** The stack config keys that name a planned VM's template and netvm, for messages. */
+function configKeysOf(v: PlannedVm): Record<string, string> {
+  const ns = "qubes-build-infra";
+  switch (v.role) {
+    case "logs": return { template: `${ns}:logsTemplate`, netvm: `${ns}:logsNetvm` };
+    case "keys":
+    case "win-keys": return { template: `${ns}:keysTemplate` };
+    default: return { template: `${ns}:buildTemplate`, netvm: `${ns}:buildNetvm` };
+  }
+}
+
+/**
+ * A planned VM. `siteVms` are the VMs created before it that it may name (the disposable
+ * templates): it names them through their uuid output, so that a preview before they exist does
+ * not look them up in dom0.
+ */
+function vmResource(parent: pulumi.Resource, v: PlannedVm, dependsOn: pulumi.Resource[], siteVms: ReadonlyMap<string, QubesVm> = new Map()): QubesVm {
+  const dvm = typeof v.defaultDispvm === "string" ? siteVms.get(v.defaultDispvm) : undefined;
   return new QubesVm(v.name, {
-    admin,
     name: v.name,
     klass: v.klass,
     template: v.template,
     label: v.label,
     netvm: v.netvm,
-    ...(v.defaultDispvm !== undefined ? { defaultDispvm: v.defaultDispvm } : {}),
+    ...(v.defaultDispvm !== undefined ? { defaultDispvm: dvm ? dvm.uuid.apply(() => v.defaultDispvm!) : v.defaultDispvm } : {}),
     ...(v.templateForDispvms !== undefined ? { templateForDispvms: v.templateForDispvms } : {}),
     ...(v.privateVolumeSize !== undefined ? { privateVolumeSize: v.privateVolumeSize } : {}),
     ...(v.virtMode !== undefined ? { virtMode: v.virtMode } : {}),
@@ -196,6 +219,7 @@ function vmResource(parent: pulumi.Resource, admin: AdminConnection, v: PlannedV
     ...(v.maxmem !== undefined ? { maxmem: v.maxmem } : {}),
     features: {},
     tags: v.tags,
+    configKeys: configKeysOf(v),
   }, { parent, dependsOn, protect: v.protect });
 }
 
@@ -203,12 +227,11 @@ function vmResource(parent: pulumi.Resource, admin: AdminConnection, v: PlannedV
 export interface BuildEnvironmentArgs {
   config: SiteConfig;
   env: string;
-  admin: AdminConnection;
   servicesDir: string;
   vms: Map<string, PlannedVm>;
-  /** The logs VM resource this environment reports to, and dispvm templates it uses. */
+  /** The logs VM resource this environment reports to, and the dispvm templates by name. */
   logsVm: QubesVm;
-  dispvmTemplates: QubesVm[];
+  dispvmTemplates: ReadonlyMap<string, QubesVm>;
   /** builder-github's API token ("" when none) and the openQA credentials, as secrets. */
   githubApiToken: pulumi.Output<string>;
   openqa?: { key: pulumi.Input<string>; secret: pulumi.Input<string> };
@@ -235,21 +258,21 @@ export class BuildEnvironment extends pulumi.ComponentResource {
 
   constructor(name: string, args: BuildEnvironmentArgs, opts?: pulumi.ComponentResourceOptions) {
     super("qubes-build-infra:site:BuildEnvironment", name, {}, opts);
-    const { config: cfg, env, admin, servicesDir } = args;
+    const { config: cfg, env, servicesDir } = args;
     const e = cfg.envs[env];
     const b = buildVm(env);
     const k = keysVm(env);
     const logs = e.logs;
 
-    this.keysVm = vmResource(this, admin, args.vms.get(k)!, []);
-    this.buildVm = vmResource(this, admin, args.vms.get(b)!, e.builderv2 || e.windows ? args.dispvmTemplates : []);
-    if (e.windows) this.winKeysVm = vmResource(this, admin, args.vms.get(winKeysVm(env))!, []);
+    this.keysVm = vmResource(this, args.vms.get(k)!, []);
+    this.buildVm = vmResource(this, args.vms.get(b)!, e.builderv2 || e.windows ? [...args.dispvmTemplates.values()] : [], args.dispvmTemplates);
+    if (e.windows) this.winKeysVm = vmResource(this, args.vms.get(winKeysVm(env))!, []);
 
     // keys-ENV: the key, the acknowledgement service (it verifies what the logs VM logged) and the
     // signing gate (it signs exactly the logged bytes, once).
-    const keys = new InVm(this, admin, k, servicesDir, [this.keysVm]);
+    const keys = new InVm(this, k, servicesDir, { vm: this.keysVm });
     this.signingKey = new SigningKey(`${k}:signing-key`, {
-      admin, vm: k, uid: `Qubes OS build signing key (${env})`, expectFingerprint: e.signingKey,
+      vm: k, vmUuid: this.keysVm.uuid, uid: `Qubes OS build signing key (${env})`, expectFingerprint: e.signingKey,
     }, { parent: this, dependsOn: [this.keysVm], protect: cfg.protectKeys });
     keys.file(PATHS.tlog, args.tlogProgram, 0o755);
     keys.service("qubesbuilder.LogReceived", "log-received");
@@ -262,8 +285,9 @@ export class BuildEnvironment extends pulumi.ComponentResource {
     if (e.windows) {
       // win-keys-ENV: WinSign for existing keys only, each signature logged first (like qubes.Gpg).
       const wk = winKeysVm(env);
-      const win = new InVm(this, admin, wk, servicesDir, [this.winKeysVm!]);
-      new AuthenticodeKey(`${wk}:authenticode-key`, { admin, vm: wk, name: cfg.windowsKeyName }, { parent: this, dependsOn: [this.winKeysVm!], protect: cfg.protectKeys });
+      const win = new InVm(this, wk, servicesDir, { vm: this.winKeysVm! });
+      new AuthenticodeKey(`${wk}:authenticode-key`, { vm: wk, vmUuid: this.winKeysVm!.uuid, name: cfg.windowsKeyName },
+        { parent: this, dependsOn: [this.winKeysVm!], protect: cfg.protectKeys });
       win.file(PATHS.tlog, args.tlogProgram, 0o755);
       for (const op of WINSIGN_OPS) win.service(`qubesbuilder.WinSign.${op}`, "win-sign");
       win.config("win-sign", args.logVerifier.apply((verifier) => ({
@@ -272,7 +296,7 @@ export class BuildEnvironment extends pulumi.ComponentResource {
     }
 
     // build-ENV: split-GPG client side, builders, GitHub services, the ssh proxy.
-    const build = new InVm(this, admin, b, servicesDir, [this.buildVm]);
+    const build = new InVm(this, b, servicesDir, { vm: this.buildVm });
     build.file("/rw/config/gpg-split-domain", `${k}\n`);
     build.file(PATHS.gpgClient, program(servicesDir, "gpg-client"), 0o755);
     // rpm signs through the split-GPG client; the key's passphrase lives in the keys VM, so rpm's check of it is skipped.
@@ -284,7 +308,7 @@ export class BuildEnvironment extends pulumi.ComponentResource {
     // live in or next to them.
     for (const c of checkoutsOf(cfg, env)) {
       this.checkouts[c.key] = new BuilderCheckout(`${b}:checkout:${c.key}`, {
-        admin, vm: b, dir: c.dir, url: c.url, commit: c.commit, ...(c.tag ? { tag: c.tag } : {}), maintainers: c.maintainers,
+        vm: b, vmUuid: this.buildVm.uuid, dir: c.dir, url: c.url, commit: c.commit, ...(c.tag ? { tag: c.tag } : {}), maintainers: c.maintainers,
         keys: cfg.maintainerKeys, submodules: c.key === "qubes-builderv2", label: c.label,
       }, { parent: this, dependsOn: [this.buildVm, ...(c.inside ? [this.checkouts[c.inside]] : [])] });
     }
@@ -325,9 +349,11 @@ export class BuildEnvironment extends pulumi.ComponentResource {
     }
     const version = e.builderv2 ? 2 : 1;
     this.uploadKey = new SshKey(`${b}:upload-key`, {
-      admin, vm: b, path: BUILDER_PATHS.sshKey, comment: `${b} upload key (qubes-build-infra)`,
+      vm: b, vmUuid: this.buildVm.uuid, path: BUILDER_PATHS.sshKey, comment: `${b} upload key (qubes-build-infra)`,
       generation: e.uploadKeyGeneration ?? cfg.sshKeys.uploadKeyGeneration,
-    }, { parent: this, dependsOn: [this.buildVm], protect: cfg.protectKeys });
+      // Not protected: it lives and goes with the build VM, which a destroy removes; a new one is
+      // authorised on the upload hosts (stack output uploadKeys), unlike a signing key.
+    }, { parent: this, dependsOn: [this.buildVm] });
     build.service("qubesbuilder.TriggerBuild", "trigger-build");
     build.config("trigger-build", { buildersList: PATHS.buildersList, entryPoints: { [`v${version}`]: triggerEntryPoint(version) } });
     build.service("qubesbuilder.ProcessGithubCommand", "process-github-command");
@@ -341,7 +367,7 @@ export class BuildEnvironment extends pulumi.ComponentResource {
     });
     if (Object.keys(cfg.uploadHosts).length > 0) {
       new SshProxyConfig(`${b}:ssh`, {
-        admin, vm: b, netvm: cfg.netvm,
+        vm: b, vmUuid: this.buildVm.uuid, netvm: cfg.netvm, configKeys: { netvm: "qubes-build-infra:netvm" },
         hosts: Object.entries(cfg.uploadHosts).map(([host, h]) => ({ host, user: h.user, hostKeys: h.hostKeys })),
       }, { parent: this, dependsOn: [this.buildVm] });
     }
@@ -355,8 +381,11 @@ export class Site extends pulumi.ComponentResource {
   readonly envs: Record<string, BuildEnvironment> = {};
   /** Fingerprint of each environment's signing key. */
   readonly signingKeys: Record<string, pulumi.Output<string>> = {};
-  /** The rendered policy file's name in dom0. */
-  readonly policyFile = `${POLICY_FILE}.policy`;
+  /** The site's policy files in dom0 (/etc/qubes/policy.d), in the order qrexec reads them. */
+  readonly policyFiles: string[];
+  /** The first of them (the only one unless the site outgrew one file). */
+  readonly policyFile: string;
+  private readonly policy: PlannedPolicyFile[];
   /** Each logs VM's deploy key (public): give it write access to the logs repository. */
   readonly deployKeys: Record<string, pulumi.Output<string>> = {};
   /** Each environment's upload key (public): authorise it on the upload hosts. */
@@ -367,8 +396,10 @@ export class Site extends pulumi.ComponentResource {
   constructor(name: string, args: SiteArgs, opts?: pulumi.ComponentResourceOptions) {
     super("qubes-build-infra:site:Site", name, {}, opts);
     const { config: cfg, servicesDir } = args;
-    const admin = cfg.admin as AdminConnection;
     const plan = planSite(cfg);
+    this.policy = policyFiles(plan.rules);
+    this.policyFiles = this.policy.map((f) => `${f.name}.policy`);
+    this.policyFile = this.policyFiles[0];
     const vms = new Map(plan.vms.map((v) => [v.name, v]));
     // Pins, config files and every builderv2 value, before anything is planned: errors name env and builder.
     for (const env of Object.keys(cfg.envs)) checkBuilders(cfg, env);
@@ -378,38 +409,40 @@ export class Site extends pulumi.ComponentResource {
     const githubApiToken = pulumi.secret(pulumi.output(args.githubApiToken ?? ""));
 
     // Templates must carry what the services run on; a missing command fails the preview.
-    const needs: Record<string, { cmds: string[]; why: string }> = {};
-    const need = (t: string, cmds: string[], why: string) => {
-      const cur = needs[t] ?? { cmds: [], why: "" };
-      needs[t] = { cmds: [...new Set([...cur.cmds, ...cmds])], why: cur.why ? `${cur.why}; ${why}` : why };
+    const needs: Record<string, { cmds: string[]; why: string; keys: string[] }> = {};
+    const need = (key: "buildTemplate" | "keysTemplate" | "logsTemplate" | "netTemplate", cmds: string[], why: string) => {
+      const t = cfg[key];
+      const cur = needs[t] ?? { cmds: [], why: "", keys: [] };
+      needs[t] = { cmds: [...new Set([...cur.cmds, ...cmds])], why: cur.why ? `${cur.why}; ${why}` : why, keys: [...cur.keys, `qubes-build-infra:${key}`] };
     };
     const envs = Object.values(cfg.envs);
-    need(cfg.buildTemplate, ["node", "git", "gpg", "flock", "ssh-keygen", "ssh"], "build VMs");
-    if (envs.some((e) => e.builderv2)) need(cfg.buildTemplate, ["python3"], "builderv2");
-    if (envs.some((e) => !e.builderv2)) need(cfg.buildTemplate, ["make"], "qubes-builder (v1)");
-    need(cfg.keysTemplate, ["node", "gpg"], "keys VMs (signing gate)");
+    need("buildTemplate", ["node", "git", "gpg", "flock", "ssh-keygen", "ssh"], "build VMs");
+    if (envs.some((e) => e.builderv2)) need("buildTemplate", ["python3"], "builderv2");
+    if (envs.some((e) => !e.builderv2)) need("buildTemplate", ["make"], "qubes-builder (v1)");
+    need("keysTemplate", ["node", "gpg"], "keys VMs (signing gate)");
     if (envs.some((e) => e.windows)) {
-      need(cfg.keysTemplate, ["osslsigncode", "openssl"], "win-keys VMs (Authenticode)");
-      need(cfg.buildTemplate, ["osslsigncode"], "builder-dvm (WinSign.Timestamp)");
+      need("keysTemplate", ["osslsigncode", "openssl"], "win-keys VMs (Authenticode)");
+      need("buildTemplate", ["osslsigncode"], "builder-dvm (WinSign.Timestamp)");
     }
-    need(cfg.logsTemplate, ["node", "git", "gpg", "xz", "ssh-keygen", "ssh"], "logs VMs");
-    need(cfg.netTemplate, ["node", "nginx"], "the net VM (ConnectSSH, webhooks)");
+    need("logsTemplate", ["node", "git", "gpg", "xz", "ssh-keygen", "ssh"], "logs VMs");
+    need("netTemplate", ["node", "nginx"], "the net VM (ConnectSSH, webhooks)");
     const requirements = Object.entries(needs).map(([t, n]) =>
-      new TemplateRequirement(`template:${t}`, { admin, vm: t, commands: n.cmds, purpose: n.why }, { parent: this }));
+      new TemplateRequirement(`template:${t}`, { vm: t, commands: n.cmds, purpose: n.why, configKeys: { vm: n.keys.join(", ") } }, { parent: this }));
 
-    const dispvmPlans = plan.vms.filter((v) => v.role === "builder-dvm" || v.role === "windows-dvm" || v.role === "env-dvm");
-    const dispvmTemplates = dispvmPlans.map((v) => vmResource(this, admin, v, requirements));
+    const dispvmTemplates = new Map(plan.vms
+      .filter((v) => v.role === "builder-dvm" || v.role === "windows-dvm" || v.role === "env-dvm")
+      .map((v) => [v.name, vmResource(this, v, requirements)]));
 
     // builder-dvm: builderv2's in-disposable services from a verified checkout, /builder kept and mounted dev,suid.
     const dvmPieces = builderDvmFiles(cfg);
-    const dvmVm = dispvmTemplates[dispvmPlans.findIndex((v) => v.role === "builder-dvm")];
+    const dvmVm = dispvmTemplates.get(BUILDER_DVM);
     if (dvmPieces && dvmVm) {
       const c = dvmPieces.checkout;
       const checkout = new BuilderCheckout(`${BUILDER_DVM}:checkout:${c.key}`, {
-        admin, vm: BUILDER_DVM, dir: c.dir, url: c.url, commit: c.commit, ...(c.tag ? { tag: c.tag } : {}), maintainers: c.maintainers,
+        vm: BUILDER_DVM, vmUuid: dvmVm.uuid, dir: c.dir, url: c.url, commit: c.commit, ...(c.tag ? { tag: c.tag } : {}), maintainers: c.maintainers,
         keys: cfg.maintainerKeys, submodules: false, label: c.label,
       }, { parent: this, dependsOn: [dvmVm] });
-      const dvm = new InVm(this, admin, BUILDER_DVM, servicesDir, [dvmVm]);
+      const dvm = new InVm(this, BUILDER_DVM, servicesDir, { vm: dvmVm });
       for (const f of dvmPieces.files) dvm.file(f.path, f.content, f.mode);
       for (const l of dvmPieces.links) dvm.symlink(l.path, l.target, [checkout]);
       dvm.block("/rw/config/rc.local", "builder-mount", dvmPieces.boot, 0o755);
@@ -420,29 +453,31 @@ export class Site extends pulumi.ComponentResource {
     const tlogProgram = projectFile(path.join(args.toolsDir, "qbi-tlog"));
     const logsVms = new Map<string, QubesVm>();
     for (const v of plan.vms.filter((x) => x.role === "logs")) {
-      const vm = vmResource(this, admin, v, requirements);
+      const vm = vmResource(this, v, requirements);
       logsVms.set(v.name, vm);
-      const inVm = new InVm(this, admin, v.name, servicesDir, [vm]);
+      const logs = logsOf(cfg, v.name);
+      const inVm = new InVm(this, v.name, servicesDir, { vm });
+      // The logs key is protected like the keys VMs' keys: the logs repository's history is signed by it.
       const key = new SigningKey(`${v.name}:logs-key`, {
-        admin, vm: v.name, uid: `${cfg.logs.botName} <${cfg.logs.botEmail}>`, expectFingerprint: cfg.logs.keyFingerprint,
-      }, { parent: this, dependsOn: [vm] });
+        vm: v.name, vmUuid: vm.uuid, uid: `${cfg.logs.botName} <${cfg.logs.botEmail}>`, expectFingerprint: logs.keyFingerprint,
+      }, { parent: this, dependsOn: [vm], protect: cfg.protectKeys });
       new LogsRepository(`${v.name}:logs-repo`, {
-        admin, vm: v.name, dir: PATHS.logsRepo, remote: cfg.logs.repo, branch: cfg.logs.branch,
+        vm: v.name, vmUuid: vm.uuid, dir: PATHS.logsRepo, remote: logs.repo, branch: logs.branch, previousKeys: logs.previousKeys,
         signingKey: key.fingerprint, authorName: cfg.logs.botName, authorEmail: cfg.logs.botEmail,
       }, { parent: this, dependsOn: [vm, key] });
       // The deploy key that pushes the logs, and github.com's pinned host keys for that push.
       const deploy = new SshKey(`${v.name}:deploy-key`, {
-        admin, vm: v.name, path: BUILDER_PATHS.sshKey, comment: `${v.name} logs deploy key (qubes-build-infra)`,
+        vm: v.name, vmUuid: vm.uuid, path: BUILDER_PATHS.sshKey, comment: `${v.name} logs deploy key (qubes-build-infra)`,
         generation: cfg.sshKeys.deployKeyGeneration,
       }, { parent: this, dependsOn: [vm], protect: cfg.protectKeys });
       this.deployKeys[v.name] = deploy.publicKey;
       new ManagedFile(`${v.name}:/home/user/.ssh/known_hosts#github`, {
-        admin, vm: v.name, path: "/home/user/.ssh/known_hosts", kind: "block", blockId: "github", mode: 0o644, owner: "user",
+        vm: v.name, vmUuid: vm.uuid, path: "/home/user/.ssh/known_hosts", kind: "block", blockId: "github", mode: 0o644, owner: "user",
         content: cfg.github.hostKeys.map((k) => `github.com ${k.type} ${k.key}\n`).join(""),
       }, { parent: this, dependsOn: [vm, deploy] });
       const tool = inVm.file(PATHS.tlog, tlogProgram, 0o755);
       const tlogKey = new TransparencyLogKey(`${v.name}:tlog-key`, {
-        admin, vm: v.name, origin: tlogOrigin(cfg, v.name), program: PATHS.tlog, privateKey: PATHS.tlogKey,
+        vm: v.name, vmUuid: vm.uuid, origin: tlogOrigin(cfg, v.name), program: PATHS.tlog, privateKey: PATHS.tlogKey,
       }, { parent: this, dependsOn: [vm, tool], protect: cfg.protectKeys });
       this.logVerifiers[v.name] = tlogKey.verifier;
       const served = Object.fromEntries(Object.entries(cfg.envs).filter(([, e]) => e.logs === v.name).map(([env, e]) => [buildVm(env), {
@@ -451,7 +486,7 @@ export class Site extends pulumi.ComponentResource {
       inVm.service("qubesbuilder.BuildLog", "build-log");
       inVm.service("qubesbuilder.LogDigest", "log-digest");
       inVm.config("build-log", key.fingerprint.apply((fpr) => ({
-        repoDir: PATHS.logsRepo, remote: cfg.logs.repo, branch: cfg.logs.branch, signingKey: fpr,
+        repoDir: PATHS.logsRepo, remote: logs.repo, branch: logs.branch, signingKey: fpr,
         authorName: cfg.logs.botName, authorEmail: cfg.logs.botEmail, buildVms: served,
         tlog: { program: PATHS.tlog, privateKey: PATHS.tlogKey, repoSubdir: `tlog/${v.name}` },
       })));
@@ -459,7 +494,7 @@ export class Site extends pulumi.ComponentResource {
 
     for (const env of Object.keys(cfg.envs)) {
       this.envs[env] = new BuildEnvironment(env, {
-        config: cfg, env, admin, servicesDir, vms, logsVm: logsVms.get(cfg.envs[env].logs)!, dispvmTemplates,
+        config: cfg, env, servicesDir, vms, logsVm: logsVms.get(cfg.envs[env].logs)!, dispvmTemplates,
         githubApiToken, ...(args.openqa ? { openqa: args.openqa } : {}),
         logVerifier: this.logVerifiers[cfg.envs[env].logs], tlogProgram,
       }, { parent: this, dependsOn: requirements });
@@ -469,7 +504,7 @@ export class Site extends pulumi.ComponentResource {
 
     // The net VM (not created here): ConnectSSH for the upload hosts, the webhook receiver.
     const netvm = cfg.netvm;
-    const net = new InVm(this, admin, netvm, servicesDir, requirements);
+    const net = new InVm(this, netvm, servicesDir, { configKey: "qubes-build-infra:netvm" }, requirements);
     net.service("local.ConnectSSH", "connect-ssh");
     net.config("connect-ssh", {
       hosts: Object.fromEntries(Object.entries(cfg.uploadHosts).map(([h, u]) => [h, {
@@ -504,9 +539,13 @@ export class Site extends pulumi.ComponentResource {
       ...(cert ? { tls: WEBHOOKS_TLS, ...(cfg.webhooks.httpPort !== null ? { httpRedirectPort: cfg.webhooks.httpPort } : {}) } : {}),
     }));
 
-    // The one policy file, written after every VM it names exists and removed before them.
-    const allVms = [...dispvmTemplates, ...logsVms.values(), ...Object.values(this.envs).flatMap((e) => [e.buildVm, e.keysVm])];
-    new QrexecPolicy("policy", { admin, name: POLICY_FILE, rules: plan.rules }, { parent: this, dependsOn: allVms });
+    // The policy files (one, unless the site outgrows one Admin API request), written after every
+    // VM they name exists and removed before them.
+    const allVms = [...dispvmTemplates.values(), ...logsVms.values(), ...Object.values(this.envs).flatMap((e) => [e.buildVm, e.keysVm])];
+    for (const f of this.policy) {
+      const resource = this.policy.length === 1 ? "policy" : `policy${f.name.slice(f.name.lastIndexOf("-"))}`;
+      new QrexecPolicy(resource, { name: f.name, rules: f.rules }, { parent: this, dependsOn: allVms });
+    }
     this.registerOutputs({ signingKeys: this.signingKeys, deployKeys: this.deployKeys, uploadKeys: this.uploadKeys, logVerifiers: this.logVerifiers });
   }
 }

@@ -8,6 +8,8 @@
  */
 import { X509Certificate } from "crypto";
 import { z } from "zod";
+import { adminConnection } from "../providers/connection";
+import { MAX_SIZE_BYTES, parseSize } from "../providers/size";
 
 const vmName = z
   .string()
@@ -21,19 +23,16 @@ const envName = z
   .max(25, "at most 25 characters, so that build-ENV and keys-ENV fit Qubes' 31")
   .refine((s) => !/(^|-)(build|keys)(-|$)/.test(s), "must not contain the words 'build' or 'keys' (see W22)");
 
-const size = z
-  .union([z.number().int().positive(), z.string().regex(/^\d+(\.\d+)?\s*(B|KiB|MiB|GiB|TiB|K|M|G|T)?$/i, "a size like 20GiB")])
-  .transform((v) => parseSize(v));
-
-/** Bytes from a size in Qubes' notation (`20GiB`, `512MiB`, or a plain number of bytes). */
-export function parseSize(v: number | string): number {
-  if (typeof v === "number") return v;
-  const m = /^(\d+(?:\.\d+)?)\s*([A-Za-z]*)$/.exec(v.trim());
-  if (!m) throw new Error(`not a size: ${v}`);
-  const unit = m[2].toUpperCase().replace(/IB$|B$/, "");
-  const mult: Record<string, number> = { "": 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 };
-  return Math.round(Number(m[1]) * mult[unit]);
-}
+/** A volume size: bytes, or binary units (`20GiB`, `20G`); the providers read sizes the same way (providers/size.ts). */
+const size = z.union([z.number(), z.string()]).transform((v, ctx) => {
+  try {
+    return parseSize(v);
+  } catch (e) {
+    ctx.addIssue({ code: "custom", message: (e as Error).message });
+    return z.NEVER;
+  }
+});
+export { MAX_SIZE_BYTES, parseSize };
 
 const fingerprint = z
   .string()
@@ -118,6 +117,13 @@ const hostname = z
   .string()
   .regex(/^(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$/, "a DNS host name");
 
+/** Where ConnectSSH connects: a host name (one label allowed) or an IPv4/IPv6 address, nothing else. */
+const address = z.string().refine(
+  (s) => z.ipv4().safeParse(s).success || z.ipv6().safeParse(s).success ||
+    /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/.test(s),
+  "a host name or an IP address (letters, digits, '-' and '.'; or an IPv6 address)",
+);
+
 /** Repository kinds builderv2 uploads (`repository-upload-remote-host` keys). */
 export const UPLOAD_KINDS = ["rpm", "deb", "archlinux", "windows", "iso"] as const;
 
@@ -131,7 +137,7 @@ const uploadHost = z.strictObject({
   repositories: z.partialRecord(z.enum(UPLOAD_KINDS), z.string()
     .regex(/^\/([A-Za-z0-9._/-]|\{release\})*$/, "an absolute path of letters, digits and ._/-, with {release} for the builder's release")).default({}),
   /** For tests and odd networks: where ConnectSSH really connects (default: the host, port 22). */
-  address: z.string().optional(),
+  address: address.optional(),
   port: z.number().int().min(1).max(65535).optional(),
 });
 
@@ -144,6 +150,15 @@ const maintainer = z.strictObject({
     .default("_all_"),
   iso: z.boolean().default(false),
 });
+
+const gitRef = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._/-]*$/, "a branch name");
+const armoredKey = z.string().includes("BEGIN PGP PUBLIC KEY BLOCK", { message: "an armored OpenPGP public key (gpg --armor --export FINGERPRINT)" });
+/**
+ * Logs keys a logs repository may have been signed with before (fingerprint → armored public key):
+ * naming one is the operator's decision to take over a head it signed (e.g. after the logs VM and
+ * its key were destroyed); a handover commit signed by the current key goes on top.
+ */
+const previousKeys = z.record(fingerprint, armoredKey).default({});
 
 /**
  * GitHub's published ssh host keys for github.com (public facts, as GitHub lists them since its
@@ -179,15 +194,9 @@ const calendar = z.string().regex(/^[A-Za-z0-9*:,./~ -]{1,64}$/, "a systemd OnCa
 
 const githubRepo = z.string().regex(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/, "owner/name");
 
-const admin = z.discriminatedUnion("transport", [
-  z.strictObject({ transport: z.literal("sim"), socket: z.string() }),
-  z.strictObject({ transport: z.literal("socket"), socket: z.string().default("/var/run/qubesd.sock") }),
-  z.strictObject({ transport: z.literal("qrexec") }),
-]);
-
 /** The whole site; every key is under the `qubes-build-infra:` config namespace. */
 export const siteConfigSchema = z.strictObject({
-  admin,
+  admin: adminConnection,
   netvm: vmName.default("sys-net"),
   buildNetvm: vmName.default("sys-whonix"),
   logsNetvm: vmName.default("sys-firewall"),
@@ -218,14 +227,16 @@ export const siteConfigSchema = z.strictObject({
       const r = envName.safeParse(name);
       if (!r.success) ctx.addIssue({ code: "custom", path: [name], message: `environment name: ${r.error.issues[0].message}` });
     }
-  }),
+    // Names are checked even when an environment's values are wrong too: every finding at once.
+  }, { when: () => true }),
   uploadHosts: z.record(hostname, uploadHost).default({}),
   logs: z.strictObject({
     /** Git URL of the public build-logs repository (ssh in production). */
     repo: z.string().min(1),
-    branch: z.string().regex(/^[A-Za-z0-9._/-]+$/).default("main"),
+    branch: gitRef.default("main"),
     /** The logs signing key expected in the logs VM; absent: one is generated there. */
     keyFingerprint: fingerprint.optional(),
+    previousKeys,
     /**
      * Origin of the logs VMs' transparency logs (their checkpoints' first line), followed by
      * `/<logs VM>`; default: the repository's host and path, e.g. `github.com/QubesOS/build-logs`.
@@ -233,6 +244,13 @@ export const siteConfigSchema = z.strictObject({
     tlogOrigin: z.string().regex(/^[\x21-\x2a\x2c-\x7e]{1,200}$/, "printable ASCII without spaces or '+'").optional(),
     botName: z.string().default("Qubes OS build bot"),
     botEmail: z.string().default("builder-bot@qubes-os.org"),
+    /** Per logs VM, where it differs from the above: its own repository (e.g. the kernel logs). */
+    vms: z.record(vmName, z.strictObject({
+      repo: z.string().min(1).optional(),
+      branch: gitRef.optional(),
+      keyFingerprint: fingerprint.optional(),
+      previousKeys: z.record(fingerprint, armoredKey).optional(),
+    })).default({}),
   }),
   commands: z
     .strictObject({
@@ -312,15 +330,34 @@ export const siteConfigSchema = z.strictObject({
 
 export type SiteConfig = z.output<typeof siteConfigSchema>;
 
-/** The origin of a logs VM's transparency log: `<logs.tlogOrigin or the repository>/<logs VM>`. */
+/** The origin of a logs VM's transparency log: `<logs.tlogOrigin or that VM's repository>/<logs VM>`. */
 export function tlogOrigin(cfg: SiteConfig, logsVm: string): string {
   if (cfg.logs.tlogOrigin) return `${cfg.logs.tlogOrigin}/${logsVm}`;
-  const repo = cfg.logs.repo.replace(/^file:\/\//, "local");
+  const repo = logsOf(cfg, logsVm).repo.replace(/^file:\/\//, "local");
   const m = /^(?:[a-z+]+:\/\/)?(?:[^@/]+@)?([^:/]+)[:/](.+?)(?:\.git)?\/?$/.exec(repo);
   const base = m ? `${m[1]}/${m[2].replace(/^\/+/, "")}` : repo;
   return `${base.replace(/[^\x21-\x2a\x2c-\x7e]/g, "_")}/${logsVm}`;
 }
 export type EnvConfig = SiteConfig["envs"][string];
+
+/** The logs repository of one logs VM: the site's `logs`, with that VM's overrides. */
+export interface LogsOfVm {
+  repo: string;
+  branch: string;
+  keyFingerprint?: string;
+  previousKeys: Record<string, string>;
+}
+
+export function logsOf(cfg: SiteConfig, vm: string): LogsOfVm {
+  const o = cfg.logs.vms[vm] ?? {};
+  const keyFingerprint = o.keyFingerprint ?? cfg.logs.keyFingerprint;
+  return {
+    repo: o.repo ?? cfg.logs.repo,
+    branch: o.branch ?? cfg.logs.branch,
+    ...(keyFingerprint !== undefined ? { keyFingerprint } : {}),
+    previousKeys: o.previousKeys ?? cfg.logs.previousKeys,
+  };
+}
 
 /** Formats zod issues as `qubes-build-infra:<key path>: <message>` lines. */
 export function formatConfigError(error: z.ZodError, namespace = "qubes-build-infra"): string {
@@ -372,8 +409,17 @@ export function parseSiteConfig(raw: unknown): SiteConfig {
   }
   const logs = new Set(Object.values(cfg.envs).map((e) => e.logs));
   for (const l of logs) if (names.has(l)) problems.push(`qubes-build-infra:envs: logs VM ${l} is also ${names.get(l)}`);
-  if (logs.size > 1 && !cfg.logs.keyFingerprint) {
-    problems.push(`qubes-build-infra:logs.keyFingerprint: the site has ${logs.size} logs VMs (${[...logs].join(", ")}) sharing one logs repository, so they must share one logs key: import it into each and name it here (a key generated per VM would not verify the others' commits)`);
+  for (const v of Object.keys(cfg.logs.vms)) {
+    if (!logs.has(v)) problems.push(`qubes-build-infra:logs.vms.${v}: no environment has ${v} as its logs VM (they use ${[...logs].join(", ")})`);
+  }
+  // Logs VMs pushing to one repository verify each other's commits: they must share one key.
+  const byRepo = new Map<string, string[]>();
+  for (const l of logs) byRepo.set(logsOf(cfg, l).repo, [...(byRepo.get(logsOf(cfg, l).repo) ?? []), l]);
+  for (const [repo, vms] of byRepo) {
+    const keys = new Set(vms.map((v) => logsOf(cfg, v).keyFingerprint));
+    if (vms.length > 1 && (keys.size > 1 || keys.has(undefined))) {
+      problems.push(`qubes-build-infra:logs.keyFingerprint: the logs VMs ${vms.join(", ")} share the logs repository ${repo}, so they must share one logs key: import it into each and name it here (a key generated per VM would not verify the others' commits)`);
+    }
   }
   for (const fixed of [cfg.netvm, cfg.buildNetvm, cfg.logsNetvm]) {
     if (names.has(fixed) || logs.has(fixed)) problems.push(`qubes-build-infra: ${fixed} is a network VM and cannot be a site VM`);

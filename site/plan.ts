@@ -7,7 +7,7 @@
  * are limited to the env's own `disp-created-by-build-E` disposables, the ssh proxy rules are in
  * the current format (W18), and `qubes.Gpg` is fenced on both sides (W35).
  */
-import type { Rule } from "../qrexec";
+import { renderPolicy, type Rule } from "../qrexec";
 import type { EnvConfig, SiteConfig } from "./config";
 
 /** One qrexec policy rule: the qrexec module's `Rule` without file and line. */
@@ -46,8 +46,47 @@ export interface SitePlan {
   external: string[];
 }
 
-/** The name of the single policy file holding every rule of the site. */
+/** The site's policy file; a site too big for one is split into `<POLICY_FILE>-00`, `-01`, ... */
 export const POLICY_FILE = "20-qubes-build-infra";
+
+/**
+ * Bytes of rules one policy file takes, rendered without column alignment. qubesd takes at most
+ * 64 KiB per Admin API request (admin.policy.Replace carries the whole file); this leaves room for
+ * the header and the request's own lines, and a file that fits aligned is written aligned.
+ */
+export const POLICY_FILE_BUDGET = 48 * 1024;
+
+/** One policy file of the site: its name (without `.policy`) and its rules, in order. */
+export interface PlannedPolicyFile {
+  name: string;
+  rules: PlannedRule[];
+}
+
+/**
+ * The site's rules as policy files. qrexec reads the files of policy.d in name order and takes the
+ * first rule that matches, so consecutive slices of the one ordered list, named so that they sort
+ * in that order, decide every call exactly as the single file would: the fences still come after
+ * every rule they fence. One file keeps the historical name; several are `-00`, `-01`, ... (which
+ * sort before the single name, so that while a site moves from one to several, the new files decide
+ * and the old one, removed last, is never reached first).
+ */
+export function policyFiles(rules: readonly PlannedRule[], budget = POLICY_FILE_BUDGET): PlannedPolicyFile[] {
+  const chunks: PlannedRule[][] = [[]];
+  let used = 0;
+  for (const r of rules) {
+    const bytes = Buffer.byteLength(renderPolicy([{ ...r, file: "", line: 0 }], { header: false, align: false }));
+    if (bytes > budget) throw new Error(`the rule ${r.service} ${r.argument} ${r.source} ${r.target} alone is ${bytes} bytes, over the policy file budget of ${budget}`);
+    if (used + bytes > budget && chunks[chunks.length - 1].length > 0) {
+      chunks.push([]);
+      used = 0;
+    }
+    chunks[chunks.length - 1].push(r);
+    used += bytes;
+  }
+  if (chunks.length === 1) return [{ name: POLICY_FILE, rules: chunks[0] }];
+  if (chunks.length > 100) throw new Error(`the site's rules need ${chunks.length} policy files (at most 100): split the site into several stacks`);
+  return chunks.map((c, i) => ({ name: `${POLICY_FILE}-${String(i).padStart(2, "0")}`, rules: c }));
+}
 
 export const buildVm = (env: string): string => `build-${env}`;
 export const keysVm = (env: string): string => `keys-${env}`;
@@ -113,7 +152,8 @@ function vmsOf(cfg: SiteConfig): PlannedVm[] {
   for (const [logs, served] of logsVms) {
     vms.push({
       name: logs, role: "logs", envs: served, klass: "AppVM", template: cfg.logsTemplate,
-      label: "green", netvm: cfg.logsNetvm, tags: tags("logs", served), protect: false,
+      // Protected like the keys VMs: it holds the logs key that signs the logs repository's history.
+      label: "green", netvm: cfg.logsNetvm, tags: tags("logs", served), protect: cfg.protectKeys,
     });
   }
   for (const [name, e] of envs) {

@@ -3,7 +3,7 @@
  * validates. Objects arrive from the engine as JSON text, plain strings as themselves; secrets are
  * read separately as Pulumi secrets and never enter the plain object.
  */
-import * as path from "path";
+import { resolveAdminConnection } from "../providers/connection";
 
 /** Config keys that hold secrets (read with `requireSecret`, kept out of the validated object). */
 export const SECRET_KEYS = ["webhookSecret", "webhookTlsKey", "githubApiToken", "openqaKey", "openqaSecret"] as const;
@@ -30,19 +30,10 @@ export function rawSiteConfig(
     }
     raw[name] = value;
   }
-  // QBI_ADMIN (JSON) points any stack elsewhere, e.g. `pulumi preview --stack prod` at qubes-sim.
-  const override = env.QBI_ADMIN;
-  if (override) {
-    try {
-      raw.admin = JSON.parse(override);
-    } catch {
-      throw new Error(`QBI_ADMIN is not JSON: expected e.g. {"transport":"sim","socket":".qubes-sim/qubesd.sock"}`);
-    }
-  }
-  // A relative sim socket is relative to the project, wherever pulumi is run from.
-  const admin = raw.admin as { socket?: unknown } | undefined;
-  if (admin && typeof admin.socket === "string" && !path.isAbsolute(admin.socket)) {
-    raw.admin = { ...admin, socket: path.resolve(projectDir, admin.socket) };
-  }
+  // QBI_ADMIN (JSON) points any stack elsewhere, e.g. `pulumi preview --stack prod` at qubes-sim; a
+  // relative socket is relative to the project, wherever pulumi is run from. The providers resolve
+  // the connection of each run the same way (providers/connection.ts).
+  const admin = resolveAdminConnection(raw.admin, env, projectDir);
+  if (admin) raw.admin = admin.conn;
   return raw;
 }

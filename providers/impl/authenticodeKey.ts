@@ -1,21 +1,24 @@
 // Implementation of AuthenticodeKey (see providers/authenticodeKey.ts).
 import { z } from "zod";
-import { adminConnection, adminFor } from "./admin";
-import { checkWith, hasUnknown, parseProps } from "./common";
+import { runAdmin } from "./admin";
+import { DiffResult, hasUnknown, holdsConnection, legacyAdmin, parseProps, ProviderError, shq, step, withoutAdmin } from "./common";
+import { checkPlaced, GONE, inVm, vmIdentity, vmReplaced } from "./inVm";
 
 const KIND = "AuthenticodeKey";
 const KEYS_DIR = "/home/user/win-sign/keys";
 
 const inputs = z.object({
-  admin: adminConnection,
+  ...legacyAdmin,
   vm: z.string().min(1),
+  ...vmIdentity,
   name: z.string().regex(/^[A-Za-z0-9_]{1,64}$/, "letters, digits and _ (__ for a space)"),
   days: z.number().int().min(1).max(36500).default(3650),
 });
 type Inputs = z.infer<typeof inputs>;
 const outputs = inputs.extend({ certificate: z.string() });
 
-const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+const q = shq;
+const who = (p: { vm: string; name: string }) => `${KIND} ${p.name} in ${p.vm}`;
 const files = (name: string) => {
   const base = `${KEYS_DIR}/${name.replace(/__/g, " ")}`;
   return { key: `${base}.key`, crt: `${base}.crt` };
@@ -33,40 +36,45 @@ if [ ! -s ${q(f.key)} ] || [ ! -s ${q(f.crt)} ]; then
   ${create ? make : "exit 44"}
 fi
 exec cat ${q(f.crt)}`;
-  const r = await adminFor(p.admin).run(p.vm, script, { user: "user" });
+  const what = create ? "making sure the key is there" : "reading the certificate";
+  const r = await step(who(p), what, () => runAdmin(p.admin).run(p.vm, script, { user: "user" }));
   if (!create && r.exitCode === 44) return null;
-  if (r.exitCode !== 0) throw new Error(`${KIND} ${p.name} in ${p.vm}: ${create ? "making the key" : "reading the certificate"} failed (exit ${r.exitCode}): ${r.stderr.toString().trim().slice(0, 300)}`);
+  if (r.exitCode !== 0) throw new ProviderError(who(p), what, undefined, `openssl failed (exit ${r.exitCode}): ${r.stderr.toString().trim().slice(0, 300) || "no message"}`);
   const pem = r.stdout.toString();
-  if (!/^-----BEGIN CERTIFICATE-----/.test(pem)) throw new Error(`${KIND} ${p.name} in ${p.vm}: ${f.crt} is not a PEM certificate`);
+  if (!/^-----BEGIN CERTIFICATE-----/.test(pem)) throw new ProviderError(who(p), what, undefined, `${f.crt} is not a PEM certificate`);
   return pem;
 }
 
 export async function check(_olds: unknown, news: unknown) {
-  return checkWith(inputs, news);
+  return checkPlaced(inputs, news);
 }
 
+/** Idempotent: a key made by a run killed before recording it is adopted. */
 export async function create(raw: unknown) {
   const p = parseProps(inputs, raw, KIND);
-  return { id: `${p.vm}:${p.name}`, outs: { ...p, certificate: (await certificate(p, true))! } };
+  return { id: `${p.vm}:${p.name}`, outs: { ...withoutAdmin(p), certificate: (await certificate(p, true))! } };
 }
 
-export async function diff(_id: string, oldsRaw: unknown, newsRaw: unknown) {
-  if (hasUnknown(newsRaw)) return { changes: true };
+export async function diff(_id: string, oldsRaw: unknown, newsRaw: unknown): Promise<DiffResult> {
   const o = parseProps(outputs, oldsRaw, KIND);
+  const moved = vmReplaced(o, newsRaw);
+  if (moved) return moved;
+  if (hasUnknown(newsRaw)) return { changes: true };
   const n = parseProps(inputs, newsRaw, KIND);
   const replaces = (["vm", "name"] as const).filter((k) => o[k] !== n[k]);
-  return { changes: replaces.length > 0 || o.days !== n.days, replaces };
+  return { changes: replaces.length > 0 || o.days !== n.days || o.vmUuid !== n.vmUuid || holdsConnection(oldsRaw), replaces };
 }
 
+/** `days` applies to a key made from now on (an existing key is kept); so update only re-reads the certificate. */
 export async function update(_id: string, _olds: unknown, newsRaw: unknown) {
   const p = parseProps(inputs, newsRaw, KIND);
-  return { outs: { ...p, certificate: (await certificate(p, true))! } };
+  return { outs: { ...withoutAdmin(p), certificate: (await certificate(p, true))! } };
 }
 
 export async function read(id: string, raw: unknown) {
   const o = parseProps(outputs, raw, KIND);
-  const pem = await certificate(o, false);
-  if (pem === null) return { id: "", props: {} };
+  const pem = await inVm(runAdmin(o.admin), o, () => certificate(o, false));
+  if (pem === GONE || pem === null) return { id: "", props: {} };
   return { id, props: { ...o, certificate: pem } };
 }
 

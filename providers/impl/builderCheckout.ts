@@ -1,14 +1,16 @@
 // Implementation of BuilderCheckout (see providers/builderCheckout.ts).
 import { z } from "zod";
-import { adminConnection, adminFor } from "./admin";
-import { checkWith, DiffResult, hasUnknown, parseProps, sha256, shq } from "./common";
+import { runAdmin } from "./admin";
+import { DiffResult, hasUnknown, holdsConnection, legacyAdmin, parseProps, ProviderError, sha256, shq, step, withoutAdmin } from "./common";
+import { checkPlaced, GONE, inVm, vmIdentity, vmReplaced } from "./inVm";
 
 const KIND = "BuilderCheckout";
 
 const hex40 = z.string().regex(/^[0-9A-F]{40}$/, "a 40-hex upper-case fingerprint");
 export const checkoutInputs = z.object({
-  admin: adminConnection,
+  ...legacyAdmin,
   vm: z.string().min(1),
+  ...vmIdentity,
   dir: z.string().regex(/^\/[A-Za-z0-9._/-]+$/, "an absolute path (letters, digits, ._/-)")
     .refine((s) => !s.split("/").includes("..") && !s.endsWith("/"), "no '..', no trailing '/'"),
   url: z.string().min(1).refine((s) => !s.startsWith("-") && !/[\s\0]/.test(s), "a git URL (no leading '-', no white space)"),
@@ -30,9 +32,11 @@ const checkoutOutputs = checkoutInputs.safeExtend({
 type CheckoutOutputs = z.infer<typeof checkoutOutputs>;
 
 /** An error that names where the checkout belongs and says the previous checkout was kept. */
-function refused(p: CheckoutInputs, reason: string, previous: string | null): Error {
+const who = (p: CheckoutInputs) => `${KIND} (${p.label}) ${p.vm}:${p.dir}`;
+
+function refused(p: CheckoutInputs, reason: string, previous: string | null): ProviderError {
   const kept = previous ? `; the previous checkout (${previous}) is left in place` : "; nothing was checked out";
-  return new Error(`${KIND} (${p.label}) ${p.vm}:${p.dir}: ${reason}${kept}`);
+  return new ProviderError(`${KIND} (${p.label}) ${p.vm}:${p.dir}`, "checking out the pin", undefined, `${reason}${kept}`);
 }
 
 // Every git call: no hooks, no fsmonitor, verified transfers, no submodule recursion, no prompts.
@@ -195,26 +199,27 @@ ${GIT} -C "$dir" rev-parse HEAD
 
 /** What is checked out now: commit and cleanliness, or null when there is no checkout. */
 async function inspect(p: CheckoutInputs): Promise<{ commit: string; clean: boolean } | null> {
-  const r = await adminFor(p.admin).run(p.vm, `[ -e ${shq(p.dir)}/.git ] || exit 44
+  const r = await step(who(p), "reading the checkout", () => runAdmin(p.admin).run(p.vm, `[ -e ${shq(p.dir)}/.git ] || exit 44
 c=$(${GIT} -C ${shq(p.dir)} rev-parse --verify -q HEAD) || exit 44
 changed=$(${GIT} -C ${shq(p.dir)} status --porcelain --untracked-files=no --ignore-submodules=none)
-if [ -z "$changed" ]; then echo "$c clean"; else echo "$c dirty"; fi`, { user: p.user });
+if [ -z "$changed" ]; then echo "$c clean"; else echo "$c dirty"; fi`, { user: p.user }));
   if (r.exitCode === 44) return null;
   if (r.exitCode !== 0) {
-    throw new Error(`${KIND} (${p.label}) ${p.vm}:${p.dir}: cannot read the checkout: ${r.stderr.toString().trim() || `exit ${r.exitCode}`}`);
+    throw new ProviderError(who(p), "reading the checkout", undefined, `git failed (exit ${r.exitCode}): ${r.stderr.toString().trim() || "no message"}`);
   }
   const [commit, state] = r.stdout.toString().trim().split(" ");
   return { commit, clean: state === "clean" };
 }
 
 async function apply(p: CheckoutInputs): Promise<CheckoutOutputs> {
-  const admin = adminFor(p.admin);
+  const admin = runAdmin(p.admin);
   const before = await inspect(p);
   const previous = before ? `commit ${before.commit}` : null;
-  const f = await admin.run(p.vm, fetchScript(p), { user: p.user, input: p.keys });
+  const f = await step(who(p), "fetching the pin", () => admin.run(p.vm, fetchScript(p), { user: p.user, input: p.keys }));
   const report = parseFetchReport(f.stdout.toString());
   const cleanup = async () => {
-    if (!report.repo.existing) await admin.run(p.vm, `rm -rf -- ${shq(report.repo.staging)}`, { user: p.user });
+    const repo = report.repo;
+    if (!repo.existing) await step(who(p), "removing the staging clone", () => admin.run(p.vm, `rm -rf -- ${shq(repo.staging)}`, { user: p.user }));
   };
   if (f.exitCode !== 0) {
     await cleanup();
@@ -227,15 +232,15 @@ async function apply(p: CheckoutInputs): Promise<CheckoutOutputs> {
     await cleanup();
     throw refused(p, (e as Error).message, previous);
   }
-  const c = await admin.run(p.vm, checkoutScript(p, report), { user: p.user });
+  const c = await step(who(p), "checking out the pin", () => admin.run(p.vm, checkoutScript(p, report), { user: p.user }));
   if (c.exitCode !== 0) throw refused(p, c.stderr.toString().trim() || `checkout failed (exit ${c.exitCode})`, previous);
   const now = await inspect(p);
   if (!now || now.commit !== p.commit) throw refused(p, `after checkout HEAD is ${now?.commit ?? "missing"}, not ${p.commit}`, null);
-  return { ...p, checkedOut: now.commit, clean: now.clean, verifiedBy: signer, keysSha256: sha256(p.keys) };
+  return { ...withoutAdmin(p), checkedOut: now.commit, clean: now.clean, verifiedBy: signer, keysSha256: sha256(p.keys) };
 }
 
 export async function check(_olds: unknown, news: unknown) {
-  return checkWith(checkoutInputs, news);
+  return checkPlaced(checkoutInputs, news);
 }
 
 export async function create(inputs: unknown) {
@@ -243,28 +248,37 @@ export async function create(inputs: unknown) {
   return { id: `${p.vm}:${p.dir}`, outs: await apply(p) };
 }
 
-export async function update(_id: string, _olds: unknown, newsRaw: unknown) {
-  return { outs: await apply(parseProps(checkoutInputs, newsRaw, KIND)) };
+/** Checks out again only when the pin, the keys or what is in the VM changed; bookkeeping costs no call. */
+export async function update(_id: string, oldsRaw: unknown, newsRaw: unknown) {
+  const o = parseProps(checkoutOutputs, oldsRaw, KIND);
+  const n = parseProps(checkoutInputs, newsRaw, KIND);
+  if (!checkoutChanged(o, n)) return { outs: { ...withoutAdmin(n), checkedOut: o.checkedOut, clean: o.clean, verifiedBy: o.verifiedBy, keysSha256: o.keysSha256 } };
+  return { outs: await apply(n) };
+}
+
+function checkoutChanged(o: CheckoutOutputs, n: CheckoutInputs): boolean {
+  return o.url !== n.url || o.commit !== n.commit || o.tag !== n.tag || o.submodules !== n.submodules || o.user !== n.user
+    || o.maintainers.join(",") !== n.maintainers.join(",") || o.keysSha256 !== sha256(n.keys)
+    // What refresh found in the VM: another commit, or modified tracked files.
+    || o.checkedOut !== n.commit || !o.clean;
 }
 
 export async function diff(_id: string, oldsRaw: unknown, newsRaw: unknown): Promise<DiffResult> {
   const o = parseProps(checkoutOutputs, oldsRaw, KIND);
+  const moved = vmReplaced(o, newsRaw);
+  if (moved) return moved;
   if (hasUnknown(newsRaw)) return { changes: true };
   const n = parseProps(checkoutInputs, newsRaw, KIND);
   const replaces = (["vm", "dir"] as const).filter((k) => o[k] !== n[k]);
   if (replaces.length) return { changes: true, replaces };
-  const changed = o.url !== n.url || o.commit !== n.commit || o.tag !== n.tag || o.submodules !== n.submodules || o.user !== n.user
-    || o.maintainers.join(",") !== n.maintainers.join(",") || o.keysSha256 !== sha256(n.keys)
-    // What refresh found in the VM: another commit, or modified tracked files.
-    || o.checkedOut !== n.commit || !o.clean;
-  return { changes: changed };
+  return { changes: checkoutChanged(o, n) || o.label !== n.label || o.vmUuid !== n.vmUuid || holdsConnection(oldsRaw) };
 }
 
 /** The checkout as it is now: its commit and cleanliness; gone when the directory is no checkout. */
 export async function read(id: string, raw: unknown) {
   const o = parseProps(checkoutOutputs, raw, KIND);
-  const now = await inspect(o);
-  if (!now) return { id: "", props: {} };
+  const now = await inVm(runAdmin(o.admin), o, () => inspect(o));
+  if (now === GONE || !now) return { id: "", props: {} };
   return { id, props: { ...o, checkedOut: now.commit, clean: now.clean } };
 }
 

@@ -1,6 +1,7 @@
 // Helpers shared by the provider implementations: input parsing, Qubes error wording, hashing.
 import { createHash } from "crypto";
 import { z } from "zod";
+import { hasQubesCode, type QubesErrorCode, qubesErrorOf } from "../../admin/errors";
 
 /** The value Pulumi puts in place of an input that is not known yet (during preview). */
 export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
@@ -26,7 +27,7 @@ function valueAt(v: unknown, path: readonly PropertyKey[]): unknown {
 export function parseProps<S extends z.ZodType>(schema: S, raw: unknown, kind: string): z.infer<S> {
   const r = schema.safeParse(raw);
   if (r.success) return r.data;
-  throw new Error(`${kind}: invalid inputs: ${r.error.issues.map((i) => `${i.path.join(".") || "(inputs)"}: ${i.message}`).join("; ")}`);
+  throw new ProviderError(kind, "invalid inputs", r.error, r.error.issues.map((i) => `${i.path.join(".") || "(inputs)"}: ${i.message}`).join("; "));
 }
 
 /** A check failure as the dynamic-provider protocol wants it. */
@@ -59,38 +60,52 @@ export function checkWith<S extends z.ZodType>(
   return failures.length > 0 ? { inputs: raw, failures } : { inputs: raw };
 }
 
-/** The Qubes exception name of an Admin API error (`QubesError.qubesType`), if any. */
-export function qubesType(e: unknown): string | undefined {
-  if (typeof e === "object" && e !== null && "qubesType" in e) {
-    const t = (e as { qubesType?: unknown }).qubesType;
-    if (typeof t === "string" && t !== "") return t;
+/**
+ * A provider failure: which resource, which step, and the cause (kept as `cause`, so its type and
+ * Qubes' own message survive; `code` is the Admin API error code when the cause is one).
+ */
+export class ProviderError extends Error {
+  readonly code: QubesErrorCode | undefined;
+  /** What went wrong, after `<resource>: <step>: `. */
+  readonly detail: string;
+
+  constructor(readonly resource: string, readonly step: string, cause?: unknown, detail?: string) {
+    const d = detail ?? (cause !== undefined ? describeError(cause) : "failed");
+    super(`${resource}: ${step}: ${d}`, { cause });
+    this.name = "ProviderError";
+    this.detail = d;
+    this.code = qubesErrorOf(cause)?.code;
   }
-  return undefined;
+
+  /** `e` with `suffix` added to its message (same resource and step when `e` is a ProviderError). */
+  static amend(e: unknown, resource: string, step: string, suffix: string): ProviderError {
+    if (e instanceof ProviderError) return new ProviderError(e.resource, e.step, e, `${e.detail}${suffix}`);
+    return new ProviderError(resource, step, e, `${describeError(e)}${suffix}`);
+  }
 }
 
-/** `QubesVMNotFoundError: no such domain` style text of any error. */
+/** `QubesVMNotFoundError: No such domain: 'x'` for a QubesError, the message otherwise. */
 export function describeError(e: unknown): string {
-  const msg = e instanceof Error ? e.message : String(e);
-  const t = qubesType(e);
-  return t && !msg.startsWith(t) ? `${t}: ${msg}` : msg;
+  if (e instanceof ProviderError) return e.message;
+  const q = qubesErrorOf(e);
+  if (q && q === e) return q.message.startsWith(q.qubesType) ? q.message : `${q.qubesType}: ${q.message}`;
+  return e instanceof Error ? e.message : String(e);
 }
 
-/** Runs one Admin call; a failure becomes an Error naming the resource and what was being done. */
-export async function step<T>(what: string, fn: () => Promise<T>): Promise<T> {
+/** Runs one step of `resource`; a failure becomes a ProviderError naming both, with the cause kept. */
+export async function step<T>(resource: string, what: string, fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (e) {
-    const err = new Error(`${what}: ${describeError(e)}`);
-    (err as { qubesType?: string }).qubesType = qubesType(e);
-    throw err;
+    throw new ProviderError(resource, what, e);
   }
 }
 
-/** True for "this object does not exist" errors of the Admin API. */
-export function isNotFound(e: unknown): boolean {
-  const t = qubesType(e) ?? "";
-  return /NotFound|NoSuch|DoesNotExist/i.test(t) || /^QubesVMNotFoundError$/.test(t);
-}
+/** True when `e` is or wraps an Admin API error saying the VM does not exist. */
+export const isVmNotFound = (e: unknown): boolean => hasQubesCode(e, "vm-not-found");
+
+/** True when `e` is or wraps an Admin API error saying the policy file does not exist. */
+export const isPolicyNotFound = (e: unknown): boolean => hasQubesCode(e, "policy-not-found");
 
 export const sha256 = (s: string | Buffer): string => createHash("sha256").update(s).digest("hex");
 
@@ -102,4 +117,30 @@ export interface DiffResult {
   changes: boolean;
   replaces?: string[];
   deleteBeforeReplace?: boolean;
+}
+
+/**
+ * `admin` as resources recorded it before the connection left the state: accepted in old
+ * outputs (and from old programs' inputs), never written again.
+ */
+export const legacyAdmin = { admin: z.unknown().optional() };
+
+/** `p` without the legacy `admin` field. */
+export function withoutAdmin<T extends { admin?: unknown }>(p: T): Omit<T, "admin"> {
+  const { admin: _admin, ...rest } = p;
+  return rest;
+}
+
+/**
+ * What `read` keeps of old outputs' `admin`: it stays until an update rewrites the resource, because
+ * outputs that hold it also hold the provider code of their time (serialized by the SDK), which
+ * `read` and `delete` run and which cannot take the run's config: it falls back to that `admin`.
+ */
+export function keptAdmin(o: { admin?: unknown }): { admin?: unknown } {
+  return o.admin !== undefined ? { admin: o.admin } : {};
+}
+
+/** True when outputs still hold the connection: one update rewrites them (no Admin call). */
+export function holdsConnection(oldsRaw: unknown): boolean {
+  return typeof oldsRaw === "object" && oldsRaw !== null && "admin" in oldsRaw;
 }

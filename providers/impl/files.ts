@@ -1,7 +1,7 @@
 // File operations inside a VM shared by RpcService, ManagedFile and SshProxyConfig.
 import type { QubesAdmin } from "../../admin/api";
 import { findBlock, normalizeInner, removeBlock, upsertBlock } from "./blocks";
-import { step } from "./common";
+import { ProviderError, step } from "./common";
 
 export interface FileSpec {
   vm: string;
@@ -15,24 +15,37 @@ const octal = (mode: number) => `0${mode.toString(8)}`;
 
 /** The file's text, or null when it does not exist. */
 export async function readText(admin: QubesAdmin, who: string, f: { vm: string; path: string }): Promise<string | null> {
-  const b = await step(`${where(who, f)}: reading`, () => admin.readFile(f.vm, f.path));
+  const b = await step(where(who, f), "reading", () => admin.readFile(f.vm, f.path));
   return b === null ? null : b.toString("utf8");
 }
 
 /** The file's bytes, or null when it does not exist. */
 export async function readBytes(admin: QubesAdmin, who: string, f: { vm: string; path: string }): Promise<Buffer | null> {
-  return step(`${where(who, f)}: reading`, () => admin.readFile(f.vm, f.path));
+  return step(where(who, f), "reading", () => admin.readFile(f.vm, f.path));
 }
 
 /** Writes the whole file (atomic, with mode and owner). */
 export async function writeWhole(admin: QubesAdmin, who: string, f: FileSpec, content: string | Buffer): Promise<void> {
-  await step(`${where(who, f)}: writing (mode ${octal(f.mode)}, owner ${f.owner})`, () =>
-    admin.writeFile(f.vm, f.path, content, { mode: f.mode, owner: f.owner }));
+  await step(where(who, f), `writing (mode ${octal(f.mode)}, owner ${f.owner})`, () => admin.writeFile(f.vm, f.path, content, { mode: f.mode, owner: f.owner }));
+}
+
+/** Removes the whole file (no error when absent). */
+export async function removeWhole(admin: QubesAdmin, who: string, f: { vm: string; path: string }): Promise<void> {
+  await step(where(who, f), "removing", () => admin.removeFile(f.vm, f.path));
+}
+
+function blockIn(who: string, f: { vm: string; path: string }, text: string, id: string) {
+  try {
+    return findBlock(text, id, `${f.vm}:${f.path}`);
+  } catch (e) {
+    throw new ProviderError(where(who, f), `reading block ${id}`, e);
+  }
 }
 
 /** Puts `inner` into block `id` of the file (created when missing); text outside the block is kept. */
 export async function writeBlock(admin: QubesAdmin, who: string, f: FileSpec, id: string, inner: string, position: "start" | "end" = "end"): Promise<void> {
   const text = (await readText(admin, who, f)) ?? "";
+  blockIn(who, f, text, id);
   await writeWhole(admin, who, f, upsertBlock(text, id, inner, { position, file: `${f.vm}:${f.path}` }));
 }
 
@@ -40,13 +53,14 @@ export async function writeBlock(admin: QubesAdmin, who: string, f: FileSpec, id
 export async function readBlock(admin: QubesAdmin, who: string, f: { vm: string; path: string }, id: string): Promise<string | null> {
   const text = await readText(admin, who, f);
   if (text === null) return null;
-  return findBlock(text, id, `${f.vm}:${f.path}`)?.inner ?? null;
+  return blockIn(who, f, text, id)?.inner ?? null;
 }
 
 /** Removes block `id` from the file, keeping the rest; nothing when the file or block is absent. */
 export async function dropBlock(admin: QubesAdmin, who: string, f: FileSpec, id: string): Promise<void> {
   const text = await readText(admin, who, f);
   if (text === null) return;
+  blockIn(who, f, text, id);
   const after = removeBlock(text, id, `${f.vm}:${f.path}`);
   if (after !== text) await writeWhole(admin, who, f, after);
 }

@@ -1,16 +1,20 @@
 // Implementation of ManagedFile (see providers/managedFile.ts).
 import { z } from "zod";
-import { adminConnection, adminFor } from "./admin";
+import { runAdmin } from "./admin";
 import { blockMarkers, normalizeInner } from "./blocks";
-import { checkWith, DiffResult, hasUnknown, parseProps, sha256, shq, step } from "./common";
-import { dropBlock, readBlock, readBytes, writeBlock, writeWhole } from "./files";
+import { DiffResult, hasUnknown, holdsConnection, legacyAdmin, parseProps, ProviderError, sha256, shq, step, withoutAdmin } from "./common";
+import { dropBlock, readBlock, readBytes, removeWhole, writeBlock, writeWhole } from "./files";
+import { checkPlaced, externalVms, GONE, inVm, vmIdentity, vmReplaced } from "./inVm";
+import type { QubesAdmin } from "../../admin/api";
 import { contentFields, loadContent, oneContent, wantedSha256 } from "./source";
 
 const KIND = "ManagedFile";
 
 const fileBase = z.object({
-  admin: adminConnection,
+  ...legacyAdmin,
   vm: z.string().min(1),
+  ...vmIdentity,
+  ...externalVms,
   path: z.string().regex(/^\/[^\0]*[^/]$/, "an absolute file path"),
   ...contentFields,
   mode: z.number().int().min(0).max(0o7777).default(0o644),
@@ -44,25 +48,28 @@ type FileInputs = z.infer<typeof fileInputs>;
 const fileOutputs = fileBase.safeExtend({ sha256: z.string() });
 type FileOutputs = z.infer<typeof fileOutputs>;
 
-const who = (p: { vm: string; path: string; kind: string; blockId: string }) =>
+const who = (p: { kind: string; blockId: string }) =>
   (p.kind === "block" ? `${KIND} (block ${p.blockId})` : p.kind === "symlink" ? `${KIND} (symlink)` : KIND);
 
 /** A symlink's target, or null when `path` is no symlink. */
-async function readLink(p: { admin: FileInputs["admin"]; vm: string; path: string }): Promise<string | null> {
-  const r = await adminFor(p.admin).run(p.vm, `[ -L ${shq(p.path)} ] || exit 44; readlink -- ${shq(p.path)}`, { user: "root" });
+async function readLink(admin: QubesAdmin, p: { vm: string; path: string }): Promise<string | null> {
+  const r = await step(`${KIND} (symlink) ${p.vm}:${p.path}`, "reading", () =>
+    admin.run(p.vm, `[ -L ${shq(p.path)} ] || exit 44; readlink -- ${shq(p.path)}`, { user: "root" }));
   if (r.exitCode === 44) return null;
-  if (r.exitCode !== 0) throw new Error(`${KIND} (symlink) ${p.vm}:${p.path}: cannot read it: ${r.stderr.toString().trim()}`);
+  if (r.exitCode !== 0) throw new ProviderError(`${KIND} (symlink) ${p.vm}:${p.path}`, "reading", new Error(r.stderr.toString().trim() || `exit ${r.exitCode}`));
   return r.stdout.toString().replace(/\n$/, "");
 }
 /** The hash of what is managed: the whole file, or the block's inner text as written. */
 const digest = (p: FileInputs) => (p.kind === "block" ? sha256(normalizeInner(p.content ?? "")) : wantedSha256(p));
 
 export async function check(_olds: unknown, news: unknown) {
-  return checkWith(fileInputs, news);
+  return checkPlaced(fileInputs, news);
 }
 
 export async function diff(_id: string, oldsRaw: unknown, newsRaw: unknown): Promise<DiffResult> {
   const o = parseProps(fileOutputs, oldsRaw, KIND);
+  const moved = vmReplaced(o, newsRaw);
+  if (moved) return moved;
   if (hasUnknown(newsRaw)) return { changes: true };
   const n = parseProps(fileInputs, newsRaw, KIND);
   const replaces = (["vm", "path", "kind", "blockId"] as const).filter((k) => o[k] !== n[k]);
@@ -70,56 +77,65 @@ export async function diff(_id: string, oldsRaw: unknown, newsRaw: unknown): Pro
   // Outputs that do not record the content the way the inputs give it (inline text recorded, a
   // reference not holding the text) are brought in line once, by an update.
   const unrecorded = (n.content !== undefined) !== (o.content !== undefined);
-  return { changes: unrecorded || o.sha256 !== digest(n) || o.mode !== n.mode || o.owner !== n.owner };
+  return { changes: unrecorded || o.sha256 !== digest(n) || o.mode !== n.mode || o.owner !== n.owner || o.vmUuid !== n.vmUuid || holdsConnection(oldsRaw) };
 }
 
 async function apply(p: FileInputs): Promise<FileOutputs> {
-  const admin = adminFor(p.admin);
+  const admin = runAdmin(p.admin);
+  const q = withoutAdmin(p);
   if (p.kind === "symlink") {
     // Replaces a file or link of that name; a directory there is refused (ln -T).
-    const r = await step(`${who(p)} ${p.vm}:${p.path}: linking`, () => admin.run(p.vm,
+    const r = await step(`${who(p)} ${p.vm}:${p.path}`, "linking", () => admin.run(p.vm,
       `set -e; mkdir -p -- "$(dirname -- ${shq(p.path)})"; ln -sfnT -- ${shq(p.content ?? "")} ${shq(p.path)}`, { user: "root" }));
-    if (r.exitCode !== 0) throw new Error(`${who(p)} ${p.vm}:${p.path}: ${r.stderr.toString().trim() || `exit ${r.exitCode}`}`);
-    return { ...p, sha256: digest(p) };
+    if (r.exitCode !== 0) throw new ProviderError(`${who(p)} ${p.vm}:${p.path}`, "linking", new Error(r.stderr.toString().trim() || `exit ${r.exitCode}`));
+    return { ...q, sha256: digest(p) };
   }
   if (p.kind === "block") {
     await writeBlock(admin, who(p), p, p.blockId, p.content ?? "");
-    return { ...p, sha256: digest(p) };
+    return { ...q, sha256: digest(p) };
   }
   const text = loadContent(`${who(p)} ${p.vm}:${p.path}`, p);
   await writeWhole(admin, who(p), p, text);
-  return { ...p, sha256: sha256(text) };
+  return { ...q, sha256: sha256(text) };
 }
 
+/** Writing is idempotent (whole file atomically, or one marked block): a create after an interrupted one just writes again. */
 export async function create(inputs: unknown) {
   const p = parseProps(fileInputs, inputs, KIND);
   return { id: p.kind === "block" ? `${p.vm}:${p.path}#${p.blockId}` : `${p.vm}:${p.path}`, outs: await apply(p) };
 }
 
-export async function update(_id: string, _olds: unknown, newsRaw: unknown) {
-  return { outs: await apply(parseProps(fileInputs, newsRaw, KIND)) };
+/** Writes only when what is in the VM must change; bookkeeping changes (vmUuid, old outputs) cost no Admin call. */
+export async function update(_id: string, oldsRaw: unknown, newsRaw: unknown) {
+  const o = parseProps(fileOutputs, oldsRaw, KIND);
+  const n = parseProps(fileInputs, newsRaw, KIND);
+  const same = o.sha256 === digest(n) && o.mode === n.mode && o.owner === n.owner && (o.content !== undefined) === (n.content !== undefined);
+  if (same) return { outs: { ...withoutAdmin(n), sha256: o.sha256 } };
+  return { outs: await apply(n) };
 }
 
 /**
  * The hash of what is in the VM now (the content itself is not returned: it may be secret). A
- * changed hash is drift: the next `up` writes the content again. A missing file (or block) means
- * the resource is gone, and the next `up` creates it.
+ * changed hash is drift: the next `up` writes the content again. A missing file (or block), or a
+ * VM that is gone, means the resource is gone, and the next `up` creates it.
  */
 export async function read(id: string, raw: unknown) {
   const o = parseProps(fileOutputs, raw, KIND);
-  const admin = adminFor(o.admin);
-  const now = o.kind === "symlink" ? await readLink(o) : o.kind === "block" ? await readBlock(admin, who(o), o, o.blockId) : await readBytes(admin, who(o), o);
-  if (now === null) return { id: "", props: {} };
+  const admin = runAdmin(o.admin);
+  const now = await inVm(admin, o, () =>
+    (o.kind === "symlink" ? readLink(admin, o) : o.kind === "block" ? readBlock(admin, who(o), o, o.blockId) : readBytes(admin, who(o), o)) as Promise<string | Buffer | null>);
+  if (now === null || now === GONE) return { id: "", props: {} };
   return { id, props: { ...o, sha256: sha256(now) } };
 }
 
 async function delete_(_id: string, raw: unknown): Promise<void> {
   const o = parseProps(fileOutputs, raw, KIND);
-  const admin = adminFor(o.admin);
-  if (o.kind === "block") await dropBlock(admin, who(o), o, o.blockId);
-  else if (o.kind === "symlink") {
-    await step(`${who(o)} ${o.vm}:${o.path}: removing`, () => admin.run(o.vm, `[ ! -L ${shq(o.path)} ] || rm -f -- ${shq(o.path)}`, { user: "root" }));
-  }
-  else await step(`${KIND} ${o.vm}:${o.path}: removing`, () => admin.removeFile(o.vm, o.path));
+  const admin = runAdmin(o.admin);
+  await inVm(admin, o, async () => {
+    if (o.kind === "block") await dropBlock(admin, who(o), o, o.blockId);
+    else if (o.kind === "symlink") {
+      await step(`${who(o)} ${o.vm}:${o.path}`, "removing", () => admin.run(o.vm, `[ ! -L ${shq(o.path)} ] || rm -f -- ${shq(o.path)}`, { user: "root" }));
+    } else await removeWhole(admin, who(o), o);
+  });
 }
 export { delete_ as delete };

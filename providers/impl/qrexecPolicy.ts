@@ -2,9 +2,13 @@
 import { z } from "zod";
 import type { QubesAdmin } from "../../admin/api";
 import { QUBESD_MAX_REQUEST } from "../../admin/wire";
-import { checkRules, diffRules, parsePolicyFile, renderPolicy, type Rule } from "../../qrexec";
-import { adminConnection, adminFor } from "./admin";
-import { checkWith, CheckResult, describeError, DiffResult, hasUnknown, isNotFound, parseProps, step } from "./common";
+import { hasQubesCode } from "../../admin/errors";
+import { checkRules, diffRules, isManaged, parsePolicyFile, renderPolicy, type Rule } from "../../qrexec";
+import { dropRunCache, runAdmin, runCache } from "./admin";
+import {
+  checkWith, CheckResult, describeError, DiffResult, hasUnknown, holdsConnection, isPolicyNotFound, keptAdmin, legacyAdmin, parseProps, ProviderError, step,
+  withoutAdmin,
+} from "./common";
 
 const KIND = "QrexecPolicy";
 
@@ -26,11 +30,11 @@ const ruleInput = z.object({
 export type RuleInput = z.infer<typeof ruleInput>;
 
 export const policyInputs = z.object({
-  admin: adminConnection,
+  ...legacyAdmin,
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, "a policy file name without .policy (letters, digits, '.', '_', '-')"),
   rules: z.array(ruleInput),
   header: z.union([z.string(), z.array(z.string())]).optional(),
-  /** Set by check: the rule-level change against the previous inputs, for the preview. */
+  /** Set by check: the rule-level change `up` would make to the file as it is in dom0, for the preview. */
   ruleDiff: z.string().optional(),
 });
 type PolicyInputs = z.infer<typeof policyInputs>;
@@ -38,7 +42,7 @@ type PolicyInputs = z.infer<typeof policyInputs>;
 const policyOutputs = policyInputs.safeExtend({
   /** The text written (or found by refresh). */
   content: z.string(),
-  /** The policy admin token of that text: the next write must present it. */
+  /** The policy admin token of that text. */
   token: z.string(),
   /** Problems found by refresh in a hand-edited file. */
   parseErrors: z.array(z.string()).optional(),
@@ -72,30 +76,49 @@ export function summarizeRuleDiff(name: string, oldRules: RuleInput[], newRules:
   return `${fileOf(name)}: ${d.added.length} rule(s) added, ${d.removed.length} removed, ${d.unchanged} kept\n${lines.join("\n")}`;
 }
 
-const STALE_HINT = "run `pulumi refresh` to review what changed (the preview then shows the rule-level difference), then `pulumi up` to put the site's rules back";
-
-/** A write refused for a stale token becomes an error that says so; others name the file. */
-async function guarded<T>(admin: QubesAdmin, name: string, token: string, what: string, fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (e) {
-    let now: string | undefined;
+/** The file as it is in dom0 now (null when absent): one read per file and process, shared by check and diff. */
+function live(admin: QubesAdmin, name: string): Promise<{ content: string; token: string } | null> {
+  const p = runCache(`policy:${name}`, async () => {
     try {
-      now = (await admin.policyGet(name)).token;
-    } catch {
-      now = undefined;
+      return await admin.policyGet(name);
+    } catch (e) {
+      if (isPolicyNotFound(e)) return null;
+      throw new ProviderError(`${KIND} ${fileOf(name)}`, "reading it from dom0", e);
     }
-    if (now !== undefined && now !== token) {
-      throw new Error(`QrexecPolicy ${fileOf(name)}: ${what} refused: the file was changed outside Pulumi since the last apply (${describeError(e)}); it was not overwritten: ${STALE_HINT}`);
+  });
+  return p.catch((e: unknown) => {
+    dropRunCache(`policy:${name}`);
+    throw e;
+  });
+}
+
+const rulesOf = (name: string, content: string): RuleInput[] => parsePolicyFile(content, fileOf(name)).rules.map(strip);
+
+/**
+ * Writes `content` over the file as this run found it (`token`: `new` when absent). A refusal
+ * because the file changed since this run read it says so; nothing is overwritten then.
+ */
+async function write(admin: QubesAdmin, p: PolicyInputs, token: string, what: string) {
+  const content = render(p);
+  const where = `${KIND} ${fileOf(p.name)}`;
+  try {
+    await admin.policyReplace(p.name, content, token);
+  } catch (e) {
+    if (hasQubesCode(e, "policy-token")) {
+      throw new ProviderError(where, what, e, `refused: the file changed in dom0 while this run was applying (${describeError(e)}); it was not overwritten: run \`pulumi preview\` to see the difference, then \`pulumi up\` again`);
     }
-    throw new Error(`QrexecPolicy ${fileOf(name)}: ${what} failed: ${describeError(e)}`);
+    throw new ProviderError(where, what, e);
+  } finally {
+    dropRunCache(`policy:${p.name}`);
   }
+  const now = await step(where, "reading it back", () => admin.policyGet(p.name));
+  return { ...withoutAdmin(p), content, token: now.token };
 }
 
 export async function check(olds: unknown, news: unknown): Promise<CheckResult> {
   const base = checkWith(policyInputs, news);
   if (base.failures || hasUnknown(news)) return base;
-  const p = policyInputs.parse(base.inputs);
+  const p = withoutAdmin(policyInputs.parse(base.inputs)) as PolicyInputs;
   const errors = checkRules(asRules(p.name, p.rules), fileOf(p.name));
   if (errors.length > 0) {
     return { inputs: base.inputs, failures: errors.map((e) => ({ property: "rules", reason: `rule ${e.line}: ${e.message}` })) };
@@ -104,9 +127,15 @@ export async function check(olds: unknown, news: unknown): Promise<CheckResult> 
   if (size > POLICY_MAX_BYTES) {
     return { inputs: base.inputs, failures: [{ property: "rules", reason: `${fileOf(p.name)} would be ${size} bytes (${p.rules.length} rules) even without column alignment; qubesd takes at most ${QUBESD_MAX_REQUEST} bytes per Admin API request (admin.policy.Replace), so it cannot be written: split the site into several stacks (fewer environments each)` }] };
   }
+  // The rule-level change against the file as dom0 has it (hand edits included); a new resource
+  // whose file does not exist yet: against nothing.
   const o = policyInputs.safeParse(olds);
-  const ruleDiff = o.success ? summarizeRuleDiff(p.name, o.data.rules, p.rules) : summarizeRuleDiff(p.name, [], p.rules);
-  return { inputs: { ...p, ruleDiff } };
+  let before: RuleInput[] = [];
+  if (o.success && o.data.name === p.name) {
+    const now = await live(runAdmin((news as { admin?: unknown }).admin), p.name);
+    before = now === null ? [] : rulesOf(p.name, now.content);
+  }
+  return { inputs: { ...p, ruleDiff: summarizeRuleDiff(p.name, before, p.rules) } };
 }
 
 export async function diff(_id: string, oldsRaw: unknown, newsRaw: unknown): Promise<DiffResult> {
@@ -114,62 +143,65 @@ export async function diff(_id: string, oldsRaw: unknown, newsRaw: unknown): Pro
   if (hasUnknown(newsRaw)) return { changes: true };
   const n = parseProps(policyInputs, newsRaw, KIND);
   if (o.name !== n.name) return { changes: true, replaces: ["name"], deleteBeforeReplace: true };
-  return { changes: render(n) !== o.content };
+  const now = await live(runAdmin(o.admin), o.name);
+  return { changes: now?.content !== render(n) || holdsConnection(oldsRaw) };
 }
 
-async function write(p: PolicyInputs, token: string, what: string) {
-  const admin = adminFor(p.admin);
-  const content = render(p);
-  await guarded(admin, p.name, token, what, () => admin.policyReplace(p.name, content, token));
-  const now = await step(`QrexecPolicy ${fileOf(p.name)}: reading back`, () => admin.policyGet(p.name));
-  return { ...p, content, token: now.token };
-}
-
+/** Creates the file; one this site wrote before (a run interrupted before recording it) is taken over. */
 export async function create(inputs: unknown) {
-  const p = parseProps(policyInputs, inputs, KIND);
-  const outs = await write(p, "new", "creating the file");
+  const p = withoutAdmin(parseProps(policyInputs, inputs, KIND)) as PolicyInputs;
+  const admin = runAdmin((inputs as { admin?: unknown }).admin);
+  dropRunCache(`policy:${p.name}`);
+  const now = await live(admin, p.name);
+  if (now !== null && !isManaged(now.content)) {
+    throw new ProviderError(`${KIND} ${fileOf(p.name)}`, "creating the file", undefined,
+      `/etc/qubes/policy.d/${fileOf(p.name)} already exists and was not written by qubes-build-infra (no managed header): review it, move its rules elsewhere, then remove it (in dom0: sudo rm /etc/qubes/policy.d/${fileOf(p.name)}) and run pulumi up again`);
+  }
+  const outs = await write(admin, p, now?.token ?? "new", now ? "taking over the file left by an interrupted run" : "creating the file");
   return { id: p.name, outs };
 }
 
+/** Writes the site's rules over the file as this run found it (a hand edit shown by the preview is put back). */
 export async function update(_id: string, oldsRaw: unknown, newsRaw: unknown) {
   const o = parseProps(policyOutputs, oldsRaw, KIND);
-  const n = parseProps(policyInputs, newsRaw, KIND);
-  const outs = await write({ ...n, ruleDiff: summarizeRuleDiff(n.name, o.rules, n.rules) }, o.token, "replacing the file");
+  const n = withoutAdmin(parseProps(policyInputs, newsRaw, KIND)) as PolicyInputs;
+  const admin = runAdmin(o.admin);
+  const now = await live(admin, n.name);
+  // The file already holds these rules (only bookkeeping changed, e.g. old outputs): nothing to write.
+  if (now !== null && now.content === render(n)) return { outs: { ...n, ruleDiff: "", content: now.content, token: now.token } };
+  const outs = await write(admin, { ...n, ruleDiff: summarizeRuleDiff(n.name, now === null ? [] : rulesOf(n.name, now.content), n.rules) }, now?.token ?? "new", "replacing the file");
   return { outs };
 }
 
 /** The file as it is: its rules become the inputs, so the next preview shows the rule-level change back. */
 export async function read(id: string, raw: unknown) {
   const o = parseProps(policyOutputs, raw, KIND);
-  const admin = adminFor(o.admin);
-  let got: { content: string; token: string };
-  try {
-    got = await admin.policyGet(o.name);
-  } catch (e) {
-    if (isNotFound(e)) return { id: "", props: {} };
-    throw new Error(`QrexecPolicy ${fileOf(o.name)}: reading failed: ${describeError(e)}`);
-  }
+  const got = await live(runAdmin(o.admin), o.name);
+  if (got === null) return { id: "", props: {} };
   const parsed = parsePolicyFile(got.content, fileOf(o.name));
   const rules = parsed.rules.map(strip);
-  const inputs = { admin: o.admin, name: o.name, rules, ...(o.header !== undefined ? { header: o.header } : {}) };
+  const inputs = { name: o.name, rules, ...(o.header !== undefined ? { header: o.header } : {}) };
   const parseErrors = parsed.errors.map((e) => `line ${e.line}: ${e.message}`);
   return {
     id,
-    props: { ...inputs, content: got.content, token: got.token, ruleDiff: summarizeRuleDiff(o.name, o.rules, rules), ...(parseErrors.length ? { parseErrors } : {}) },
+    props: { ...inputs, ...keptAdmin(o), content: got.content, token: got.token, ruleDiff: summarizeRuleDiff(o.name, o.rules, rules), ...(parseErrors.length ? { parseErrors } : {}) },
     inputs,
   };
 }
 
+/** Removes the file as recorded; a file edited since is refused (it is not the site's any more). */
 async function delete_(_id: string, raw: unknown): Promise<void> {
   const o = parseProps(policyOutputs, raw, KIND);
-  const admin = adminFor(o.admin);
+  const admin = runAdmin(o.admin);
+  const where = `${KIND} ${fileOf(o.name)}`;
   try {
-    await guarded(admin, o.name, o.token, "removing the file", () => admin.policyRemove(o.name, o.token));
+    await admin.policyRemove(o.name, o.token);
   } catch (e) {
-    // Already gone: nothing to do.
-    const exists = await admin.policyList().then((l) => l.includes(o.name), () => true);
-    if (!exists) return;
-    throw e;
+    if (isPolicyNotFound(e)) return;
+    if (hasQubesCode(e, "policy-token")) {
+      throw new ProviderError(where, "removing the file", e, `refused: the file was changed outside Pulumi since the last apply (${describeError(e)}); it was not removed: run \`pulumi refresh\` to review it, then destroy again`);
+    }
+    throw new ProviderError(where, "removing the file", e);
   }
 }
 export { delete_ as delete };

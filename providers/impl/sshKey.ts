@@ -1,13 +1,16 @@
 // Implementation of SshKey (see providers/sshKey.ts).
 import { z } from "zod";
-import { adminConnection, adminFor } from "./admin";
-import { checkWith, DiffResult, hasUnknown, parseProps, shq } from "./common";
+import { runAdmin } from "./admin";
+import { DiffResult, hasUnknown, holdsConnection, legacyAdmin, parseProps, ProviderError, shq, step, withoutAdmin } from "./common";
+import { checkPlaced, externalVms, GONE, inVm, vmIdentity, vmReplaced } from "./inVm";
 
 const KIND = "SshKey";
 
 export const keyInputs = z.object({
-  admin: adminConnection,
+  ...legacyAdmin,
   vm: z.string().min(1),
+  ...vmIdentity,
+  ...externalVms,
   path: z.string().regex(/^\/[A-Za-z0-9._/-]+$/, "an absolute path").refine((s) => !s.split("/").includes(".."), "no '..'"),
   comment: z.string().regex(/^[A-Za-z0-9 ()._@:-]*$/, "letters, digits, spaces and ()._@:-"),
   generation: z.number().int().min(1).default(1),
@@ -38,18 +41,22 @@ ssh-keygen -l -E sha256 -f "$k.pub" | cut -d' ' -f2
 `;
 }
 
+const who = (p: { vm: string; path: string }) => `${KIND} ${p.vm}:${p.path}`;
+
+/** Idempotent: a key already there is kept (a run killed after generating one finds it). */
 async function ensure(p: KeyInputs, rotate: boolean) {
-  const r = await adminFor(p.admin).run(p.vm, ensureScript(p, rotate), { user: p.user });
-  if (r.exitCode !== 0) throw new Error(`${KIND} ${p.vm}:${p.path}: ${r.stderr.toString().trim() || `exit ${r.exitCode}`}`);
+  const what = rotate ? "rotating the key" : "making sure the key is there";
+  const r = await step(who(p), what, () => runAdmin(p.admin).run(p.vm, ensureScript(p, rotate), { user: p.user }));
+  if (r.exitCode !== 0) throw new ProviderError(who(p), what, undefined, `ssh-keygen failed (exit ${r.exitCode}): ${r.stderr.toString().trim() || "no message"}`);
   const [publicKey, fingerprint] = r.stdout.toString().trim().split("\n");
   if (!/^ssh-ed25519 [A-Za-z0-9+/=]+ /.test(publicKey ?? "") || !/^SHA256:/.test(fingerprint ?? "")) {
-    throw new Error(`${KIND} ${p.vm}:${p.path}: unexpected ssh-keygen output`);
+    throw new ProviderError(who(p), what, undefined, "unexpected ssh-keygen output");
   }
-  return { ...p, publicKey, fingerprint };
+  return { ...withoutAdmin(p), publicKey, fingerprint };
 }
 
 export async function check(_olds: unknown, news: unknown) {
-  return checkWith(keyInputs, news);
+  return checkPlaced(keyInputs, news);
 }
 
 export async function create(inputs: unknown) {
@@ -59,28 +66,37 @@ export async function create(inputs: unknown) {
 
 export async function diff(_id: string, oldsRaw: unknown, newsRaw: unknown): Promise<DiffResult> {
   const o = parseProps(keyOutputs, oldsRaw, KIND);
+  const moved = vmReplaced(o, newsRaw);
+  if (moved) return moved;
   if (hasUnknown(newsRaw)) return { changes: true };
   const n = parseProps(keyInputs, newsRaw, KIND);
   const replaces = (["vm", "path"] as const).filter((k) => o[k] !== n[k]);
   if (replaces.length) return { changes: true, replaces };
-  return { changes: o.generation !== n.generation || o.comment !== n.comment || o.user !== n.user };
+  return { changes: o.generation !== n.generation || o.comment !== n.comment || o.user !== n.user || o.vmUuid !== n.vmUuid || holdsConnection(oldsRaw) };
 }
 
-/** A new generation rotates the key; other changes only rewrite the public key file. */
+/** A new generation rotates the key; a comment or owner change rewrites the public key file; bookkeeping costs no call. */
 export async function update(_id: string, oldsRaw: unknown, newsRaw: unknown) {
   const o = parseProps(keyOutputs, oldsRaw, KIND);
   const n = parseProps(keyInputs, newsRaw, KIND);
+  if (o.generation === n.generation && o.comment === n.comment && o.user === n.user) {
+    return { outs: { ...withoutAdmin(n), publicKey: o.publicKey, fingerprint: o.fingerprint } };
+  }
   return { outs: await ensure(n, o.generation !== n.generation) };
 }
 
 export async function read(id: string, raw: unknown) {
   const o = parseProps(keyOutputs, raw, KIND);
-  const r = await adminFor(o.admin).run(o.vm, `k=${shq(o.path)}; [ -e "$k" ] || exit 44
+  const admin = runAdmin(o.admin);
+  const r = await inVm(admin, o, () => step(who(o), "reading the key", () => admin.run(o.vm, `k=${shq(o.path)}; [ -e "$k" ] || exit 44
 printf '%s %s\\n' "$(ssh-keygen -y -f "$k" | cut -d' ' -f1,2)" ${shq(o.comment)}
-ssh-keygen -l -E sha256 -f "$k" | cut -d' ' -f2`, { user: o.user });
-  if (r.exitCode === 44) return { id: "", props: {} };
-  if (r.exitCode !== 0) throw new Error(`${KIND} ${o.vm}:${o.path}: cannot read the key: ${r.stderr.toString().trim()}`);
+ssh-keygen -l -E sha256 -f "$k" | cut -d' ' -f2`, { user: o.user })));
+  if (r === GONE || r.exitCode === 44) return { id: "", props: {} };
+  if (r.exitCode !== 0) throw new ProviderError(who(o), "reading the key", undefined, `ssh-keygen failed (exit ${r.exitCode}): ${r.stderr.toString().trim() || "no message"}`);
   const [publicKey, fingerprint] = r.stdout.toString().trim().split("\n");
+  if (!/^ssh-ed25519 [A-Za-z0-9+/=]+ /.test(publicKey ?? "") || !/^SHA256:/.test(fingerprint ?? "")) {
+    throw new ProviderError(who(o), "reading the key", undefined, `unexpected ssh-keygen output: ${r.stderr.toString().trim() || "no message"}`);
+  }
   return { id, props: { ...o, publicKey, fingerprint } };
 }
 

@@ -1,10 +1,11 @@
 // Implementation of SshProxyConfig (see providers/sshProxyConfig.ts).
 import { z } from "zod";
 import { vmNameProblem } from "../../qrexec";
-import { adminConnection, adminFor } from "./admin";
+import { runAdmin } from "./admin";
 import { normalizeInner } from "./blocks";
-import { checkWith, DiffResult, hasUnknown, parseProps, sha256, step } from "./common";
+import { DiffResult, hasUnknown, holdsConnection, legacyAdmin, parseProps, ProviderError, sha256, step, withoutAdmin } from "./common";
 import { dropBlock, readBlock, writeBlock } from "./files";
+import { checkPlaced, externalVms, GONE, inVm, vmIdentity, vmReplaced } from "./inVm";
 
 const KIND = "SshProxyConfig";
 export const SSH_DIR = "/home/user/.ssh";
@@ -30,8 +31,10 @@ const qube = z.string().superRefine((s, ctx) => {
 });
 
 export const proxyInputs = z.object({
-  admin: adminConnection,
+  ...legacyAdmin,
   vm: qube,
+  ...vmIdentity,
+  ...externalVms,
   netvm: qube,
   hosts: z.array(host).min(1).superRefine((hs, ctx) => {
     const seen = new Set<string>();
@@ -81,46 +84,54 @@ function hashes(p: ProxyInputs) {
 }
 
 export async function check(_olds: unknown, news: unknown) {
-  return checkWith(proxyInputs, news);
+  return checkPlaced(proxyInputs, news);
 }
 
 export async function diff(_id: string, oldsRaw: unknown, newsRaw: unknown): Promise<DiffResult> {
   const o = parseProps(proxyOutputs, oldsRaw, KIND);
+  const moved = vmReplaced(o, newsRaw);
+  if (moved) return moved;
   if (hasUnknown(newsRaw)) return { changes: true };
   const n = parseProps(proxyInputs, newsRaw, KIND);
   if (o.vm !== n.vm) return { changes: true, replaces: ["vm"], deleteBeforeReplace: true };
   const h = hashes(n);
-  return { changes: h.configSha256 !== o.configSha256 || h.knownHostsSha256 !== o.knownHostsSha256 };
+  return { changes: h.configSha256 !== o.configSha256 || h.knownHostsSha256 !== o.knownHostsSha256 || o.vmUuid !== n.vmUuid || holdsConnection(oldsRaw) };
 }
 
 async function apply(p: ProxyInputs) {
-  const admin = adminFor(p.admin);
-  const r = await step(`${KIND} ${p.vm}: preparing ${SSH_DIR}`, () =>
-    admin.run(p.vm, `mkdir -p ${SSH_DIR} && chmod 700 ${SSH_DIR}`, { user: "user" }));
-  if (r.exitCode !== 0) throw new Error(`${KIND} ${p.vm}: cannot prepare ${SSH_DIR}: ${r.stderr.toString().trim() || `exit ${r.exitCode}`}`);
+  const admin = runAdmin(p.admin);
+  const r = await step(`${KIND} ${p.vm}`, `preparing ${SSH_DIR}`, () => admin.run(p.vm, `mkdir -p ${SSH_DIR} && chmod 700 ${SSH_DIR}`, { user: "user" }));
+  if (r.exitCode !== 0) throw new ProviderError(`${KIND} ${p.vm}`, `preparing ${SSH_DIR}`, undefined, r.stderr.toString().trim() || `exit ${r.exitCode}`);
   const f = files(p);
   // ssh uses the first value it finds for each option: our hosts go before anything else.
   await writeBlock(admin, who, f.config, BLOCK_ID, renderSshConfig(p.netvm, p.hosts), "start");
   await writeBlock(admin, who, f.known, BLOCK_ID, renderKnownHosts(p.hosts));
-  return { ...p, ...hashes(p) };
+  return { ...withoutAdmin(p), ...hashes(p) };
 }
 
+/** Writing the two blocks is idempotent: a create after an interrupted one just writes again. */
 export async function create(inputs: unknown) {
   const p = parseProps(proxyInputs, inputs, KIND);
   return { id: `${p.vm}:${CONFIG}`, outs: await apply(p) };
 }
 
-export async function update(_id: string, _olds: unknown, newsRaw: unknown) {
-  return { outs: await apply(parseProps(proxyInputs, newsRaw, KIND)) };
+/** Writes only when a block must change. */
+export async function update(_id: string, oldsRaw: unknown, newsRaw: unknown) {
+  const o = parseProps(proxyOutputs, oldsRaw, KIND);
+  const n = parseProps(proxyInputs, newsRaw, KIND);
+  const h = hashes(n);
+  if (h.configSha256 === o.configSha256 && h.knownHostsSha256 === o.knownHostsSha256) return { outs: { ...withoutAdmin(n), ...h } };
+  return { outs: await apply(n) };
 }
 
 /** Hashes of our two blocks as they are now (`absent` when a block is missing). */
 export async function read(id: string, raw: unknown) {
   const o = parseProps(proxyOutputs, raw, KIND);
-  const admin = adminFor(o.admin);
+  const admin = runAdmin(o.admin);
   const f = files(o);
-  const config = await readBlock(admin, who, f.config, BLOCK_ID);
-  const known = await readBlock(admin, who, f.known, BLOCK_ID);
+  const now = await inVm(admin, o, async () => [await readBlock(admin, who, f.config, BLOCK_ID), await readBlock(admin, who, f.known, BLOCK_ID)] as const);
+  if (now === GONE) return { id: "", props: {} };
+  const [config, known] = now;
   if (config === null && known === null) return { id: "", props: {} };
   return {
     id,
@@ -134,9 +145,11 @@ export async function read(id: string, raw: unknown) {
 
 async function delete_(_id: string, raw: unknown): Promise<void> {
   const o = parseProps(proxyOutputs, raw, KIND);
-  const admin = adminFor(o.admin);
+  const admin = runAdmin(o.admin);
   const f = files(o);
-  await dropBlock(admin, who, f.config, BLOCK_ID);
-  await dropBlock(admin, who, f.known, BLOCK_ID);
+  await inVm(admin, o, async () => {
+    await dropBlock(admin, who, f.config, BLOCK_ID);
+    await dropBlock(admin, who, f.known, BLOCK_ID);
+  });
 }
 export { delete_ as delete };

@@ -1,16 +1,19 @@
 // Implementation of TemplateRequirement (see providers/templateRequirement.ts).
 import { z } from "zod";
 import type { QubesAdmin } from "../../admin/api";
-import { adminConnection, adminFor } from "./admin";
-import { CheckResult, checkWith, DiffResult, hasUnknown, parseProps, shq, step } from "./common";
+import { runAdmin } from "./admin";
+import { CheckResult, checkWith, DiffResult, hasUnknown, holdsConnection, legacyAdmin, parseProps, ProviderError, shq, step, withoutAdmin } from "./common";
+import { listedVm } from "./dom0";
 
 const KIND = "TemplateRequirement";
 
 export const reqInputs = z.object({
-  admin: adminConnection,
+  ...legacyAdmin,
   vm: z.string().min(1),
   commands: z.array(z.string().regex(/^[A-Za-z0-9._+-]+$/, "a command name")).min(1),
   purpose: z.string().default(""),
+  /** For messages: the stack config key(s) naming the template, e.g. `{ vm: "qubes-build-infra:buildTemplate" }`. */
+  configKeys: z.record(z.string(), z.string()).optional(),
 });
 type ReqInputs = z.infer<typeof reqInputs>;
 const reqOutputs = reqInputs.safeExtend({ missing: z.array(z.string()).default([]) });
@@ -44,18 +47,16 @@ export function missingMessage(vm: string, missing: readonly string[], purpose: 
     `(Fedora: sudo dnf install ${fedora.join(" ")}; Debian: sudo apt install ${debian.join(" ")}), shut the template down, then run the preview again`;
 }
 
-/** The commands `command -v` does not find in the VM (starts it if it is halted, as qvm-run does). */
+const notThere = (p: ReqInputs) =>
+  `template ${p.vm} does not exist in dom0${p.configKeys?.vm ? ` (set by ${p.configKeys.vm})` : ""}: install it (qvm-template install ${p.vm}) or name an installed template`;
+
+/** The commands `command -v` does not find in the VM (which it starts if halted, as qvm-run does). */
 export async function findMissing(admin: QubesAdmin, p: ReqInputs): Promise<string[]> {
   const script = `for c in ${p.commands.map(shq).join(" ")}; do command -v "$c" >/dev/null 2>&1 || echo "$c"; done; exit 0`;
-  const r = await step(`${KIND} ${p.vm}: checking for ${p.commands.join(", ")}`, () => admin.run(p.vm, script, { user: "user" }));
-  if (r.exitCode !== 0) throw new Error(`${KIND} ${p.vm}: the check did not run (exit ${r.exitCode}): ${r.stderr.toString().trim()}`);
+  const what = `checking for ${p.commands.join(", ")}`;
+  const r = await step(`${KIND} ${p.vm}`, what, () => admin.run(p.vm, script, { user: "user" }));
+  if (r.exitCode !== 0) throw new ProviderError(`${KIND} ${p.vm}`, what, undefined, `the check did not run (exit ${r.exitCode}): ${r.stderr.toString().trim()}`);
   return r.stdout.toString().split("\n").map((l) => l.trim()).filter((l) => l !== "");
-}
-
-/** The VM's power state from the VM list (a read: starts nothing); undefined when Qubes has no such VM. */
-async function powerOf(admin: QubesAdmin, vm: string): Promise<string | undefined> {
-  const list = await step(`${KIND} ${vm}: listing qubes`, () => admin.vmList());
-  return list.find((v) => v.name === vm)?.state;
 }
 
 /**
@@ -63,43 +64,46 @@ async function powerOf(admin: QubesAdmin, vm: string): Promise<string | undefine
  * the check had to start it, shuts it down again, so that a template is never left running.
  */
 async function checkInVm(admin: QubesAdmin, p: ReqInputs): Promise<string[]> {
-  const before = await powerOf(admin, p.vm);
-  if (before === undefined) throw new Error(`${KIND}: ${notFound(p.vm, p.purpose)}`);
+  const before = (await listedVm(admin, p.vm))?.power;
+  if (before === undefined) throw new ProviderError(`${KIND} ${p.vm}`, "finding the template", undefined, notThere(p));
   try {
     return await findMissing(admin, p);
   } finally {
-    if (before === "Halted") await step(`${KIND} ${p.vm}: shutting it down after the check`, () => admin.vmShutdown(p.vm));
+    if (before === "Halted") await step(`${KIND} ${p.vm}`, "shutting it down after the check", () => admin.vmShutdown(p.vm));
   }
 }
 
-const notFound = (vm: string, purpose: string) =>
-  `template ${vm}${purpose ? ` (needed by ${purpose})` : ""} does not exist in Qubes: install it (qvm-template install ${vm}) or name another one in the stack config`;
-
 /**
- * The preview's check, which must change nothing and start no VM: the template must exist (the VM
- * list is a read). The commands themselves are looked for at `up`, before anything that depends on
- * the template; what a refresh found missing shows as an update (diff), which `up` re-checks.
+ * The preview's check, which must change nothing and start no VM: the template must be in dom0's
+ * list (a read). The commands themselves are looked for at `up`, before anything that depends on
+ * the template; what a refresh found missing fails the next preview (diff).
  */
 export async function check(_olds: unknown, news: unknown): Promise<CheckResult> {
-  const base = checkWith(reqInputs, news);
+  const base = checkWith(reqInputs, news, (p) => withoutAdmin(p));
   if (base.failures || hasUnknown(news)) return base;
   const p = reqInputs.parse(base.inputs);
-  if ((await powerOf(adminFor(p.admin), p.vm)) === undefined) return { inputs: p, failures: [{ property: "vm", reason: notFound(p.vm, p.purpose) }] };
-  return { inputs: p };
+  const admin = runAdmin((news as { admin?: unknown }).admin);
+  if (!(await listedVm(admin, p.vm))) return { inputs: base.inputs, failures: [{ property: "vm", reason: notThere(p) }] };
+  return { inputs: withoutAdmin(p) };
 }
 
 export async function diff(_id: string, oldsRaw: unknown, newsRaw: unknown): Promise<DiffResult> {
   const o = parseProps(reqOutputs, oldsRaw, KIND);
   if (hasUnknown(newsRaw)) return { changes: true };
   const n = parseProps(reqInputs, newsRaw, KIND);
-  const same = o.vm === n.vm && o.purpose === n.purpose && JSON.stringify(o.commands) === JSON.stringify(n.commands) && o.missing.length === 0;
-  return { changes: !same };
+  const same = o.vm === n.vm && JSON.stringify(o.commands) === JSON.stringify(n.commands);
+  // What the last refresh found missing fails the preview (the check no longer starts the template).
+  const stillMissing = same ? o.missing.filter((c) => n.commands.includes(c)) : [];
+  if (stillMissing.length > 0) throw new ProviderError(`${KIND} ${n.vm}`, "checking", undefined,
+    `${missingMessage(n.vm, stillMissing, n.purpose)} (as the last pulumi refresh found: run pulumi refresh again after installing them)`);
+  return { changes: !same || o.purpose !== n.purpose || holdsConnection(oldsRaw) };
 }
 
 async function verify(p: ReqInputs) {
-  const missing = await checkInVm(adminFor(p.admin), p);
-  if (missing.length > 0) throw new Error(`${KIND}: ${missingMessage(p.vm, missing, p.purpose)}`);
-  return { ...p, missing };
+  const admin = runAdmin(p.admin);
+  const missing = await checkInVm(admin, p);
+  if (missing.length > 0) throw new ProviderError(`${KIND} ${p.vm}`, `checking for ${p.commands.join(", ")}`, undefined, missingMessage(p.vm, missing, p.purpose));
+  return { ...withoutAdmin(p), missing };
 }
 
 export async function create(inputs: unknown) {
@@ -113,13 +117,15 @@ export async function update(_id: string, _olds: unknown, newsRaw: unknown) {
 
 /**
  * Refresh re-checks a running template (what is missing shows in `missing`, and the next preview
- * fails); a halted one keeps what the last check found, since looking would start it.
+ * fails); a halted one keeps what the last check found, since looking would start it. A removed
+ * template is gone.
  */
 export async function read(id: string, raw: unknown) {
   const o = parseProps(reqOutputs, raw, KIND);
-  const admin = adminFor(o.admin);
-  const power = await powerOf(admin, o.vm);
-  if (power === undefined || power === "Halted") return { id, props: o };
+  const admin = runAdmin(o.admin);
+  const listed = await listedVm(admin, o.vm);
+  if (!listed) return { id: "", props: {} };
+  if (listed.power === "Halted") return { id, props: o };
   return { id, props: { ...o, missing: await findMissing(admin, o) } };
 }
 

@@ -1,13 +1,15 @@
 // Implementation of TransparencyLogKey (see providers/tlogKey.ts).
 import { z } from "zod";
-import { adminConnection, adminFor } from "./admin";
-import { checkWith, hasUnknown, parseProps } from "./common";
+import { runAdmin } from "./admin";
+import { DiffResult, hasUnknown, holdsConnection, legacyAdmin, parseProps, ProviderError, shq, step, withoutAdmin } from "./common";
+import { checkPlaced, GONE, inVm, vmIdentity, vmReplaced } from "./inVm";
 
 const KIND = "TransparencyLogKey";
 
 const inputs = z.object({
-  admin: adminConnection,
+  ...legacyAdmin,
   vm: z.string().min(1),
+  ...vmIdentity,
   origin: z.string().regex(/^[\x21-\x2a\x2c-\x7e]{1,255}$/, "a log origin: printable ASCII without spaces or '+'"),
   program: z.string().startsWith("/"),
   privateKey: z.string().regex(/^\/home\/user\/[A-Za-z0-9._/-]+$/, "a path under /home/user"),
@@ -17,7 +19,8 @@ const outputs = inputs.extend({ verifier: z.string() });
 
 const KeyInfo = z.object({ origin: z.string(), verifier: z.string().regex(/^[^\s+]+\+[0-9a-f]{8}\+[A-Za-z0-9+/]+=*$/) });
 
-const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+const q = shq;
+const who = (p: { vm: string; privateKey: string }) => `${KIND} in ${p.vm} (${p.privateKey})`;
 
 /** Runs qbi-tlog in the VM as `user`; returns the key's origin and verifier, or null if absent. */
 async function keyInfo(p: Inputs, create: boolean): Promise<z.infer<typeof KeyInfo> | null> {
@@ -26,25 +29,33 @@ async function keyInfo(p: Inputs, create: boolean): Promise<z.infer<typeof KeyIn
     ? `set -e; if [ -e ${key} ]; then exec ${q(p.program)} pubkey --private ${key}; fi
 mkdir -p -m 700 "$(dirname ${key})"; exec ${q(p.program)} keygen --origin ${q(p.origin)} --private-out ${key}`
     : `[ -e ${key} ] || exit 44; exec ${q(p.program)} pubkey --private ${key}`;
-  const r = await adminFor(p.admin).run(p.vm, script, { user: "user" });
+  const what = create ? "making sure the key is there" : "reading the key";
+  const r = await step(who(p), what, () => runAdmin(p.admin).run(p.vm, script, { user: "user" }));
   if (!create && r.exitCode === 44) return null;
-  if (r.exitCode !== 0) throw new Error(`${KIND} in ${p.vm} (${p.privateKey}): qbi-tlog failed (exit ${r.exitCode}): ${r.stderr.toString().trim().slice(0, 300)}`);
-  const parsed = KeyInfo.safeParse(JSON.parse(r.stdout.toString()));
-  if (!parsed.success) throw new Error(`${KIND} in ${p.vm}: unexpected qbi-tlog output`);
+  if (r.exitCode !== 0) throw new ProviderError(who(p), what, undefined, `qbi-tlog failed (exit ${r.exitCode}): ${r.stderr.toString().trim().slice(0, 300)}`);
+  let json: unknown;
+  try {
+    json = JSON.parse(r.stdout.toString());
+  } catch {
+    json = undefined;
+  }
+  const parsed = KeyInfo.safeParse(json);
+  if (!parsed.success) throw new ProviderError(who(p), what, undefined, "unexpected qbi-tlog output (expected {origin, verifier})");
   return parsed.data;
 }
 
+/** Idempotent: a key already there (a run killed after making it) is adopted if its origin matches. */
 async function ensure(p: Inputs): Promise<z.infer<typeof outputs>> {
   const k = await keyInfo(p, true);
   if (!k || k.origin !== p.origin) {
-    throw new Error(`${KIND} in ${p.vm}: the key at ${p.privateKey} signs for origin ${k?.origin ?? "?"}, not ${p.origin}; `
+    throw new ProviderError(who(p), "checking the key's origin", undefined, `the key signs for origin ${k?.origin ?? "?"}, not ${p.origin}; `
       + "a log keeps its origin: set the old origin back, or move the key away on purpose to start a new log");
   }
-  return { ...p, verifier: k.verifier };
+  return { ...withoutAdmin(p), verifier: k.verifier };
 }
 
 export async function check(_olds: unknown, news: unknown) {
-  return checkWith(inputs, news);
+  return checkPlaced(inputs, news);
 }
 
 export async function create(raw: unknown) {
@@ -52,22 +63,28 @@ export async function create(raw: unknown) {
   return { id: `${p.vm}:${p.privateKey}`, outs: await ensure(p) };
 }
 
-export async function diff(_id: string, oldsRaw: unknown, newsRaw: unknown) {
-  if (hasUnknown(newsRaw)) return { changes: true };
+export async function diff(_id: string, oldsRaw: unknown, newsRaw: unknown): Promise<DiffResult> {
   const o = parseProps(outputs, oldsRaw, KIND);
+  const moved = vmReplaced(o, newsRaw);
+  if (moved) return moved;
+  if (hasUnknown(newsRaw)) return { changes: true };
   const n = parseProps(inputs, newsRaw, KIND);
   const replaces = (["vm", "privateKey", "origin"] as const).filter((k) => o[k] !== n[k]);
-  return { changes: replaces.length > 0 || o.program !== n.program, replaces };
+  return { changes: replaces.length > 0 || o.program !== n.program || o.vmUuid !== n.vmUuid || holdsConnection(oldsRaw), replaces };
 }
 
-export async function update(_id: string, _olds: unknown, newsRaw: unknown) {
-  return { outs: await ensure(parseProps(inputs, newsRaw, KIND)) };
+/** A new program path is checked against the key; bookkeeping changes cost no call. */
+export async function update(_id: string, oldsRaw: unknown, newsRaw: unknown) {
+  const o = parseProps(outputs, oldsRaw, KIND);
+  const n = parseProps(inputs, newsRaw, KIND);
+  if (o.program === n.program) return { outs: { ...withoutAdmin(n), verifier: o.verifier } };
+  return { outs: await ensure(n) };
 }
 
 export async function read(id: string, raw: unknown) {
   const o = parseProps(outputs, raw, KIND);
-  const k = await keyInfo(o, false);
-  if (!k) return { id: "", props: {} };
+  const k = await inVm(runAdmin(o.admin), o, () => keyInfo(o, false));
+  if (k === GONE || !k) return { id: "", props: {} };
   return { id, props: { ...o, verifier: k.verifier, origin: k.origin } };
 }
 

@@ -86,15 +86,35 @@ export async function builderComponentList(ep: EntryPoint, values: Record<string
  */
 export function startUnderLock(o: {
   flock: string; lock: string | null; argv: string[]; env?: Record<string, string>; cwd: string; logFile: string;
+  /** A file that exists while the build waits for the lock: removed by the build once it holds it; it gets the waiting pid. */
+  waitingMarker?: string;
 }): number | null {
   const fd = fs.openSync(o.logFile, "a", 0o600);
   try {
-    const full = o.lock ? [o.flock, "-x", o.lock, ...o.argv] : o.argv;
+    const inner = o.waitingMarker ? ["/bin/sh", "-c", 'rm -f -- "$0"; exec "$@"', o.waitingMarker, ...o.argv] : o.argv;
+    if (o.waitingMarker) fs.writeFileSync(o.waitingMarker, "", { mode: 0o600 });
+    const full = o.lock ? [o.flock, "-x", o.lock, ...inner] : inner;
     const child = spawn(full[0], full.slice(1), { detached: true, stdio: ["ignore", fd, fd], cwd: o.cwd, env: { ...process.env, ...o.env } });
     child.on("error", (e) => fs.appendFileSync(o.logFile, `cannot start ${full[0]}: ${e.message}\n`));
     child.unref();
+    if (o.waitingMarker && child.pid !== undefined) recordWaiter(o.waitingMarker, child.pid);
     return child.pid ?? null;
   } finally {
     fs.closeSync(fd);
+  }
+}
+
+/** Writes the waiting pid into the marker, unless the build already took the lock and removed it. */
+function recordWaiter(marker: string, pid: number): void {
+  let mfd: number;
+  try {
+    mfd = fs.openSync(marker, "r+");
+  } catch {
+    return;
+  }
+  try {
+    fs.writeSync(mfd, String(pid));
+  } finally {
+    fs.closeSync(mfd);
   }
 }

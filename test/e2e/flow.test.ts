@@ -160,7 +160,7 @@ describe("the build flow in qubes-sim", () => {
     all[`${NS}:admin`] = { value: JSON.stringify({ transport: "sim", socket: sim.socket }) };
     all[`${NS}:protectKeys`] = { value: "false" };
     all[`${NS}:signingWindowSeconds`] = { value: "60" };
-    all[`${NS}:signingWaitSeconds`] = { value: "5" };
+    all[`${NS}:signingWaitSeconds`] = { value: "20" };
     // The builderv2 environment also signs Windows tools (win-keys-debian, gated like qubes.Gpg).
     const envs = localConfig[`${NS}:envs`] as Record<string, Record<string, unknown>>;
     all[`${NS}:envs`] = { value: JSON.stringify({ ...envs, debian: { ...envs.debian, windows: true } }) };

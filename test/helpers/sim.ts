@@ -19,10 +19,13 @@ export interface StartedSim {
 
 const ROOT = path.resolve(__dirname, "..", "..");
 
-/** Spawn the daemon on `dir` (a new temp dir by default) and wait until it answers. */
-export async function startSim(opts: { dir?: string } = {}): Promise<StartedSim> {
+/**
+ * Spawn the daemon on `dir` (a new temp dir by default) and wait until it answers; `socket` puts
+ * its socket elsewhere (e.g. the same machine, moved to another path).
+ */
+export async function startSim(opts: { dir?: string; socket?: string } = {}): Promise<StartedSim> {
   const dir = opts.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), "qubes-sim-"));
-  const socket = path.join(dir, "qubesd.sock");
+  const socket = opts.socket ?? path.join(dir, "qubesd.sock");
   const stateDir = path.join(dir, "state");
   const child = spawn(path.join(ROOT, "bin", "qubes-sim"), ["serve", "--socket", socket, "--state", stateDir], {
     cwd: ROOT,

@@ -5,14 +5,13 @@ import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { setAdminForTests } from "../../providers/impl/admin";
+import { setAdminForTests, setRunConnectionForTests } from "../../providers/impl/admin";
 import * as impl from "../../providers/impl/builderCheckout";
 import { TestKeyring, TestRepo } from "../helpers/signedRepos";
 import { hostAdmin } from "./hostAdmin";
 
 jest.setTimeout(120_000);
 
-const admin = { transport: "sim" as const, socket: "/nonexistent" };
 const root = fs.mkdtempSync(path.join(os.tmpdir(), "qbi-checkout-"));
 const keys = new TestKeyring(path.join(root, "gnupg"));
 let good = "";
@@ -46,18 +45,20 @@ beforeAll(() => {
   unsignedCommit = repo.commit({ "x": "unsigned\n" }, "unsigned commit");
   repo.push();
   keys.revoke(revoked);
-  host = hostAdmin();
+  host = hostAdmin({}, ["build-test"]);
+  setRunConnectionForTests({ transport: "sim", socket: "/nonexistent" });
   setAdminForTests(() => host);
 });
 afterAll(() => {
   setAdminForTests(undefined);
+  setRunConnectionForTests(undefined);
   keys.close();
   fs.rmSync(root, { recursive: true, force: true });
 });
 
 let n = 0;
 const inputs = (over: Partial<impl.CheckoutInputs> = {}): impl.CheckoutInputs => ({
-  admin, vm: "build-test", dir: path.join(root, `co-${++n}`), url: repo.url, commit: v1, tag: "v1",
+  vm: "build-test", dir: path.join(root, `co-${++n}`), url: repo.url, commit: v1, tag: "v1",
   maintainers: [good, revoked, expired], keys: keys.exportPublic(good, revoked, expired), submodules: false, user: "user",
   label: "env test, builder /home/user/b", ...over,
 });

@@ -1,14 +1,13 @@
 // A small in-memory QubesAdmin for unit tests of single providers (integration tests use qubes-sim).
-import { createHash } from "crypto";
+import { createHash, randomUUID } from "crypto";
 import type { PropertyValue, QubesAdmin, RunResult, SystemInfo, VmClass, VmListEntry, VolumeInfo, WriteFileOptions } from "../../admin/api";
+import { QubesError } from "../../admin/errors";
 
-export class FakeQubesError extends Error {
-  constructor(readonly qubesType: string, message: string) {
-    super(message);
-  }
-}
+/** The Admin client's own error type, as the real client throws it. */
+const fail = (qubesType: string, message: string, method = "fake") => new QubesError(qubesType, message, { method, dest: "fake" });
 
 interface FakeVm {
+  uuid: string;
   klass: VmClass;
   props: Record<string, PropertyValue>;
   features: Map<string, string>;
@@ -36,15 +35,23 @@ export class FakeAdmin implements QubesAdmin {
   missingCommands = new Set<string>();
   /** Method names that fail once with the given Qubes error type. */
   failNext = new Map<string, string>();
+  /** Results the next `run` calls return instead of the built-in behaviour, first in first out. */
+  runResults: RunResult[] = [];
+  /** When set, systemInfo is refused as a management qube's policy may refuse it. */
+  refuseSystemInfo = false;
 
   constructor(templates: string[] = ["fedora-43-xfce"]) {
+    this.addVm("dom0", "AdminVM");
     for (const t of templates) this.addVm(t, "TemplateVM");
   }
 
   addVm(name: string, klass: VmClass, template?: string): FakeVm {
-    const props: Record<string, PropertyValue> = { ...structuredClone(DEFAULTS), label: { isDefault: false, type: "label", value: "black" } };
+    const uuid = randomUUID();
+    const props: Record<string, PropertyValue> = {
+      ...structuredClone(DEFAULTS), label: { isDefault: false, type: "label", value: "black" }, uuid: { isDefault: false, type: "str", value: uuid },
+    };
     if (template) props.template = { isDefault: false, type: "vm", value: template };
-    const vm: FakeVm = { klass, props, features: new Map(), tags: new Set(["created-by-dom0"]), privateSize: 2n * 1024n ** 3n, files: new Map(), running: false };
+    const vm: FakeVm = { uuid, klass, props, features: new Map(), tags: new Set(["created-by-dom0"]), privateSize: 2n * 1024n ** 3n, files: new Map(), running: false };
     this.vms.set(name, vm);
     return vm;
   }
@@ -55,13 +62,13 @@ export class FakeAdmin implements QubesAdmin {
     const t = this.failNext.get(m);
     if (t) {
       this.failNext.delete(m);
-      throw new FakeQubesError(t, `${m} refused`);
+      throw fail(t, `${m} refused`, m);
     }
   }
 
   private vm(name: string): FakeVm {
     const v = this.vms.get(name);
-    if (!v) throw new FakeQubesError("QubesVMNotFoundError", `No such domain: '${name}'`);
+    if (!v) throw fail("QubesVMNotFoundError", `No such domain: '${name}'`);
     return v;
   }
 
@@ -71,14 +78,14 @@ export class FakeAdmin implements QubesAdmin {
   }
   async vmCreate(klass: VmClass, name: string, label: string, template?: string): Promise<void> {
     this.log(`vmCreate ${name}`);
-    if (this.vms.has(name)) throw new FakeQubesError("QubesValueError", `VM ${name} already exists`);
+    if (this.vms.has(name)) throw fail("QubesValueError", `VM ${name} already exists`);
     const v = this.addVm(name, klass, template);
     v.props.label = { isDefault: false, type: "label", value: label };
   }
   async vmRemove(name: string): Promise<void> {
     this.log(`vmRemove ${name}`);
     const v = this.vm(name);
-    if (v.running) throw new FakeQubesError("QubesVMInUseError", `Domain is in use: '${name}'`);
+    if (v.running) throw fail("QubesVMInUseError", `Domain is in use: '${name}'`);
     this.vms.delete(name);
   }
   async propertyGet(vm: string, prop: string): Promise<PropertyValue> {
@@ -92,7 +99,7 @@ export class FakeAdmin implements QubesAdmin {
   async propertySet(vm: string, prop: string, value: string): Promise<void> {
     this.log(`propertySet ${vm} ${prop} ${value}`);
     const v = this.vm(vm);
-    if (prop === "netvm" && value !== "" && !this.vms.has(value)) throw new FakeQubesError("QubesVMNotFoundError", `No such domain: '${value}'`);
+    if (prop === "netvm" && value !== "" && !this.vms.has(value)) throw fail("QubesVMNotFoundError", `No such domain: '${value}'`);
     v.props[prop] = { isDefault: false, type: v.props[prop]?.type ?? "str", value };
   }
   async propertyReset(vm: string, prop: string): Promise<void> {
@@ -111,7 +118,7 @@ export class FakeAdmin implements QubesAdmin {
   async featureGet(vm: string, f: string): Promise<string> {
     this.log(`featureGet ${vm} ${f}`);
     const v = this.vm(vm).features.get(f);
-    if (v === undefined) throw new FakeQubesError("QubesFeatureNotFoundError", f);
+    if (v === undefined) throw fail("QubesFeatureNotFoundError", f);
     return v;
   }
   async featureSet(vm: string, f: string, value: string): Promise<void> {
@@ -145,7 +152,7 @@ export class FakeAdmin implements QubesAdmin {
   async volumeResize(vm: string, _volume: string, size: bigint): Promise<void> {
     this.log(`volumeResize ${vm} ${size}`);
     const v = this.vm(vm);
-    if (size < v.privateSize) throw new FakeQubesError("QubesStoragePoolException", "shrinking is not supported");
+    if (size < v.privateSize) throw fail("StoragePoolException", "shrinking is not supported");
     v.privateSize = size;
   }
   async vmStart(vm: string): Promise<void> {
@@ -166,7 +173,16 @@ export class FakeAdmin implements QubesAdmin {
     return ["red", "orange", "yellow", "green", "gray", "blue", "purple", "black"];
   }
   async systemInfo(): Promise<SystemInfo> {
-    return { domains: {} };
+    this.log("systemInfo");
+    if (this.refuseSystemInfo) throw fail("PermissionDenied", "", "internal.GetSystemInfo");
+    const domains: SystemInfo["domains"] = {};
+    for (const [name, v] of this.vms) {
+      domains[name] = {
+        name, type: v.klass, tags: [...v.tags], default_dispvm: null, template_for_dispvms: false,
+        power_state: v.running ? "Running" : "Halted", label: v.props.label.value, icon: null, guivm: null, uuid: v.uuid,
+      };
+    }
+    return { domains };
   }
   private token(name: string): string {
     const c = this.policies.get(name);
@@ -179,24 +195,26 @@ export class FakeAdmin implements QubesAdmin {
   async policyGet(name: string): Promise<{ content: string; token: string }> {
     this.log(`policyGet ${name}`);
     const c = this.policies.get(name);
-    if (c === undefined) throw new FakeQubesError("PolicyNotFoundError", `no policy file ${name}`);
+    if (c === undefined) throw fail("PolicyAdminFileNotFoundException", `no policy file ${name}`);
     return { content: c, token: this.token(name) };
   }
   async policyReplace(name: string, content: string, token: string): Promise<void> {
     this.log(`policyReplace ${name}`);
-    if (token !== "any" && token !== this.token(name)) throw new FakeQubesError("PolicyTokenMismatchError", "token mismatch");
+    if (token !== "any" && token !== this.token(name)) throw fail("PolicyAdminTokenException", "token mismatch");
     this.policies.set(name, content);
   }
   async policyRemove(name: string, token: string): Promise<void> {
     this.log(`policyRemove ${name}`);
-    if (!this.policies.has(name)) throw new FakeQubesError("PolicyNotFoundError", `no policy file ${name}`);
-    if (token !== "any" && token !== this.token(name)) throw new FakeQubesError("PolicyTokenMismatchError", "token mismatch");
+    if (!this.policies.has(name)) throw fail("PolicyAdminFileNotFoundException", `no policy file ${name}`);
+    if (token !== "any" && token !== this.token(name)) throw fail("PolicyAdminTokenException", "token mismatch");
     this.policies.delete(name);
   }
   async run(vm: string, command: string): Promise<RunResult> {
     this.log(`run ${vm}`);
     // qvm-run starts a halted VM.
     this.vm(vm).running = true;
+    const queued = this.runResults.shift();
+    if (queued) return queued;
     const m = /^for c in (.*); do command -v/.exec(command);
     if (m) {
       const cmds = [...m[1].matchAll(/'([^']*)'/g)].map((x) => x[1]);

@@ -2,15 +2,19 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { setAdminForTests } from "../../providers/impl/admin";
+import { setAdminForTests, setRunConnectionForTests } from "../../providers/impl/admin";
 import * as file from "../../providers/impl/managedFile";
 import { hostAdmin } from "./hostAdmin";
 
-const admin = { transport: "sim" as const, socket: "/nonexistent" };
 const root = fs.mkdtempSync(path.join(os.tmpdir(), "qbi-symlink-"));
-beforeAll(() => setAdminForTests(() => hostAdmin()));
+// The connection a configured run has; hostAdmin plays the VM.
+beforeAll(() => {
+  setRunConnectionForTests({ transport: "sim", socket: "/nonexistent" });
+  setAdminForTests(() => hostAdmin({}, ["build-x"]));
+});
 afterAll(() => {
   setAdminForTests(undefined);
+  setRunConnectionForTests(undefined);
   fs.rmSync(root, { recursive: true, force: true });
 });
 
@@ -18,7 +22,7 @@ it("links, finds a re-pointed link by refresh, relinks, and removes only the lin
   const link = path.join(root, "lib", "qubes-builder-github");
   const target = path.join(root, "builder-r4.2", "qubes-src", "builder-github", "lib");
   fs.mkdirSync(target, { recursive: true });
-  const inputs = (await file.check({}, { admin, vm: "build-x", path: link, content: target, kind: "symlink", mode: 0o755, owner: "root", blockId: "main" })).inputs;
+  const inputs = (await file.check({}, { vm: "build-x", path: link, content: target, kind: "symlink", mode: 0o755, owner: "root", blockId: "main" })).inputs;
   const { outs } = await file.create(inputs);
   expect(fs.readlinkSync(link)).toBe(target);
   fs.rmSync(link);

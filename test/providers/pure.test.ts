@@ -2,7 +2,7 @@
 import { findBlock, removeBlock, upsertBlock } from "../../providers/impl/blocks";
 import { planVmUpdate, type VmState } from "../../providers/impl/qubesVm";
 import { summarizeRuleDiff } from "../../providers/impl/qrexecPolicy";
-import { formatSize, parseSize } from "../../providers/impl/size";
+import { formatSize, parseSize } from "../../providers/size";
 import { renderKnownHosts, renderSshConfig } from "../../providers/impl/sshProxyConfig";
 import { missingMessage } from "../../providers/impl/templateRequirement";
 
@@ -43,20 +43,29 @@ describe("managed blocks", () => {
   });
 });
 
-describe("sizes", () => {
-  it("parses binary and decimal units and bytes", () => {
+describe("sizes: one meaning (binary units), shared by the stack config and the providers", () => {
+  it("parses binary units and bytes", () => {
     expect(parseSize("20GiB")).toBe(20 * 1024 ** 3);
     expect(parseSize("30G")).toBe(30 * 1024 ** 3);
     expect(parseSize("1.5 GiB")).toBe(1.5 * 1024 ** 3);
-    expect(parseSize("2GB")).toBe(2e9);
     expect(parseSize("512MiB")).toBe(512 * 1024 ** 2);
+    expect(parseSize("64TiB")).toBe(64 * 1024 ** 4);
     expect(parseSize(4096)).toBe(4096);
     expect(parseSize("4096")).toBe(4096);
   });
-  it("rejects nonsense", () => {
-    for (const bad of ["", "GiB", "20 parsecs", "-1G", "0"]) expect(() => parseSize(bad)).toThrow(/invalid size/);
-    expect(() => parseSize(-5)).toThrow(/invalid size/);
-    expect(() => parseSize(1.5)).toThrow(/invalid size/);
+  it("refuses decimal units instead of guessing, with the binary spelling", () => {
+    expect(() => parseSize("20GB")).toThrow('invalid size "20GB": GB is ambiguous (decimal or binary); write 20GiB for 20 × 1024^3 bytes, or the number of bytes');
+    expect(() => parseSize("2mb")).toThrow(/mb is ambiguous/);
+  });
+  it("rejects zero, nonsense and sizes past the upper bound, saying which", () => {
+    for (const bad of ["", "GiB", "20 parsecs", "-1G"]) expect(() => parseSize(bad)).toThrow(/invalid size .*: (expected|unknown unit)/);
+    for (const zero of ["0", "0B", "0GiB", 0]) expect(() => parseSize(zero)).toThrow(/must be more than 0 bytes/);
+    expect(() => parseSize("8000TiB")).toThrow('invalid size "8000TiB": more than 64 TiB (70368744177664 bytes), the largest volume size accepted');
+    expect(() => parseSize("999999TiB")).toThrow(/more than 64 TiB/);
+    expect(() => parseSize(1e300)).toThrow(/more than 64 TiB/);
+    expect(() => parseSize(-5)).toThrow(/must be more than 0 bytes/);
+    expect(() => parseSize(1.5)).toThrow(/not a whole number of bytes/);
+    expect(() => parseSize("0.1K")).toThrow(/not a whole number of bytes/);
   });
   it("formats for messages", () => {
     expect(formatSize(20 * 1024 ** 3)).toBe("20 GiB (21474836480 bytes)");

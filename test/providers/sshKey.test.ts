@@ -2,21 +2,25 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { setAdminForTests } from "../../providers/impl/admin";
+import { setAdminForTests, setRunConnectionForTests } from "../../providers/impl/admin";
 import * as impl from "../../providers/impl/sshKey";
 import { hostAdmin } from "./hostAdmin";
 
-const admin = { transport: "sim" as const, socket: "/nonexistent" };
 const root = fs.mkdtempSync(path.join(os.tmpdir(), "qbi-sshkey-"));
-beforeAll(() => setAdminForTests(() => hostAdmin()));
+// The connection a configured run has; hostAdmin plays the VM.
+beforeAll(() => {
+  setRunConnectionForTests({ transport: "sim", socket: "/nonexistent" });
+  setAdminForTests(() => hostAdmin({}, ["logs"]));
+});
 afterAll(() => {
   setAdminForTests(undefined);
+  setRunConnectionForTests(undefined);
   fs.rmSync(root, { recursive: true, force: true });
 });
 
 describe("SshKey", () => {
   const key = path.join(root, "ssh", "id_ed25519");
-  const inputs = { admin, vm: "logs", path: key, comment: "logs deploy key (qubes-build-infra)", generation: 1, user: "user" };
+  const inputs = { vm: "logs", path: key, comment: "logs deploy key (qubes-build-infra)", generation: 1, user: "user" };
 
   it("generates the key in place, private half 0600 in a 0700 directory, and outputs only the public half", async () => {
     const { outs } = await impl.create(inputs);

@@ -6,7 +6,7 @@ import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { LogEntry, parseEntry } from "../../services/lib/tlog";
-import { buildDist, collect, makeKey, runJs, sh, start, tempDir, writeJson } from "./helpers";
+import { buildDist, collect, makeKey, runJs, sh, start, tempDir, waitFor, writeJson } from "./helpers";
 import { tlogProgram } from "./signSite";
 
 let dist: string;
@@ -153,8 +153,11 @@ test("a log whose receiver died (SIGKILL, logs VM crash) is published by the nex
   const site = newSite();
   const child = start(path.join(dist, "build-log.js"), { env: site.env });
   const done = collect(child);
+  // Killed only once the stream is open and the line is in its file (on a loaded machine the
+  // process may not even have started after a fixed delay).
+  const rel = await new Promise<string>((r) => child.stdout?.once("data", (d: Buffer) => r(d.toString().trim())));
   child.stdin?.write("before the crash\n");
-  await new Promise((r) => setTimeout(r, 500)); // > fsyncIntervalMs: the line is on disk
+  await waitFor(() => fs.readFileSync(path.join(site.repoDir, rel), "utf8").includes("before the crash\n"), 20000, "the line in the log file");
   child.kill("SIGKILL");
   const crashed = await done;
   const rel1 = crashed.stdout.trim();
@@ -255,6 +258,34 @@ done
   expect(marker).toHaveLength(1);
   expect(JSON.parse(fs.readFileSync(path.join(site.dir, "state", "pending", marker[0]), "utf8"))).toMatchObject({ failure: expect.stringMatching(/file refused/) });
 });
+
+test("a flood of empty lines (each grows ~45x once stamped) keeps the receiver's memory bounded", async () => {
+  const site = newSite({ maxLogBytes: 16 * 1024 * 1024, xzThresholdBytes: 1024 * 1024 * 1024 });
+  const child = start(path.join(dist, "build-log.js"), { env: site.env });
+  const done = collect(child, 90000);
+  const kB = (field: string) => {
+    const status = fs.readFileSync(`/proc/${child.pid}/status`, "utf8");
+    return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? NaN);
+  };
+  await new Promise((r) => child.stdout?.once("data", r)); // the log's path: the stream is open
+  const open = kB("VmRSS");
+  const empty = Buffer.alloc(64 * 1024, 0x0a);
+  let peak = 0;
+  for (let i = 0; i < 48; i++) {
+    if (!child.stdin?.write(empty)) await new Promise((r) => child.stdin?.once("drain", r));
+    peak = Math.max(peak, kB("VmHWM"));
+  }
+  peak = Math.max(peak, kB("VmHWM"));
+  child.stdin?.end();
+  const r = await done;
+  expect(r.code).toBe(0);
+  // V8's young generation alone may grow to 32 MiB (two 16 MiB semi-spaces) at this allocation
+  // rate. Holding the stamped lines of a whole read (a rope of small strings) grew it by ~150 MiB.
+  expect(peak - open).toBeLessThan(64 * 1024);
+  const content = remoteGit(site, ["show", `main:${r.stdout.trim()}`]);
+  expect(content).toMatch(/> log truncated: more than 16777216 bytes/);
+  expect(Buffer.byteLength(content)).toBeLessThan(16 * 1024 * 1024 + 300);
+}, 100000);
 
 test("a log beyond maxLogBytes is cut with a marker line, drained, and still published", async () => {
   const site = newSite({ maxLogBytes: 8192 });

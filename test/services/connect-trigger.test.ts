@@ -2,9 +2,11 @@
  * local.ConnectSSH (relay to configured hosts only) and qubesbuilder.TriggerBuild (component
  * lookup, per-builder lock, background start).
  */
+import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as net from "net";
 import * as path from "path";
+import { waitingFor } from "../../services/trigger-build";
 import { buildDist, collect, runJs, start, tempDir, waitFor, writeJson } from "./helpers";
 
 let dist: string;
@@ -111,14 +113,57 @@ describe("qubesbuilder.TriggerBuild", () => {
     expect(journal.trim().split("\n")).toHaveLength(2);
   });
 
-  test("two triggers for one builder run one after the other (flock)", async () => {
+  const outLines = (vm: { out: string }) => (fs.existsSync(vm.out) ? fs.readFileSync(vm.out, "utf8").trim().split("\n") : []);
+
+  test("a trigger while the builder builds runs after it, one after the other (flock)", async () => {
     const vm = newBuildVm();
-    await Promise.all([vm.run("linux-utils"), vm.run("linux-utils")]);
-    const lines = await waitFor(() => {
-      const t = fs.existsSync(vm.out) ? fs.readFileSync(vm.out, "utf8").trim().split("\n") : [];
-      return t.length === 4 ? t : null;
-    });
+    await vm.run("linux-utils");
+    await waitFor(() => (outLines(vm).length >= 1 ? true : null));
+    await vm.run("linux-utils");
+    const lines = await waitFor(() => (outLines(vm).length === 4 ? outLines(vm) : null));
     expect(lines).toEqual(["start linux-utils 4.2 ", "end linux-utils 4.2", "start linux-utils 4.2 ", "end linux-utils 4.2"]);
+  });
+
+  test("a flood of triggers while the builder is busy: a waiting component is not queued twice, and at most maxWaitingPerBuilder wait", async () => {
+    const vm = newBuildVm();
+    const cfgFile = path.join(vm.dir, "trigger-build.json");
+    writeJson(cfgFile, { ...JSON.parse(fs.readFileSync(cfgFile, "utf8")), maxWaitingPerBuilder: 1 });
+    // Someone else holds the r4.2 builder's lock (a long build).
+    const lock = path.join(vm.b1, "builder.lock");
+    const holder = spawn("flock", ["-x", lock, "sleep", "30"], { stdio: "ignore", detached: true });
+    try {
+      await waitFor(() => (fs.existsSync(lock) ? true : null));
+      for (let i = 0; i < 5; i++) expect((await vm.run("linux-utils")).code).toBe(0);
+      const r = await vm.run("core-admin");
+      expect(r.code).toBe(0);
+      expect(r.stderr).toMatch(/1 builds already wait for its lock \(maxWaitingPerBuilder\); core-admin dropped/);
+      const journal = fs.readFileSync(path.join(vm.dir, "logs", "trigger-build.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+      const forB1 = journal.filter((j) => j.dir === vm.b1);
+      expect(forB1.filter((j) => j.pid !== undefined)).toHaveLength(1);
+      expect(forB1.filter((j) => j.skipped === "already waiting for this builder's lock")).toHaveLength(4);
+      expect(forB1.filter((j) => String(j.skipped).startsWith("1 builds already wait"))).toHaveLength(1);
+      // The v2 builder (its own lock) still got core-admin.
+      expect(journal.filter((j) => j.dir !== vm.b1 && j.pid !== undefined)).toHaveLength(1);
+    } finally {
+      // flock and its sleep (which holds the lock too).
+      process.kill(-holder.pid!, "SIGKILL");
+    }
+    // Once the lock is free the one waiting build runs, and its marker is gone: the next trigger queues again.
+    await waitFor(() => (outLines(vm).filter((l) => l.startsWith("end linux-utils")).length === 1 ? true : null));
+    expect(fs.readdirSync(path.join(vm.dir, "logs", "waiting"))).toEqual([]);
+  });
+
+  test("a waiting marker of a build that is gone (killed, or the VM rebooted) does not hold the queue", async () => {
+    const vm = newBuildVm();
+    const waiting = path.join(vm.dir, "logs", "waiting");
+    fs.mkdirSync(waiting, { recursive: true });
+    const lock = path.join(vm.b1, "builder.lock");
+    const { prefix } = waitingFor(waiting, lock);
+    const dead = spawnSync("true").pid;
+    fs.writeFileSync(path.join(waiting, `${prefix}linux-utils.1-1`), String(dead));
+    expect((await vm.run("linux-utils")).code).toBe(0);
+    const lines = await waitFor(() => (outLines(vm).length === 2 ? outLines(vm) : null));
+    expect(lines).toEqual(["start linux-utils 4.2 ", "end linux-utils 4.2"]);
   });
 
   test("an unknown component is a clean no-op", async () => {

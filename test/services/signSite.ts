@@ -41,6 +41,13 @@ export function tlogProgram(): string {
 }
 
 /** Builds the site; `builds` lists the build VMs (each `build-X` with `keys-X`). */
+/**
+ * How long the gate waits for the logs VM's entry. The client asks LogDigest and the gate at once,
+ * so on a loaded machine the entry may land seconds after the gate was asked: only the refusals
+ * (bytes never logged) pay the whole wait.
+ */
+const ENTRY_WAIT_SECONDS = 15;
+
 export function makeSignSite(dist: string, opts: { builds?: string[]; windows?: boolean; entryTtlSeconds?: number; logs?: Record<string, unknown> } = {}): SignSite {
   const builds = opts.builds ?? ["build-a", "build-b"];
   const root = tempDir("sign");
@@ -77,7 +84,7 @@ export function makeSignSite(dist: string, opts: { builds?: string[]; windows?: 
     const k = `keys-${env(b)}`;
     fs.mkdirSync(keysState(k), { recursive: true });
     writeJson(path.join(root, k, "log-received.json"), { logsVms: ["logs"], buildVms: [b], self: k, verifier, tlogProgram: tlogProgram(), ...(opts.entryTtlSeconds ? { entryTtlSeconds: opts.entryTtlSeconds } : {}) });
-    writeJson(path.join(root, k, "gpg-gate.json"), { clients: [b], gnupgHome: keysHome, keys: [signFpr], defaultKey: signFpr, entryWaitSeconds: 3 });
+    writeJson(path.join(root, k, "gpg-gate.json"), { clients: [b], gnupgHome: keysHome, keys: [signFpr], defaultKey: signFpr, entryWaitSeconds: ENTRY_WAIT_SECONDS });
     if (opts.windows) {
       const w = `win-keys-${env(b)}`;
       const keysDir = path.join(root, w, "keys");

@@ -1,5 +1,5 @@
-// The stand-in builder repositories: the local stack pins exactly what the generator makes from
-// sim/standin/, and each release tag verifies with the test maintainer key alone.
+// The stand-in builder repositories: the local stack and the site tests' fixed site pin exactly
+// what the generator makes from sim/standin/, and each release tag verifies with the test maintainer key alone.
 import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
@@ -9,11 +9,12 @@ import { createStandinGithub, maintainerKeyring, STANDIN_REPOS } from "../../sim
 
 jest.setTimeout(120_000);
 const root = path.join(__dirname, "..", "..");
-const local = parse(fs.readFileSync(path.join(root, "Pulumi.local.yaml"), "utf8")).config as Record<string, unknown>;
+const STACK_FILES = ["Pulumi.local.yaml", "test/site/fixtures/site.yaml"];
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "qbi-standin-"));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-it("the local stack pins the stand-ins' commits, signed by the maintainer it names", () => {
+it.each(STACK_FILES)("%s pins the stand-ins' commits, signed by the maintainer it names", (file) => {
+  const local = parse(fs.readFileSync(path.join(root, file), "utf8")).config as Record<string, unknown>;
   const repos = createStandinGithub(dir);
   const key = maintainerKeyring();
   key.done();

@@ -1,4 +1,13 @@
-/** Raw request/reply bytes as qvm-* tools (qubesadmin QubesLocal) send them, against the sim socket. */
+/**
+ * Hand-written wire fixtures, not recordings: raw requests as qvm-* tools (qubesadmin's QubesLocal)
+ * send them, and the replies qubesd gives, written by hand from qubes-core-admin's source
+ * (checked at commit 1ad5f9b84dc1eae76d1b885d009f3e84f5503740: qubes/api/__init__.py for framing
+ * and error replies, qubes/api/admin.py for the reply formats, qubes/exc.py for the messages),
+ * played against qubes-sim. Where the sim answers differently on purpose, the case says so:
+ * qubesd closes the connection without a reply on a framing error or an oversize request (the
+ * client then reports an empty reply); the sim answers them with a ProtocolError. qubesd R4.3 also
+ * adds ` uuid=<uuid>` to admin.vm.List lines; the sim answers as R4.2 (the client reads both).
+ */
 import { socketRoundTrip } from "../../admin/transport";
 import { startSim, StartedSim } from "../helpers/sim";
 
@@ -12,7 +21,7 @@ afterAll(async () => {
 
 const raw = async (req: string | Buffer): Promise<string> => (await socketRoundTrip(sim.socket, Buffer.isBuffer(req) ? req : Buffer.from(req, "latin1"))).toString("latin1");
 
-describe("recorded wire exchanges", () => {
+describe("hand-written wire fixtures (qubesd's replies per its source) against qubes-sim", () => {
   it.each([
     ["admin.vm.List+ dom0 name sys-net\0", "0\0sys-net class=AppVM state=Running\n"],
     ["admin.vm.List dom0 keyword adminvm\0", /^0\0debian-13 class=TemplateVM state=Halted\ndom0 class=AdminVM state=Running\n/],
@@ -30,6 +39,7 @@ describe("recorded wire exchanges", () => {
     ["admin.vm.volume.List+ dom0 name debian-13\0", "0\0kernel\nprivate\nroot\nvolatile\n"],
     ["admin.vm.tag.List+ dom0 name sys-net\0", "0\0"],
     ["admin.vm.Frobnicate+ dom0 name dom0\0", "2\0ProtocolError\0\0no such method: 'admin.vm.Frobnicate'\0"],
+    // qubes-sim only: qubesd drops the connection here without a reply.
     ["admin.vm.List+ dom0 name dom0", /^2\0ProtocolError\0\0framing error/],
     ["admin.vm.List+ dom0 name d\xe9m0\0", /^2\0ProtocolError\0\0framing error/],
     ["", /^2\0ProtocolError\0\0framing error: empty request/],
@@ -51,7 +61,7 @@ describe("recorded wire exchanges", () => {
     expect(await raw("admin.vm.Remove+ dom0 name rec\0")).toBe("0\0");
   });
 
-  it("refuses oversize payloads with a protocol error, and keeps serving", async () => {
+  it("refuses oversize payloads (qubes-sim answers; qubesd drops the connection), and keeps serving", async () => {
     const big = Buffer.concat([Buffer.from("admin.vm.feature.Set+x dom0 name sys-net\0"), Buffer.alloc(70000, 0x61)]);
     expect(await raw(big)).toMatch(/^2\0ProtocolError\0\0request too long/);
     expect(await raw("admin.vm.List+ dom0 name sys-net\0")).toBe("0\0sys-net class=AppVM state=Running\n");
