@@ -29,6 +29,7 @@ if ((openqaKey === undefined) !== (openqaSecret === undefined)) {
 const site = new Site("site", {
   config,
   webhookSecret: stackConfig.requireSecret("webhookSecret"),
+  webhookTlsKey: stackConfig.getSecret("webhookTlsKey"),
   servicesDir: path.join(__dirname, "dist", "services"),
   githubApiToken: stackConfig.getSecret("githubApiToken"),
   ...(openqaKey && openqaSecret ? { openqa: { key: openqaKey, secret: openqaSecret } } : {}),

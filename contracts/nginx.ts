@@ -18,19 +18,44 @@ export const NginxInput = z
     /** Source ranges allowed to reach the hooks (e.g. GitHub's `hooks` meta ranges); all others get 403. */
     allowCidrs: z.array(z.string().regex(CIDR_RE)).optional(),
     serverName: z.string().regex(/^[A-Za-z0-9_.-]+$/).default("_"),
+    /** Serve HTTPS on `listen` with this certificate chain and key (files nginx reads, root-only key). */
+    tls: z.object({ certificate: z.string().regex(/^\/[A-Za-z0-9_./-]+$/), key: z.string().regex(/^\/[A-Za-z0-9_./-]+$/) }).strict().optional(),
+    /** With `tls`: a plain-HTTP port that only redirects to HTTPS (308 keeps the POST); absent: plain HTTP is not served. */
+    httpRedirectPort: z.number().int().min(1).max(65535).optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((c, ctx) => {
+    if (c.httpRedirectPort !== undefined && !c.tls) ctx.addIssue({ code: "custom", path: ["httpRedirectPort"], message: "only with tls (without it, listen serves plain HTTP)" });
+    const port = typeof c.listen === "number" ? c.listen : Number(c.listen.slice(c.listen.lastIndexOf(":") + 1));
+    if (c.httpRedirectPort === port) ctx.addIssue({ code: "custom", path: ["httpRedirectPort"], message: `must differ from the HTTPS port ${port}` });
+  });
 export type NginxInput = z.input<typeof NginxInput>;
 
 export function renderNginxConfig(input: NginxInput): string {
   const c = NginxInput.parse(input);
   const upstream = typeof c.upstreamSocketOrPort === "number" ? `http://127.0.0.1:${c.upstreamSocketOrPort}` : `http://unix:${c.upstreamSocketOrPort}:`;
   const access = c.allowCidrs ? [...c.allowCidrs.map((r) => `        allow ${r};`), "        deny all;"] : [];
+  const httpsPort = typeof c.listen === "number" ? c.listen : Number(c.listen.slice(c.listen.lastIndexOf(":") + 1));
+  const tls = c.tls
+    ? [`    ssl_certificate ${c.tls.certificate};`, `    ssl_certificate_key ${c.tls.key};`, "    ssl_protocols TLSv1.2 TLSv1.3;", "    ssl_prefer_server_ciphers off;"]
+    : [];
+  const redirect = c.tls && c.httpRedirectPort !== undefined
+    ? [
+      "server {",
+      `    listen ${c.httpRedirectPort};`,
+      `    server_name ${c.serverName};`,
+      "    server_tokens off;",
+      ...access.map((l) => l.slice(4)),
+      `    return 308 https://$host${httpsPort === 443 ? "" : `:${httpsPort}`}$request_uri;`,
+      "}",
+    ]
+    : [];
   return [
     "# qubes-build-infra: GitHub webhook receiver (generated; do not edit)",
     "server {",
-    `    listen ${c.listen};`,
+    `    listen ${c.listen}${c.tls ? " ssl" : ""};`,
     `    server_name ${c.serverName};`,
+    ...tls,
     `    client_max_body_size ${c.maxBodyBytes};`,
     `    client_body_buffer_size ${Math.min(c.maxBodyBytes, 1024 * 1024)};`,
     "    server_tokens off;",
@@ -48,6 +73,7 @@ export function renderNginxConfig(input: NginxInput): string {
     "        return 404;",
     "    }",
     "}",
+    ...redirect,
     "",
   ].join("\n");
 }

@@ -58,6 +58,8 @@ export const DEFAULT_CONFIG: PackConfig = {
 
 /** Where the webhook receiver reads its HMAC secret (docs/layout.md: secrets path). */
 export const WEBHOOK_SECRET_PATH = "/usr/local/etc/qubes-build-infra/secrets/webhooks";
+/** The webhook front's TLS private key in the net VM (site/components.ts writes it there). */
+export const WEBHOOK_TLS_KEY_PATH = "/rw/config/qubes-build-infra/webhooks-tls.key";
 
 const GPG = "qubes.Gpg";
 const LOG_RECEIVED = "qubesbuilder.LogReceived";
@@ -631,9 +633,10 @@ export function checkDom0(site: Site): Violation[] {
           const v = ask(site, svc, a, s, t);
           if (v.action === "deny" || !v.rule || !landings(v).includes("dom0")) continue;
           const d = site.system.domains[t];
+          // A dispvm template is shared by every env that builds in it: no build VM may remove it.
           const ok = src?.role === "build" && (
             (d !== undefined && d.type === "DispVM" && d.tags.includes(`disp-created-by-${s}`)) ||
-            dispTemplates.has(t) || (t === s && SELF_ADMIN.has(svc)));
+            (dispTemplates.has(t) && svc !== "admin.vm.Remove") || (t === s && SELF_ADMIN.has(svc)));
           if (ok) continue;
           const who = src?.role === "build" ? s : s.startsWith("qbi-probe-") ? `any VM (e.g. ${s})` : s;
           f.add(`adm\0${at(v.rule)}`, `dom0: ${svc} is ${v.action === "ask" ? "offered" : "allowed"} beyond a build VM's own disposables and dispvm template by ${cite(v.rule)}`,
@@ -659,6 +662,12 @@ export function checkWebhookSecret(site: Site, cfg: PackConfig): Violation[] {
     f.one(`${cfg.netvm}: the webhook secret ${WEBHOOK_SECRET_PATH} is plain text in the stack`, fix, file.urn);
   } else if (file.content !== undefined && file.content.trim() === "") {
     f.one(`${cfg.netvm}: the webhook secret ${WEBHOOK_SECRET_PATH} is empty`, fix, file.urn);
+  }
+  // The front's TLS key, when there is one, is a secret too.
+  const key = site.files.find((x) => x.path === WEBHOOK_TLS_KEY_PATH && x.vm === cfg.netvm);
+  if (key !== undefined && key.contentSecret === false) {
+    f.one(`${cfg.netvm}: the webhook front's TLS key ${WEBHOOK_TLS_KEY_PATH} is plain text in the stack`,
+      "set it with `pulumi config set --secret qubes-build-infra:webhookTlsKey ...` and pass it as a Pulumi secret", key.urn);
   }
   return f.violations();
 }

@@ -54,6 +54,8 @@ export interface QubesVmArgs {
   maxmem?: pulumi.Input<number>;
   /** Number of virtual CPUs; unset = default. */
   vcpus?: pulumi.Input<number>;
+  /** `virt_mode` (`hvm` for Windows); unset = default. */
+  virtMode?: pulumi.Input<"hvm" | "pvh" | "pv">;
   /** Features to set (only these are managed; removing one here removes it from the qube). */
   features?: pulumi.Input<Record<string, pulumi.Input<string>>>;
   /** Tags to add (only these are managed; tags Qubes adds itself are left alone). */

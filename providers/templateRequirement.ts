@@ -1,9 +1,10 @@
 /**
  * `TemplateRequirement`: an assertion that a template carries the commands the site's services
- * run on (`node`, `gpg`, `git`, `nginx`, `socat`, ...). It changes nothing: the preview runs
- * `command -v` for each in the VM and fails with the missing commands and the packages to
- * install; refresh re-checks (the `missing` output). A template missing from dom0 fails the preview
- * first, from dom0's list of VMs (nothing started).
+ * run on (`node`, `gpg`, `git`, `nginx`, `socat`, ...). A preview starts no VM: it only checks that
+ * the template is in dom0's list. `up` runs `command -v` for each in the template (starting it if
+ * needed, and shutting it down again) and fails with the missing commands and the packages to
+ * install, before anything that depends on it; refresh re-checks a running template (the `missing`
+ * output), and what it found missing fails the next preview.
  */
 import * as pulumi from "@pulumi/pulumi";
 import { diskProvider } from "./dynamic";

@@ -18,6 +18,8 @@ export const SERVICE_PROGRAMS: Record<string, string | null> = {
   "win-sign": null, // win-keys VMs: installed as qubesbuilder.WinSign.QueryKey, .GetCert and .Sign
   "connect-ssh": "local.ConnectSSH",
   webhooks: null, // sys-net: long-running HTTP server behind nginx
+  supervise: null, // sys-net: restarts the webhook receiver (started by rc.local at boot)
+  "builder-cleanup": null, // build VMs: run by the weekly user timer qbi-builder-cleanup.timer
   "trigger-build": "qubesbuilder.TriggerBuild",
   "process-github-command": "qubesbuilder.ProcessGithubCommand",
 };

@@ -49,6 +49,10 @@ const positive = (name: string) => (vm: Vm, v: Value) => {
   if (typeof v !== "number" || v <= 0) throw new SimError("QubesPropertyValueError", `${name} value must be positive (${vm.name}.${name}=${String(v)})`);
 };
 
+const nonNegative = (name: string) => (vm: Vm, v: Value) => {
+  if (typeof v !== "number" || v < 0) throw new SimError("QubesPropertyValueError", `${name} value must be non-negative (${vm.name}.${name}=${String(v)})`);
+};
+
 export const PROPS: Record<string, PropDef> = {
   name: { type: "str", readOnly: true },
   qid: { type: "int", readOnly: true },
@@ -69,7 +73,8 @@ export const PROPS: Record<string, PropDef> = {
   template_for_dispvms: { type: "bool", classes: ["AppVM", "StandaloneVM"], dflt: () => false },
   guivm: { type: "vm", classes: QUBES, allowNone: true, dflt: () => "dom0" },
   memory: { type: "int", classes: QUBES, dflt: () => 400, check: positive("memory") },
-  maxmem: { type: "int", classes: QUBES, dflt: () => 4000, check: positive("maxmem") },
+  // 0 turns memory balancing off for the qube (qubes-core-admin: `_setter_non_negative_int`).
+  maxmem: { type: "int", classes: QUBES, dflt: () => 4000, check: nonNegative("maxmem") },
   vcpus: { type: "int", classes: QUBES, dflt: () => 2, check: positive("vcpus") },
   kernel: { type: "str", classes: QUBES, dflt: (_vm, s) => globalGet(s, "default_kernel") },
   kernelopts: { type: "str", classes: QUBES, dflt: () => "" },

@@ -178,6 +178,11 @@ export function webFrontOf(rwDir: string, log: (m: string) => void = () => undef
   } catch {
     return undefined;
   }
+  // TLS is nginx's own work, which this model (a port forward to the receiver) cannot stand in for.
+  if (/^\s*listen\s+[^;]*\bssl\b/m.test(conf)) {
+    log(`${m[1]}: an HTTPS front (listen ... ssl) is not modelled: no webhook front`);
+    return undefined;
+  }
   const port = /^\s*listen\s+(?:(?:\d{1,3}\.){3}\d{1,3}:|\[::\]:)?(\d{1,5})\s*;/m.exec(conf);
   const target = /proxy_pass\s+http:\/\/127\.0\.0\.1:(\d{1,5})\s*;/.exec(conf);
   if (!port || !target) {

@@ -55,6 +55,10 @@ export class SimDaemon {
   state: State;
   readonly policy: PolicyDir;
   readonly stats = new Map<string, number>();
+  /** Calls that change Qubes' state (Admin writes and policy writes), by method, since the last reset. */
+  readonly writes = new Map<string, number>();
+  /** VMs booted (Halted to running), whatever started them, since the last reset. */
+  private starts = 0;
   private server?: net.Server;
   readonly broker: QrexecBroker;
   /** The "boot" sandbox of each running VM (rc.local and what it backgrounds). */
@@ -286,6 +290,7 @@ export class SimDaemon {
 
   /** Runs /rw/config/rc.local (when present) in a sandbox that lives until the VM halts. */
   private boot(name: string): void {
+    this.starts++;
     const sb = this.sandbox(name);
     const u = this.network!.uplink;
     writeVmEtc(sb, { [HOST_NAMES.internet]: u.internet, [HOST_NAMES.github]: u.github }, this.githubRepos());
@@ -434,6 +439,7 @@ export class SimDaemon {
   /** Handle one decoded request; never throws. */
   async dispatch(req: WireRequest): Promise<Buffer> {
     if (req.method !== "sim.Stats" && req.method !== "sim.Stats.Reset") this.stats.set(req.method, (this.stats.get(req.method) ?? 0) + 1);
+    if (this.isWrite(req.method)) this.writes.set(req.method, (this.writes.get(req.method) ?? 0) + 1);
     try {
       if (req.method === "sim.vm.Run") return encodeOk(await this.run(req));
       const h = Object.prototype.hasOwnProperty.call(this.handlers, req.method) ? this.handlers[req.method] : undefined;
@@ -446,6 +452,13 @@ export class SimDaemon {
     } catch (e) {
       return this.errorReply(req, e);
     }
+  }
+
+  /** Whether a method changes state (counted whether or not it succeeds: a caller that tries to write is a writer). */
+  private isWrite(method: string): boolean {
+    if (method.startsWith("admin.vm.Create.") || method === "policy.Replace" || method === "policy.Remove") return true;
+    const h = Object.prototype.hasOwnProperty.call(this.handlers, method) ? this.handlers[method] : undefined;
+    return h?.mutates === true;
   }
 
   private errorReply(req: WireRequest, e: unknown): Buffer {
@@ -695,10 +708,14 @@ export class SimDaemon {
       "sim.Stats": ro(() => {
         const calls: Record<string, number> = {};
         for (const k of [...this.stats.keys()].sort()) calls[k] = this.stats.get(k) ?? 0;
-        return JSON.stringify({ calls, total: Object.values(calls).reduce((a, b) => a + b, 0) });
+        const writes: Record<string, number> = {};
+        for (const k of [...this.writes.keys()].sort()) writes[k] = this.writes.get(k) ?? 0;
+        return JSON.stringify({ calls, total: Object.values(calls).reduce((a, b) => a + b, 0), writes, starts: this.starts });
       }),
       "sim.Stats.Reset": ro(() => {
         this.stats.clear();
+        this.writes.clear();
+        this.starts = 0;
         return "";
       }),
     };

@@ -95,12 +95,17 @@ function configCheckout(env: string, e: EnvConfig, b: Builder): PlannedCheckout 
 const fromSource = (s: GitSource) => ({ url: s.url, commit: s.commit, ...(s.tag ? { tag: s.tag } : {}), maintainers: s.maintainers });
 
 /** Every checkout of an environment, parents before what lives inside them. */
+/** The qubes-builderv2 checkout of a builderv2 environment alone (without its builders' config repositories). */
+export function v2BuilderCheckout(cfg: SiteConfig, env: string): PlannedCheckout {
+  return { key: "qubes-builderv2", label: `env ${env}, qubes-builderv2`, dir: BUILDER_PATHS.v2Builder, ...fromSource(codeOf(cfg, env).builder) };
+}
+
 export function checkoutsOf(cfg: SiteConfig, env: string): PlannedCheckout[] {
   const e = cfg.envs[env];
   const code = codeOf(cfg, env);
   const out: PlannedCheckout[] = [];
   if (e.builderv2) {
-    out.push({ key: "qubes-builderv2", label: `env ${env}, qubes-builderv2`, dir: BUILDER_PATHS.v2Builder, ...fromSource(code.builder) });
+    out.push(v2BuilderCheckout(cfg, env));
     out.push({ key: "qubes-builderv2-github", label: `env ${env}, qubes-builderv2-github`, dir: BUILDER_PATHS.v2Github, ...fromSource(code.github) });
     for (const b of e.builders) out.push(configCheckout(env, e, b)!);
   } else {

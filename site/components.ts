@@ -4,9 +4,12 @@
  * services). Everything comes from the pure plan (site/plan.ts) and the bundled services
  * (dist/services/*.js); this file only wires resources and their dependencies.
  */
+import { createPrivateKey, KeyObject, X509Certificate } from "crypto";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { renderNginxConfig } from "../contracts/nginx";
+import { CLEANUP_PROGRAM, cleanupConfig, timerFiles } from "./timers";
+import { builderDvmFiles } from "./builderDvm";
 import { BuilderCheckout } from "../providers/builderCheckout";
 import { AuthenticodeKey } from "../providers/authenticodeKey";
 import { LogsRepository } from "../providers/logsRepository";
@@ -25,7 +28,7 @@ import {
   renderBuildersList, renderBuilderYml, renderOpenqaConf, triggerEntryPoint,
 } from "./builders";
 import { logsOf, tlogOrigin, type SiteConfig } from "./config";
-import { buildVm, keysVm, planSite, policyFiles, type PlannedPolicyFile, type PlannedVm, WINSIGN_OPS, winKeysVm } from "./plan";
+import { BUILDER_DVM, buildVm, keysVm, planSite, policyFiles, type PlannedPolicyFile, type PlannedVm, WINSIGN_OPS, winKeysVm } from "./plan";
 
 /** Where site files live inside the VMs (see docs/layout.md). */
 export const PATHS = {
@@ -44,16 +47,32 @@ export const PATHS = {
   trustedKeys: "/usr/local/etc/qubes-build-infra/trusted-keys-for-commands.asc",
 } as const;
 
+/** Where the net VM keeps the webhook receiver's log (and its supervisor's pid files). */
+export const WEBHOOKS_STATE = "/home/user/.local/state/qubes-build-infra";
+
 /**
- * The net VM's boot (rc.local) starts the webhook receiver as `user` and, on Qubes, puts the
- * generated nginx site in place. nginx and the firewall opening for it are the Qubes side's; in
- * qubes-sim (read-only /etc) those lines do nothing.
+ * The net VM's boot (rc.local) opens the webhook ports in sys-net's own firewall (Qubes'
+ * `custom-input` chains, which its input policy consults before dropping inbound traffic) for the
+ * configured source ranges only, starts the webhook receiver as `user` under `supervise`
+ * (restarted whenever it exits, with backoff; its output in webhooks.log, rotated once) and, on
+ * Qubes, puts the generated nginx site in place. In qubes-sim (no nft in a VM, read-only /etc)
+ * the nft and nginx lines do nothing: the sim applies the nginx block's ranges itself.
  */
-export function webhooksBoot(): string {
+export function webhooksBoot(front: { ports: number[]; allowCidrs: readonly string[] } = { ports: [80], allowCidrs: [] }): string {
+  const ports = `tcp dport { ${[...new Set(front.ports)].join(", ")} }`;
+  const v4 = front.allowCidrs.filter((c) => !c.includes(":"));
+  const v6 = front.allowCidrs.filter((c) => c.includes(":"));
+  const any = front.allowCidrs.length === 0;
+  const nft = [
+    ...(any || v4.length ? [`nft add rule ip qubes custom-input ${any ? "" : `ip saddr { ${v4.join(", ")} } `}${ports} accept 2>/dev/null || true`] : []),
+    ...(any || v6.length ? [`nft add rule ip6 qubes custom-input ${any ? "" : `ip6 saddr { ${v6.join(", ")} } `}${ports} accept 2>/dev/null || true`] : []),
+  ];
   return [
-    "mkdir -p /home/user/.local/state/qubes-build-infra",
-    "chown user /home/user/.local/state/qubes-build-infra 2>/dev/null || true",
-    "runuser -u user -- env HOME=/home/user sh -c 'exec node /usr/local/lib/qubes-build-infra/webhooks.js >>/home/user/.local/state/qubes-build-infra/webhooks.log 2>&1' &",
+    ...nft,
+    `mkdir -p ${WEBHOOKS_STATE}`,
+    `chown user ${WEBHOOKS_STATE} 2>/dev/null || true`,
+    `runuser -u user -- env HOME=/home/user ${PATHS.lib}/supervise.js --name webhooks --log ${WEBHOOKS_STATE}/webhooks.log -- ` +
+      `${PATHS.lib}/webhooks.js </dev/null >/dev/null 2>&1 &`,
     "if ln -sf /rw/config/qubes-build-infra/webhooks-nginx.conf /etc/nginx/conf.d/qubes-build-infra-webhooks.conf 2>/dev/null; then",
     "  systemctl --no-block restart nginx 2>/dev/null || true",
     "fi",
@@ -61,11 +80,33 @@ export function webhooksBoot(): string {
   ].join("\n");
 }
 
+/** The webhook front's certificate chain and key in the net VM (persistent, read by nginx). */
+export const WEBHOOKS_TLS = {
+  certificate: "/rw/config/qubes-build-infra/webhooks-tls.crt",
+  key: "/rw/config/qubes-build-infra/webhooks-tls.key",
+} as const;
+
+/** The TLS key as nginx will read it, once it is known to belong to the certificate. */
+export function tlsKeyFor(certificatePem: string, keyPem: string): string {
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(keyPem);
+  } catch (e) {
+    throw new Error(`qubes-build-infra:webhookTlsKey: not a PEM private key (${(e as Error).message})`);
+  }
+  if (!new X509Certificate(certificatePem).checkPrivateKey(key)) {
+    throw new Error("qubes-build-infra:webhookTlsKey: not the private key of webhookTlsCertificate (its first certificate)");
+  }
+  return keyPem.endsWith("\n") ? keyPem : `${keyPem}\n`;
+}
+
 /** Inputs of the whole site. */
 export interface SiteArgs {
   config: SiteConfig;
   /** The GitHub webhook HMAC secret (a Pulumi secret). */
   webhookSecret: pulumi.Input<string>;
+  /** The private key of `config.webhookTlsCertificate` (a Pulumi secret); required with it. */
+  webhookTlsKey?: pulumi.Input<string>;
   /** Directory of the bundled services (`dist/services`). */
   servicesDir: string;
   /** builder-github's GitHub API token (a Pulumi secret); absent: no GitHub notifications. */
@@ -173,6 +214,9 @@ function vmResource(parent: pulumi.Resource, v: PlannedVm, dependsOn: pulumi.Res
     ...(v.defaultDispvm !== undefined ? { defaultDispvm: dvm ? dvm.uuid.apply(() => v.defaultDispvm!) : v.defaultDispvm } : {}),
     ...(v.templateForDispvms !== undefined ? { templateForDispvms: v.templateForDispvms } : {}),
     ...(v.privateVolumeSize !== undefined ? { privateVolumeSize: v.privateVolumeSize } : {}),
+    ...(v.virtMode !== undefined ? { virtMode: v.virtMode } : {}),
+    ...(v.memory !== undefined ? { memory: v.memory } : {}),
+    ...(v.maxmem !== undefined ? { maxmem: v.maxmem } : {}),
     features: {},
     tags: v.tags,
     configKeys: configKeysOf(v),
@@ -292,6 +336,17 @@ export class BuildEnvironment extends pulumi.ComponentResource {
       const readme = "builder-github's notification state (one file per component, release, dist and repository).\n";
       build.file(`${BUILDER_PATHS.notifyState}/README`, readme, 0o644, "user");
     }
+    // Housekeeping timers (user units; systemd reads them at the VM's next start).
+    const units = new Map<string, ManagedFile>();
+    for (const t of timerFiles(cfg, e)) {
+      // The link after its unit: ~/.config/systemd/user is then the user's, not made by root for the link.
+      if (t.kind === "symlink") build.symlink(t.path, t.target, [units.get(t.target)!]);
+      else units.set(t.path, build.file(t.path, t.content, 0o644, "user"));
+    }
+    if (cfg.timers.builderCleanup.enabled) {
+      build.file(CLEANUP_PROGRAM, program(servicesDir, "builder-cleanup"), 0o755);
+      build.config("builder-cleanup", cleanupConfig(cfg, e));
+    }
     const version = e.builderv2 ? 2 : 1;
     this.uploadKey = new SshKey(`${b}:upload-key`, {
       vm: b, vmUuid: this.buildVm.uuid, path: BUILDER_PATHS.sshKey, comment: `${b} upload key (qubes-build-infra)`,
@@ -365,14 +420,33 @@ export class Site extends pulumi.ComponentResource {
     if (envs.some((e) => e.builderv2)) need("buildTemplate", ["python3"], "builderv2");
     if (envs.some((e) => !e.builderv2)) need("buildTemplate", ["make"], "qubes-builder (v1)");
     need("keysTemplate", ["node", "gpg"], "keys VMs (signing gate)");
+    if (envs.some((e) => e.windows)) {
+      need("keysTemplate", ["osslsigncode", "openssl"], "win-keys VMs (Authenticode)");
+      need("buildTemplate", ["osslsigncode"], "builder-dvm (WinSign.Timestamp)");
+    }
     need("logsTemplate", ["node", "git", "gpg", "xz", "ssh-keygen", "ssh"], "logs VMs");
     need("netTemplate", ["node", "nginx"], "the net VM (ConnectSSH, webhooks)");
     const requirements = Object.entries(needs).map(([t, n]) =>
       new TemplateRequirement(`template:${t}`, { vm: t, commands: n.cmds, purpose: n.why, configKeys: { vm: n.keys.join(", ") } }, { parent: this }));
 
     const dispvmTemplates = new Map(plan.vms
-      .filter((v) => v.role === "builder-dvm" || v.role === "windows-dvm")
+      .filter((v) => v.role === "builder-dvm" || v.role === "windows-dvm" || v.role === "env-dvm")
       .map((v) => [v.name, vmResource(this, v, requirements)]));
+
+    // builder-dvm: builderv2's in-disposable services from a verified checkout, /builder kept and mounted dev,suid.
+    const dvmPieces = builderDvmFiles(cfg);
+    const dvmVm = dispvmTemplates.get(BUILDER_DVM);
+    if (dvmPieces && dvmVm) {
+      const c = dvmPieces.checkout;
+      const checkout = new BuilderCheckout(`${BUILDER_DVM}:checkout:${c.key}`, {
+        vm: BUILDER_DVM, vmUuid: dvmVm.uuid, dir: c.dir, url: c.url, commit: c.commit, ...(c.tag ? { tag: c.tag } : {}), maintainers: c.maintainers,
+        keys: cfg.maintainerKeys, submodules: false, label: c.label,
+      }, { parent: this, dependsOn: [dvmVm] });
+      const dvm = new InVm(this, BUILDER_DVM, servicesDir, { vm: dvmVm });
+      for (const f of dvmPieces.files) dvm.file(f.path, f.content, f.mode);
+      for (const l of dvmPieces.links) dvm.symlink(l.path, l.target, [checkout]);
+      dvm.block("/rw/config/rc.local", "builder-mount", dvmPieces.boot, 0o755);
+    }
 
     // One logs VM per distinct `logs` value, each with its keys (git commits; transparency log),
     // repository and services (BuildLog, LogDigest).
@@ -438,17 +512,31 @@ export class Site extends pulumi.ComponentResource {
       }])),
     });
     net.file(`${PATHS.lib}/webhooks.js`, program(servicesDir, "webhooks"), 0o755);
+    net.file(`${PATHS.lib}/supervise.js`, program(servicesDir, "supervise"), 0o755);
     net.file(`${PATHS.secrets}/webhooks`, pulumi.secret(args.webhookSecret), 0o600, "user");
     net.config("webhooks", {
       listen: { host: "127.0.0.1", port: cfg.webhooks.receiverPort },
       maxBodyBytes: cfg.webhooks.maxBodyBytes,
       buildVmsFile: PATHS.buildVmsList,
     });
-    net.block("/rw/config/rc.local", "webhooks", webhooksBoot(), 0o755);
+
     net.file(PATHS.buildVmsList, `${Object.keys(cfg.envs).map(buildVm).join("\n")}\n`, 0o644, "user");
+    const cert = cfg.webhookTlsCertificate;
+    if ((cert === undefined) !== (args.webhookTlsKey === undefined)) {
+      throw new Error("qubes-build-infra:webhookTlsCertificate and the secret qubes-build-infra:webhookTlsKey go together: set both or neither");
+    }
+    if (cert !== undefined && args.webhookTlsKey !== undefined) {
+      net.file(WEBHOOKS_TLS.certificate, cert.endsWith("\n") ? cert : `${cert}\n`, 0o644);
+      // Read by nginx's master (root) only; a key that does not sign for the certificate fails here, at preview.
+      net.file(WEBHOOKS_TLS.key, pulumi.secret(pulumi.output(args.webhookTlsKey).apply((k) => tlsKeyFor(cert, k))), 0o600);
+    }
+    const listenPort = cfg.webhooks.listenPort ?? (cert ? 443 : 80);
+    const frontPorts = [listenPort, ...(cert && cfg.webhooks.httpPort !== null ? [cfg.webhooks.httpPort] : [])];
+    net.block("/rw/config/rc.local", "webhooks", webhooksBoot({ ports: frontPorts, allowCidrs: cfg.webhooks.allowCidrs }), 0o755);
     net.file("/rw/config/qubes-build-infra/webhooks-nginx.conf", renderNginxConfig({
-      listen: cfg.webhooks.listenPort, upstreamSocketOrPort: cfg.webhooks.receiverPort, maxBodyBytes: cfg.webhooks.maxBodyBytes,
+      listen: listenPort, upstreamSocketOrPort: cfg.webhooks.receiverPort, maxBodyBytes: cfg.webhooks.maxBodyBytes,
       ...(cfg.webhooks.allowCidrs.length ? { allowCidrs: cfg.webhooks.allowCidrs } : {}),
+      ...(cert ? { tls: WEBHOOKS_TLS, ...(cfg.webhooks.httpPort !== null ? { httpRedirectPort: cfg.webhooks.httpPort } : {}) } : {}),
     }));
 
     // The policy files (one, unless the site outgrows one Admin API request), written after every

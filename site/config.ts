@@ -6,6 +6,7 @@
  * keys, the signing window and the command signers are all first-class, and nothing is derived by
  * substring replacement of VM names (docs/formula.md W22).
  */
+import { X509Certificate } from "crypto";
 import { z } from "zod";
 import { vmName } from "../contracts/vmName";
 import { adminConnection } from "../providers/connection";
@@ -177,6 +178,17 @@ export const GITHUB_HOST_KEYS = [
   },
 ] as const;
 
+/** An IPv4 or IPv6 range in CIDR notation. */
+const cidr = z.string().regex(
+  /^(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\/(?:3[0-2]|[12]?\d)$|^[0-9a-fA-F:]+\/(?:12[0-8]|1[01]\d|[1-9]?\d)$/,
+  "a range like 192.30.252.0/22 or 2a0a:a440::/29");
+
+/** GitHub's published webhook source ranges (the `hooks` list of api.github.com/meta). */
+export const GITHUB_HOOK_RANGES = ["192.30.252.0/22", "185.199.108.0/22", "140.82.112.0/20", "143.55.64.0/20", "2a0a:a440::/29", "2606:50c0::/32"] as const;
+
+/** A systemd calendar expression (OnCalendar=): `weekly`, `daily`, `Sun *-*-* 03:00:00`, ... */
+const calendar = z.string().regex(/^[A-Za-z0-9*:,./~ -]{1,64}$/, "a systemd OnCalendar= expression like weekly or 'Sun *-*-* 03:00'");
+
 const githubRepo = z.string().regex(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/, "owner/name");
 
 /** The whole site; every key is under the `qubes-build-infra:` config namespace. */
@@ -196,6 +208,14 @@ export const siteConfigSchema = z.strictObject({
   signingWaitSeconds: z.number().int().min(1).max(600).default(60),
   /** The Authenticode key of Windows environments (`__` for a space, as builderv2 sends it). */
   windowsKeyName: z.string().regex(/^[A-Za-z0-9_]{1,64}$/, "letters, digits and _ (with __ for a space)").default("Qubes__Windows__Tools"),
+  /**
+   * The template of `builder-windows-dvm`, the disposable template builderv2's Windows executor
+   * builds in (a Windows template with Qubes Windows Tools); required once an environment builds
+   * Windows.
+   */
+  windowsTemplate: vmName.optional(),
+  /** NetVM of the Windows build disposables (default none: sources and the EWDK come in through qrexec and a block device). */
+  windowsNetvm: vmName.nullable().default(null),
   /** Keys VMs are `protect`ed: `pulumi destroy` refuses to delete signing keys. */
   protectKeys: z.boolean().default(true),
   envs: z.record(z.string(), env).superRefine((envs, ctx) => {
@@ -265,15 +285,44 @@ export const siteConfigSchema = z.strictObject({
     .prefault({}),
   webhooks: z
     .strictObject({
-      /** Port nginx listens on in the net VM. */
-      listenPort: z.number().int().min(1).max(65535).default(80),
+      /** Port nginx listens on in the net VM (default 443 with `webhookTlsCertificate`, else 80). */
+      listenPort: z.number().int().min(1).max(65535).optional(),
+      /** With TLS: the plain-HTTP port nginx redirects to HTTPS (null: plain HTTP not served at all). */
+      httpPort: z.number().int().min(1).max(65535).nullable().default(80),
       /** Loopback port of the receiver behind nginx, inside the net VM. */
       receiverPort: z.number().int().min(1024).max(65535).default(8099),
       maxBodyBytes: z.number().int().min(1024).default(1024 * 1024),
-      /** Source ranges allowed to reach the receiver (empty: any; HMAC is checked either way). */
-      allowCidrs: z.array(z.string()).default([]),
+      /**
+       * Source ranges nginx in the net VM accepts webhooks from (empty: any; HMAC is checked
+       * either way). Default: GitHub's published `hooks` ranges (api.github.com/meta).
+       */
+      allowCidrs: z.array(cidr).default([...GITHUB_HOOK_RANGES]),
     })
     .prefault({}),
+  /**
+   * The webhook front's TLS certificate chain (PEM, leaf first); its private key is the secret
+   * `webhookTlsKey`. Unset: nginx serves plain HTTP (behind a TLS-terminating proxy, or for tests).
+   */
+  /** The build VMs' housekeeping timers (systemd user units in each build VM's home). */
+  timers: z
+    .strictObject({
+      builderCleanup: z.strictObject({
+        enabled: z.boolean().default(true),
+        onCalendar: calendar.default("weekly"),
+        /** Files in ~/builder-github-logs older than this are deleted. */
+        logRetentionDays: z.number().int().min(1).max(3650).default(30),
+        /** ISO pre-releases (`<builder>/iso/*pre*.iso`) older than this are deleted. */
+        isoRetentionDays: z.number().int().min(1).max(3650).default(7),
+      }).prefault({}),
+      releaseStatus: z.strictObject({
+        enabled: z.boolean().default(true),
+        onCalendar: calendar.default("daily"),
+        /** The upload host the status page goes to (default: the first of `uploadHosts`). */
+        host: hostname.optional(),
+      }).prefault({}),
+    })
+    .prefault({}),
+  webhookTlsCertificate: z.string().regex(/^-----BEGIN CERTIFICATE-----[\s\S]+-----END CERTIFICATE-----\s*$/, "a PEM certificate chain").optional(),
 });
 
 export type SiteConfig = z.output<typeof siteConfigSchema>;
@@ -330,6 +379,30 @@ export function parseSiteConfig(raw: unknown): SiteConfig {
     claim(`build-${e}`, `the build VM of ${e}`);
     claim(`keys-${e}`, `the keys VM of ${e}`);
     if (ec.windows) claim(`win-keys-${e}`, `the Windows keys VM of ${e}`);
+    if (!ec.builderv2) claim(`dvm-${e}`, `the disposable template of ${e}`);
+    if (ec.windows && !ec.builderv2) {
+      problems.push(`qubes-build-infra:envs.${e}.windows: Windows is built by qubes-builderv2's Windows executor: set envs.${e}.builderv2 to true`);
+    }
+  }
+  const windows = Object.entries(cfg.envs).filter(([, ec]) => ec.windows).map(([e]) => e);
+  if (windows.length > 0 && cfg.windowsTemplate === undefined) {
+    problems.push(`qubes-build-infra:windowsTemplate: ${windows.join(", ")} build${windows.length === 1 ? "s" : ""} Windows, so builder-windows-dvm ` +
+      "needs a Windows template (with Qubes Windows Tools) to run builderv2's Windows executor: name it here");
+  }
+  if (cfg.webhookTlsCertificate !== undefined) {
+    try {
+      const leaf = new X509Certificate(cfg.webhookTlsCertificate);
+      if (new Date(leaf.validTo).getTime() < Date.now()) problems.push(`qubes-build-infra:webhookTlsCertificate: expired on ${leaf.validTo}`);
+    } catch (e) {
+      problems.push(`qubes-build-infra:webhookTlsCertificate: not a certificate nginx could load (${(e as Error).message})`);
+    }
+    const port = cfg.webhooks.listenPort ?? 443;
+    if (cfg.webhooks.httpPort === port) problems.push(`qubes-build-infra:webhooks.httpPort: ${port} is the HTTPS port; pick another or null (no plain HTTP)`);
+  }
+  const statusHost = cfg.timers.releaseStatus.host;
+  if (statusHost !== undefined && !(statusHost in cfg.uploadHosts)) {
+    problems.push(`qubes-build-infra:timers.releaseStatus.host: ${statusHost} is not one of uploadHosts (${Object.keys(cfg.uploadHosts).join(", ") || "none"}), ` +
+      "the hosts the build VMs can reach over ssh");
   }
   const logs = new Set(Object.values(cfg.envs).map((e) => e.logs));
   for (const l of logs) if (names.has(l)) problems.push(`qubes-build-infra:envs: logs VM ${l} is also ${names.get(l)}`);

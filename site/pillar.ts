@@ -323,6 +323,10 @@ export function importPillarFiles(
       }
     });
   }
+  if (Object.values(p["build-envs"]).some((e) => e.windows)) {
+    notes.push("set qubes-build-infra:windowsTemplate to the Windows template builderv2's Windows executor builds in "
+      + "(the formula made builder-windows-dvm from the Fedora build template, which cannot run it)");
+  }
   const config: Tree = {};
   for (const [k, v] of Object.entries(site)) config[`${NS}:${k}`] = v;
   return { config, notes, secrets, findings: checkSite(site) };

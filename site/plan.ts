@@ -15,7 +15,7 @@ import type { EnvConfig, SiteConfig } from "./config";
 export type PlannedRule = Omit<Rule, "file" | "line">;
 
 /** The role a VM plays in the site; recorded as the tag `qbi-role-<role>`. */
-export type Role = "build" | "keys" | "win-keys" | "logs" | "builder-dvm" | "windows-dvm";
+export type Role = "build" | "keys" | "win-keys" | "logs" | "builder-dvm" | "windows-dvm" | "env-dvm";
 
 /** A VM the site creates and manages. */
 export interface PlannedVm {
@@ -31,6 +31,10 @@ export interface PlannedVm {
   defaultDispvm?: string | null;
   templateForDispvms?: boolean;
   privateVolumeSize?: number;
+  /** Windows builders run in HVM with fixed memory. */
+  virtMode?: "hvm";
+  memory?: number;
+  maxmem?: number;
   tags: string[];
   protect: boolean;
 }
@@ -89,6 +93,17 @@ export const buildVm = (env: string): string => `build-${env}`;
 export const keysVm = (env: string): string => `keys-${env}`;
 export const winKeysVm = (env: string): string => `win-keys-${env}`;
 export const dispTag = (env: string): string => `@tag:disp-created-by-${buildVm(env)}`;
+/**
+ * A v1 environment's own disposable template. qubes-builder v1 starts its template-build
+ * disposables with `qvm-run-vm --dispvm`, which the qrexec policy daemon creates with dom0 as
+ * creator (`disp-created-by-dom0`), so nothing but the template tells one env's disposables from
+ * another's: each v1 env gets its own, and Qubes copies the template's tags into its disposables.
+ */
+export const envDvm = (env: string): string => `dvm-${env}`;
+/** The tag of `envDvm(env)`, inherited by every disposable made from it. */
+export const envDispTag = (env: string): string => `qbi-disp-of-${buildVm(env)}`;
+/** Loop devices of a build VM that builderv2's Windows executor may give its disposables (the EWDK image). */
+export const WINDOWS_LOOPS = 4;
 export const BUILDER_DVM = "builder-dvm";
 export const WINDOWS_DVM = "builder-windows-dvm";
 export const SITE_TAG = "qbi-site";
@@ -118,11 +133,19 @@ function vmsOf(cfg: SiteConfig): PlannedVm[] {
       tags: tags("builder-dvm", []), protect: false,
     });
   }
-  if (envs.some(([, e]) => e.windows)) {
+  if (envs.some(([, e]) => e.windows) && cfg.windowsTemplate !== undefined) {
+    // builderv2's Windows executor: disposables of a Windows template, HVM, no memory balancing.
     vms.push({
       name: WINDOWS_DVM, role: "windows-dvm", envs: envs.filter(([, e]) => e.windows).map(([n]) => n),
-      klass: "AppVM", template: cfg.buildTemplate, label: "green", netvm: cfg.buildNetvm,
-      templateForDispvms: true, tags: tags("windows-dvm", []), protect: false,
+      klass: "AppVM", template: cfg.windowsTemplate, label: "green", netvm: cfg.windowsNetvm,
+      templateForDispvms: true, virtMode: "hvm", memory: 4096, maxmem: 0, tags: tags("windows-dvm", []), protect: false,
+    });
+  }
+  for (const [name] of envs.filter(([, x]) => !x.builderv2)) {
+    vms.push({
+      name: envDvm(name), role: "env-dvm", envs: [name], klass: "AppVM", template: cfg.buildTemplate, label: "green",
+      netvm: cfg.buildNetvm, templateForDispvms: true, // Not tagged with the env: its disposables must not pass for the env's build VM in rules by env tag.
+      tags: [...tags("env-dvm", []), envDispTag(name)], protect: false,
     });
   }
   const logsVms = new Map<string, string[]>();
@@ -137,7 +160,7 @@ function vmsOf(cfg: SiteConfig): PlannedVm[] {
   for (const [name, e] of envs) {
     vms.push({
       name: buildVm(name), role: "build", envs: [name], klass: "AppVM", template: cfg.buildTemplate,
-      label: "green", netvm: cfg.buildNetvm, defaultDispvm: e.builderv2 ? BUILDER_DVM : undefined,
+      label: "green", netvm: cfg.buildNetvm, defaultDispvm: e.builderv2 ? BUILDER_DVM : envDvm(name),
       privateVolumeSize: e.volumeSize, tags: tags("build", [name]), protect: false,
     });
     vms.push({
@@ -182,25 +205,37 @@ function envRules(cfg: SiteConfig, name: string, e: EnvConfig): PlannedRule[] {
     // P18). The formula's `CreateDisposable * build-E dom0 allow` (P7) is not needed: builderv2 names
     // its dispvm template, and the explicit rule below is narrower.
     r.push(rule("admin.vm.CreateDisposable", "*", b, BUILDER_DVM, "allow", { target: "@adminvm" }));
-    for (const svc of ["admin.vm.Start", "admin.vm.Kill", "admin.vm.CurrentState"]) {
+    // builderv2's executor starts, watches, kills and, once halted, removes each of its disposables
+    // (qubesbuilder/executors/qrexec.py); only those this build VM created carry its tag.
+    for (const svc of ["admin.vm.Start", "admin.vm.Kill", "admin.vm.CurrentState", "admin.vm.Remove"]) {
       r.push(rule(svc, "*", b, disp, "allow", { target: "@adminvm" }));
     }
     for (const svc of ["qubes.Filecopy", "qubesbuilder.FileCopyIn", "qubesbuilder.FileCopyOut", "qubes.WaitForSession", "qubes.VMShell"]) {
       r.push(rule(svc, "*", b, disp, "allow"));
     }
   } else {
-    // v1 disk and template transfer, scoped to build-E and its own disposables: with @anyvm, any
-    // qube could run dom0's AttachDisk or push a template into the build VM, guarded only by a key.
+    // v1 template builds: build-E exports a disk image, starts a disposable of its own template
+    // (`qvm-run-vm --dispvm`), which attaches the image through dom0 and sends the template back.
+    // The disposable is the policy daemon's (creator dom0), so it is known by its template's tag;
+    // dom0's AttachDisk then needs the one-time key ExportDisk gave build-E.
+    const own = `@tag:${envDispTag(name)}`;
+    r.push(rule("qubes.VMShell", "*", b, `@dispvm:${envDvm(name)}`, "allow"));
     r.push(rule("qubesbuilder.ExportDisk", "*", b, "@adminvm", "allow"));
-    r.push(rule("qubesbuilder.AttachDisk", "*", disp, "@adminvm", "allow"));
-    r.push(rule("qubesbuilder.CopyTemplateBack", "*", disp, b, "allow"));
+    r.push(rule("qubesbuilder.AttachDisk", "*", own, "@adminvm", "allow"));
+    r.push(rule("qubesbuilder.CopyTemplateBack", "*", own, b, "allow"));
     r.push(rule("admin.vm.CurrentState", "*", b, disp, "allow", { target: "@adminvm" }));
   }
   if (e.windows) {
     const wk = winKeysVm(name);
     r.push(rule("admin.vm.CreateDisposable", "*", b, WINDOWS_DVM, "allow", { target: "@adminvm" }));
     r.push(rule("admin.vm.device.block.Available", "*", b, b, "allow", { target: "@adminvm" }));
-    for (let i = 0; i < 4; i++) r.push(rule("admin.vm.device.block.Attach", `+${b}+loop${i}`, b, disp, "allow", { target: "@adminvm" }));
+    // The EWDK image on one of build-E's loop devices goes to its Windows disposable: attached
+    // (R4.2 qubesadmin: `<backend>+<port>`) or assigned before start (R4.3: `<backend>+<port>+<device id>`,
+    // `_` for any device id), never another VM's device.
+    for (let i = 0; i < WINDOWS_LOOPS; i++) {
+      r.push(rule("admin.vm.device.block.Attach", `+${b}+loop${i}`, b, disp, "allow", { target: "@adminvm" }));
+      r.push(rule("admin.vm.device.block.Assign", `+${b}+loop${i}+_`, b, disp, "allow", { target: "@adminvm" }));
+    }
     for (const svc of ["qubesbuilder.WinSign.Timestamp", "qubesbuilder.WinFileCopyIn", "qubesbuilder.WinFileCopyOut"]) {
       r.push(rule(svc, "*", b, disp, "allow"));
     }
@@ -240,6 +275,8 @@ export function planSite(cfg: SiteConfig): SitePlan {
   const rules: PlannedRule[] = [];
   for (const [name, e] of Object.entries(cfg.envs)) rules.push(...envRules(cfg, name, e));
   rules.push(...fenceRules(cfg));
-  const external = [...new Set([cfg.netvm, cfg.buildNetvm, cfg.logsNetvm, cfg.buildTemplate, cfg.keysTemplate, cfg.logsTemplate, cfg.netTemplate])];
+  const windows = Object.values(cfg.envs).some((e) => e.windows);
+  const external = [...new Set([cfg.netvm, cfg.buildNetvm, cfg.logsNetvm, cfg.buildTemplate, cfg.keysTemplate, cfg.logsTemplate, cfg.netTemplate,
+    ...(windows && cfg.windowsTemplate ? [cfg.windowsTemplate] : []), ...(windows && cfg.windowsNetvm ? [cfg.windowsNetvm] : [])])];
   return { vms: vmsOf(cfg), rules, external };
 }

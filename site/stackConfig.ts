@@ -6,7 +6,7 @@
 import { resolveAdminConnection } from "../providers/connection";
 
 /** Config keys that hold secrets (read with `requireSecret`, kept out of the validated object). */
-export const SECRET_KEYS = ["webhookSecret", "githubApiToken", "openqaKey", "openqaSecret"] as const;
+export const SECRET_KEYS = ["webhookSecret", "webhookTlsKey", "githubApiToken", "openqaKey", "openqaSecret"] as const;
 
 /** The namespaced config map (`pulumi.runtime.allConfig()`) as a plain object, secrets left out. */
 export function rawSiteConfig(

@@ -36,6 +36,7 @@ export const vmInputs = z.object({
   memory: z.number().int().positive().optional(),
   maxmem: z.number().int().nonnegative().optional(),
   vcpus: z.number().int().positive().optional(),
+  virtMode: z.enum(["hvm", "pvh", "pv"]).optional(),
   features: z.record(z.string(), z.string()).default({}),
   tags: z.array(tag).default([]),
   privateVolumeSize: size.optional(),
@@ -70,6 +71,7 @@ const PROPS = [
   { key: "memory", prop: "memory", kind: "int" },
   { key: "maxmem", prop: "maxmem", kind: "int" },
   { key: "vcpus", prop: "vcpus", kind: "int" },
+  { key: "virtMode", prop: "virt_mode", kind: "str" },
 ] as const;
 type PropKey = (typeof PROPS)[number]["key"];
 type PropValue = string | number | boolean | null | undefined;
@@ -165,7 +167,7 @@ const managedTags = (p: { tags: string[]; ownerTag?: string }): string[] => (p.o
 
 const stateOf = (p: VmInputs | VmOutputs, bytes?: number): VmState => ({
   label: p.label, template: p.template, netvm: p.netvm, providesNetwork: p.providesNetwork, defaultDispvm: p.defaultDispvm,
-  templateForDispvms: p.templateForDispvms, memory: p.memory, maxmem: p.maxmem, vcpus: p.vcpus,
+  templateForDispvms: p.templateForDispvms, memory: p.memory, maxmem: p.maxmem, vcpus: p.vcpus, virtMode: p.virtMode,
   features: p.features, tags: managedTags(p), privateVolumeBytes: bytes,
 });
 

@@ -31,6 +31,12 @@ const PACKAGES: Record<string, [string, string]> = {
   curl: ["curl", "curl"],
   rpm: ["rpm", "rpm"],
   sha256sum: ["coreutils", "coreutils"],
+  osslsigncode: ["osslsigncode", "osslsigncode"],
+  openssl: ["openssl", "openssl"],
+  python3: ["python3", "python3"],
+  make: ["make", "make"],
+  "ssh-keygen": ["openssh-clients", "openssh-client"],
+  ssh: ["openssh-clients", "openssh-client"],
 };
 
 /** The message for missing commands: which ones, and what to install where. */
@@ -44,7 +50,7 @@ export function missingMessage(vm: string, missing: readonly string[], purpose: 
 const notThere = (p: ReqInputs) =>
   `template ${p.vm} does not exist in dom0${p.configKeys?.vm ? ` (set by ${p.configKeys.vm})` : ""}: install it (qvm-template install ${p.vm}) or name an installed template`;
 
-/** The commands `command -v` does not find in the VM (started for the check, as qvm-run does). */
+/** The commands `command -v` does not find in the VM (which it starts if halted, as qvm-run does). */
 export async function findMissing(admin: QubesAdmin, p: ReqInputs): Promise<string[]> {
   const script = `for c in ${p.commands.map(shq).join(" ")}; do command -v "$c" >/dev/null 2>&1 || echo "$c"; done; exit 0`;
   const what = `checking for ${p.commands.join(", ")}`;
@@ -54,20 +60,30 @@ export async function findMissing(admin: QubesAdmin, p: ReqInputs): Promise<stri
 }
 
 /**
- * Fails the preview when the template is not in dom0 (checked on every run, from dom0's list:
- * nothing started), or when a command is missing: that check starts the template, so it runs
- * when the requirement is new or changed; afterwards `pulumi refresh` re-checks.
+ * The check at `up` (and refresh of a running template): runs `command -v` in the template and, if
+ * the check had to start it, shuts it down again, so that a template is never left running.
  */
-export async function check(olds: unknown, news: unknown): Promise<CheckResult> {
+async function checkInVm(admin: QubesAdmin, p: ReqInputs): Promise<string[]> {
+  const before = (await listedVm(admin, p.vm))?.power;
+  if (before === undefined) throw new ProviderError(`${KIND} ${p.vm}`, "finding the template", undefined, notThere(p));
+  try {
+    return await findMissing(admin, p);
+  } finally {
+    if (before === "Halted") await step(`${KIND} ${p.vm}`, "shutting it down after the check", () => admin.vmShutdown(p.vm));
+  }
+}
+
+/**
+ * The preview's check, which must change nothing and start no VM: the template must be in dom0's
+ * list (a read). The commands themselves are looked for at `up`, before anything that depends on
+ * the template; what a refresh found missing fails the next preview (diff).
+ */
+export async function check(_olds: unknown, news: unknown): Promise<CheckResult> {
   const base = checkWith(reqInputs, news, (p) => withoutAdmin(p));
   if (base.failures || hasUnknown(news)) return base;
   const p = reqInputs.parse(base.inputs);
   const admin = runAdmin((news as { admin?: unknown }).admin);
   if (!(await listedVm(admin, p.vm))) return { inputs: base.inputs, failures: [{ property: "vm", reason: notThere(p) }] };
-  const o = reqInputs.safeParse(olds);
-  if (o.success && o.data.vm === p.vm && JSON.stringify(o.data.commands) === JSON.stringify(p.commands)) return { inputs: withoutAdmin(p) };
-  const missing = await findMissing(admin, p);
-  if (missing.length > 0) return { inputs: base.inputs, failures: [{ property: "commands", reason: missingMessage(p.vm, missing, p.purpose) }] };
   return { inputs: withoutAdmin(p) };
 }
 
@@ -85,8 +101,7 @@ export async function diff(_id: string, oldsRaw: unknown, newsRaw: unknown): Pro
 
 async function verify(p: ReqInputs) {
   const admin = runAdmin(p.admin);
-  if (!(await listedVm(admin, p.vm))) throw new ProviderError(`${KIND} ${p.vm}`, "finding the template", undefined, notThere(p));
-  const missing = await findMissing(admin, p);
+  const missing = await checkInVm(admin, p);
   if (missing.length > 0) throw new ProviderError(`${KIND} ${p.vm}`, `checking for ${p.commands.join(", ")}`, undefined, missingMessage(p.vm, missing, p.purpose));
   return { ...withoutAdmin(p), missing };
 }
@@ -100,13 +115,18 @@ export async function update(_id: string, _olds: unknown, newsRaw: unknown) {
   return { outs: await verify(parseProps(reqInputs, newsRaw, KIND)) };
 }
 
-/** Re-checks: what is missing now shows in the `missing` output (and the next preview fails); a removed template is gone. */
+/**
+ * Refresh re-checks a running template (what is missing shows in `missing`, and the next preview
+ * fails); a halted one keeps what the last check found, since looking would start it. A removed
+ * template is gone.
+ */
 export async function read(id: string, raw: unknown) {
   const o = parseProps(reqOutputs, raw, KIND);
   const admin = runAdmin(o.admin);
-  if (!(await listedVm(admin, o.vm))) return { id: "", props: {} };
-  const missing = await findMissing(admin, o);
-  return { id, props: { ...o, missing } };
+  const listed = await listedVm(admin, o.vm);
+  if (!listed) return { id: "", props: {} };
+  if (listed.power === "Halted") return { id, props: o };
+  return { id, props: { ...o, missing: await findMissing(admin, o) } };
 }
 
 /** Nothing to undo: the requirement changes nothing. */

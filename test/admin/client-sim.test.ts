@@ -100,6 +100,11 @@ describe("AdminClient against qubes-sim", () => {
     await rejectsWith(c.propertySet("sys-net", "netvm", "sys-whonix"), "QubesValueError", /Loops/);
     await rejectsWith(c.propertySet("app1", "template", "sys-net"), "QubesPropertyValueError", /wrong VM class.*TemplateVM/);
     await rejectsWith(c.propertySet("app1", "nosuch", "1"), "QubesNoSuchPropertyError", /nosuch/);
+    // maxmem 0 turns memory balancing off (Windows builders); memory must stay positive.
+    await c.propertySet("app1", "maxmem", "0");
+    expect((await c.propertyGet("app1", "maxmem")).value).toBe("0");
+    await rejectsWith(c.propertySet("app1", "maxmem", "-1"), "QubesPropertyValueError", /maxmem value must be non-negative/);
+    await rejectsWith(c.propertySet("app1", "memory", "0"), "QubesPropertyValueError", /memory value must be positive/);
     await rejectsWith(c.propertySet("debian-13", "template", "debian-13"), "QubesNoSuchPropertyError");
     await rejectsWith(c.propertySet("app1", "provides_network", "maybe"), "QubesValueError", /boolean/);
     await rejectsWith(c.propertySet("app1", "memory", "-5"), "QubesPropertyValueError", /memory/);
@@ -160,5 +165,22 @@ describe("AdminClient against qubes-sim", () => {
     await sim.client.vmList();
     const stats = JSON.parse((await sim.client.call("sim.Stats", "dom0")).toString());
     expect(stats.calls).toEqual({ "admin.vm.List": 2 });
+    expect(stats).toMatchObject({ writes: {}, starts: 0 });
+  });
+
+  it("counts writes (refused ones too) and VM starts in sim.Stats", async () => {
+    await sim.client.vmCreate("AppVM", "stats-probe", "red", "fedora-43-xfce");
+    await sim.client.call("sim.Stats.Reset", "dom0");
+    await sim.client.propertyGet("stats-probe", "label");
+    await sim.client.propertySet("stats-probe", "label", "blue");
+    await rejectsWith(sim.client.propertySet("stats-probe", "label", "no-such-label"), "QubesLabelNotFoundError");
+    await sim.client.run("stats-probe", "true");
+    await sim.client.run("stats-probe", "true");
+    const stats = JSON.parse((await sim.client.call("sim.Stats", "dom0")).toString());
+    expect(stats.writes).toEqual({ "admin.vm.property.Set": 2 });
+    // stats-probe booted once (the second run finds it running); its netvm was running already.
+    expect(stats.starts).toBe(1);
+    await sim.client.vmKill("stats-probe");
+    await sim.client.vmRemove("stats-probe");
   });
 });

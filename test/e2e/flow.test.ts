@@ -165,7 +165,9 @@ describe("the build flow in qubes-sim", () => {
     const envs = localConfig[`${NS}:envs`] as Record<string, Record<string, unknown>>;
     all[`${NS}:envs`] = { value: JSON.stringify({ ...envs, debian: { ...envs.debian, windows: true } }) };
     all[`${NS}:commands`] = { value: JSON.stringify({ trustedKeys, maintainers: { [commandKey]: { components: "_all_", releases: "_all_" } } }) };
-    all[`${NS}:webhooks`] = { value: JSON.stringify({ receiverPort: webhooksPort }) };
+    all[`${NS}:webhooks`] = { value: JSON.stringify({ ...(localConfig[`${NS}:webhooks`] as object), receiverPort: webhooksPort }) };
+    // The sim cannot run Windows: builder-windows-dvm's template is a Linux one (the Admin API contract is the same).
+    all[`${NS}:windowsTemplate`] = { value: "debian-13" };
     all[`${NS}:webhookSecret`] = { value: SECRET, secret: true };
     all[`${NS}:githubApiToken`] = { value: "e2e-stand-in-token", secret: true };
     await stack.setAllConfig(all);

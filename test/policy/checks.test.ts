@@ -25,7 +25,7 @@ const ruleOf = (p: SitePlan, pred: (r: PlannedRule) => boolean): PlannedRule => 
   return r;
 };
 /** Both environments build Windows tools (each with its own win-keys VM). */
-const twoWindows = { ...baseConfig, envs: { ...baseConfig.envs, fedora: { ...baseConfig.envs.fedora, windows: true } } };
+const twoWindows = { ...baseConfig, envs: { ...baseConfig.envs, fedora: { ...baseConfig.envs.fedora, builderv2: true, windows: true } } };
 /** Each environment with its own logs VM. */
 const twoLogs = {
   ...baseConfig,
@@ -220,12 +220,28 @@ const variants: Variant[] = [
   ["@anyvm may copy files to dom0", "dom0-and-admin-api-scoped",
     () => withPlan((p) => { p.rules.unshift(rule("qubes.Filecopy", "*", "@anyvm", "@adminvm", "allow")); }),
     /dom0: a VM outside the site may call it with allow by rule 20-qubes-build-infra.policy:2 `qubes.Filecopy \* @anyvm @adminvm allow`/],
+  ["a build VM may remove the shared builder-dvm", "dom0-and-admin-api-scoped",
+    () => withPlan((p) => { ruleOf(p, (r) => r.service === "admin.vm.Remove").target = "builder-dvm"; }),
+    /dom0: admin.vm.Remove is allowed beyond a build VM's own disposables and dispvm template by rule .*build-debian on builder-dvm/],
+  ["a build VM may remove another env's disposables", "dom0-and-admin-api-scoped",
+    () => withPlan((p) => { ruleOf(p, (r) => r.service === "admin.vm.Remove").target = "@dispvm"; }),
+    /dom0: admin.vm.Remove is allowed beyond a build VM's own disposables and dispvm template by rule/],
   ["admin.vm.Start on any VM", "dom0-and-admin-api-scoped",
     () => withPlan((p) => { ruleOf(p, (r) => r.service === "admin.vm.Start").target = "@anyvm"; }),
     /dom0: admin.vm.Start is allowed beyond a build VM's own disposables and dispvm template by rule .*build-debian on keys-debian/],
   ["the webhook secret in plain text", "webhook-secret-is-secret",
     () => { const { plan, cfg } = planOf(); return resourcesOf(plan, cfg, { secretWebhook: false }); },
     /sys-net: the webhook secret \/usr\/local\/etc\/qubes-build-infra\/secrets\/webhooks is plain text in the stack. Fix: set the webhook secret with `pulumi config set --secret/],
+  ["the webhook front's TLS key in plain text", "webhook-secret-is-secret",
+    () => {
+      const { plan, cfg } = planOf();
+      const rs = resourcesOf(plan, cfg);
+      const secret = rs.find((r) => r.name === "webhook-secret")!;
+      const key = { ...secret, name: "tls-key", urn: secret.urn.replace(/webhook-secret$/, "tls-key"), secretKeys: new Set<string>(),
+        props: { ...(secret.props as Record<string, unknown>), path: "/rw/config/qubes-build-infra/webhooks-tls.key", content: "-----BEGIN PRIVATE KEY-----\n..." } };
+      return [...rs, key];
+    },
+    /sys-net: the webhook front's TLS key \/rw\/config\/qubes-build-infra\/webhooks-tls.key is plain text in the stack/],
   ["no webhook secret at all", "webhook-secret-is-secret",
     () => { const { plan, cfg } = planOf(); return resourcesOf(plan, cfg).filter((r) => r.name !== "webhook-secret"); },
     /sys-net: the webhook receiver has no secret file/],

@@ -9,6 +9,7 @@ export const baseConfig = {
   admin: { transport: "sim", socket: "/tmp/qbi-policy-test.sock" },
   logs: { repo: "file:///srv/logs.git" },
   uploadHosts: { "yum.qubes-os.org": { user: "user", hostKeys: [{ type: "ssh-ed25519", key: "AAAAC3NzaC1lZDI1NTE5AAAAIE" }] } },
+  windowsTemplate: "windows-10",
   envs: {
     fedora: { logs: "logs", volumeSize: "40GiB", builders: [{ dir: "/home/user/builder-r4.2", release: "4.2" }] },
     debian: { logs: "logs", builderv2: true, windows: true, volumeSize: "60GiB", builders: [{ dir: "/home/user/artifacts", release: "4.3" }] },

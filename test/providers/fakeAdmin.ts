@@ -156,9 +156,11 @@ export class FakeAdmin implements QubesAdmin {
     v.privateSize = size;
   }
   async vmStart(vm: string): Promise<void> {
+    this.log(`vmStart ${vm}`);
     this.vm(vm).running = true;
   }
   async vmShutdown(vm: string): Promise<void> {
+    this.log(`vmShutdown ${vm}`);
     this.vm(vm).running = false;
   }
   async vmKill(vm: string): Promise<void> {
@@ -209,7 +211,8 @@ export class FakeAdmin implements QubesAdmin {
   }
   async run(vm: string, command: string): Promise<RunResult> {
     this.log(`run ${vm}`);
-    this.vm(vm);
+    // qvm-run starts a halted VM.
+    this.vm(vm).running = true;
     const queued = this.runResults.shift();
     if (queued) return queued;
     const m = /^for c in (.*); do command -v/.exec(command);

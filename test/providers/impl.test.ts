@@ -477,17 +477,41 @@ describe("SigningKey", () => {
 });
 
 describe("TemplateRequirement", () => {
-  it("fails the check with the missing commands", async () => {
+  const args = { vm: "fedora-43-xfce", commands: ["node", "nginx", "socat"], purpose: "the net VM" };
+
+  it("checks at preview only what the VM list says: no command runs, no VM starts", async () => {
     fake.missingCommands = new Set(["nginx", "socat"]);
-    const r = await req.check({}, { vm: "sys-net", commands: ["node", "nginx", "socat"], purpose: "the net VM" });
-    expect(r.failures).toEqual([{ property: "commands", reason: expect.stringContaining("template sys-net lacks nginx, socat (needed by the net VM)") }]);
-    fake.missingCommands.clear();
-    expect((await req.check({}, { vm: "sys-net", commands: ["node"] })).failures).toBeUndefined();
+    const r = await req.check({}, args);
+    expect(r.failures).toBeUndefined();
+    expect(fake.calls).toEqual(["systemInfo"]);
+    expect(fake.vms.get("fedora-43-xfce")?.running).toBe(false);
   });
 
   it("fails the check for a template dom0 does not have, naming the config key, without starting anything", async () => {
     const r = await req.check({}, { vm: "fedora-99", commands: ["node"], configKeys: { vm: "qubes-build-infra:buildTemplate" } });
     expect(r.failures).toEqual([{ property: "vm", reason: "template fedora-99 does not exist in dom0 (set by qubes-build-infra:buildTemplate): install it (qvm-template install fedora-99) or name an installed template" }]);
     expect(fake.calls.filter((c) => c.startsWith("run"))).toEqual([]);
+  });
+
+  it("fails `up` with the missing commands, and shuts down the template it had to start", async () => {
+    fake.missingCommands = new Set(["nginx", "socat"]);
+    await expect(req.create(args)).rejects.toThrow("template fedora-43-xfce lacks nginx, socat (needed by the net VM)");
+    expect(fake.calls).toEqual(["systemInfo", "run fedora-43-xfce", "vmShutdown fedora-43-xfce"]);
+    expect(fake.vms.get("fedora-43-xfce")?.running).toBe(false);
+    fake.missingCommands.clear();
+    await expect(req.create(args)).resolves.toMatchObject({ outs: { missing: [] } });
+  });
+
+  it("leaves a running template running, and refreshes only a running one", async () => {
+    fake.vms.get("fedora-43-xfce")!.running = true;
+    const made = await req.create(args);
+    expect(fake.calls).toEqual(["systemInfo", "run fedora-43-xfce"]);
+    fake.missingCommands = new Set(["socat"]);
+    expect(((await req.read(made.id, made.outs)).props as { missing?: string[] }).missing).toEqual(["socat"]);
+    fake.vms.get("fedora-43-xfce")!.running = false;
+    newProcess();
+    fake.calls.length = 0;
+    expect(((await req.read(made.id, made.outs)).props as { missing?: string[] }).missing).toEqual([]);
+    expect(fake.calls).toEqual(["systemInfo"]);
   });
 });

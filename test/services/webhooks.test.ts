@@ -2,10 +2,11 @@
  * Webhook receiver over real HTTP (loopback port and Unix socket), and once through Debian's
  * nginx running the config rendered by contracts/nginx.ts.
  */
-import { ChildProcess, spawn } from "child_process";
+import { ChildProcess, execFileSync, spawn } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as http from "http";
+import * as https from "https";
 import * as net from "net";
 import * as path from "path";
 import { Delivery, DeliveryJournal } from "../../services/lib/delivery-journal";
@@ -337,6 +338,93 @@ test("through Debian's nginx with the generated config (Unix socket upstream)", 
     await new Promise((r) => (nginx.exitCode !== null ? r(null) : nginx.on("close", r)));
     await rx.stop();
   }
+});
+
+/** Runs Debian's nginx with these server blocks until `waitPort` accepts connections. */
+async function startNginx(dir: string, servers: string[], waitPort: number): Promise<ChildProcess> {
+  const temp = ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"].map((t) => `    ${t}_temp_path ${dir}/${t};`).join("\n");
+  const main = `user root;\ndaemon off;\npid ${dir}/nginx.pid;\nerror_log ${dir}/error.log;\nevents { worker_connections 64; }\nhttp {\n    access_log off;\n${temp}\n${servers.join("\n")}\n}\n`;
+  fs.writeFileSync(path.join(dir, "nginx.conf"), main);
+  const nginx = spawn(nginxBin, ["-p", dir, "-c", path.join(dir, "nginx.conf")], { stdio: ["ignore", "ignore", "pipe"] });
+  children.push(nginx);
+  let err = "";
+  nginx.stderr?.on("data", (d: Buffer) => (err += d.toString()));
+  for (const deadline = Date.now() + 10000; !(await connects(waitPort)); await new Promise((r) => setTimeout(r, 50))) {
+    if (Date.now() > deadline || nginx.exitCode !== null) throw new Error(`nginx did not start: ${err} ${fs.existsSync(`${dir}/error.log`) ? fs.readFileSync(`${dir}/error.log`, "utf8") : ""}`);
+  }
+  return nginx;
+}
+const connects = (port: number) => new Promise<boolean>((r) => {
+  const c = net.connect(port, "127.0.0.1", () => {
+    c.destroy();
+    r(true);
+  });
+  c.on("error", () => r(false));
+});
+async function stopNginx(nginx: ChildProcess): Promise<void> {
+  nginx.kill("SIGTERM");
+  await new Promise((r) => (nginx.exitCode !== null ? r(null) : nginx.on("close", r)));
+}
+
+function httpsPost(port: number, ca: string, urlPath: string, g: { body: string; headers: Record<string, string> }): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = https.request({ host: "127.0.0.1", servername: "localhost", port, ca, method: "POST", path: urlPath,
+      headers: { "content-length": String(Buffer.byteLength(g.body)), ...g.headers } }, (res) => {
+      let data = "";
+      res.on("data", (d: Buffer) => (data += d.toString()));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: data }));
+    });
+    req.on("error", reject);
+    req.end(g.body);
+  });
+}
+
+test("through Debian's nginx with TLS: HTTPS forwarded, plain HTTP redirected where asked, never reaching the receiver", async () => {
+  const dir = tempDir("nginx-tls");
+  const sock = path.join(dir, "webhooks.sock");
+  const rx = await startReceiver({ dir, config: { listen: { socket: sock } } });
+  const [cert, key] = [path.join(dir, "tls.crt"), path.join(dir, "tls.key")];
+  execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+    "-addext", "subjectAltName=DNS:localhost", "-keyout", key, "-out", cert], { stdio: "ignore" });
+  const ca = fs.readFileSync(cert, "utf8");
+  const [tlsPort, httpPort, tlsOnly] = [await freePort(), await freePort(), await freePort()];
+  const tls = { certificate: cert, key };
+  const nginx = await startNginx(dir, [
+    renderNginxConfig({ listen: `127.0.0.1:${tlsPort}`, upstreamSocketOrPort: sock, maxBodyBytes: 65536, tls, httpRedirectPort: httpPort }),
+    renderNginxConfig({ listen: `127.0.0.1:${tlsOnly}`, upstreamSocketOrPort: sock, maxBodyBytes: 65536, tls }),
+  ], tlsPort);
+  try {
+    expect((await httpsPost(tlsPort, ca, "/api/services/trigger_build", github("push", PUSH))).status).toBe(202);
+    expect((await httpsPost(tlsOnly, ca, "/api/services/trigger_build", github("push", PUSH))).status).toBe(202);
+    await waitFor(() => rx.calls().length === 2, 10000, "forwarded calls");
+    const g = github("push", PUSH);
+    const redirected = await new Promise<http.IncomingMessage>((resolve, reject) => {
+      const req = http.request({ host: "127.0.0.1", port: httpPort, method: "POST", path: "/api/services/trigger_build", headers: { ...g.headers, host: "hooks.example.org" } }, resolve);
+      req.on("error", reject);
+      req.end(g.body);
+    });
+    redirected.resume();
+    expect(redirected.statusCode).toBe(308);
+    expect(redirected.headers.location).toBe(`https://hooks.example.org:${tlsPort}/api/services/trigger_build`);
+    // Plain HTTP on the HTTPS port is an nginx error page, not a delivery.
+    expect((await request({ port: tlsPort }, "POST", "/api/services/trigger_build", g.body, g.headers)).status).toBe(400);
+    expect(rx.calls()).toHaveLength(2);
+  } finally {
+    await stopNginx(nginx);
+    await rx.stop();
+  }
+});
+
+test("renderNginxConfig with TLS: an ssl listener, the redirect server only when asked, and no redirect without TLS", () => {
+  const tls = { certificate: "/rw/config/qubes-build-infra/webhooks-tls.crt", key: "/rw/config/qubes-build-infra/webhooks-tls.key" };
+  const conf = renderNginxConfig({ listen: 443, upstreamSocketOrPort: 8099, maxBodyBytes: 1024, tls, httpRedirectPort: 80, allowCidrs: ["192.30.252.0/22"] });
+  expect(conf).toContain("listen 443 ssl;");
+  expect(conf).toContain(`ssl_certificate_key ${tls.key};`);
+  expect(conf).toMatch(/server \{\n {4}listen 80;\n[\s\S]*allow 192\.30\.252\.0\/22;\n {4}deny all;\n {4}return 308 https:\/\/\$host\$request_uri;\n\}/);
+  expect(renderNginxConfig({ listen: 443, upstreamSocketOrPort: 8099, maxBodyBytes: 1024, tls })).not.toContain("return 308");
+  expect(() => renderNginxConfig({ listen: 80, upstreamSocketOrPort: 8099, maxBodyBytes: 1024, httpRedirectPort: 8080 })).toThrow(/only with tls/);
+  expect(() => renderNginxConfig({ listen: 443, upstreamSocketOrPort: 8099, maxBodyBytes: 1024, tls, httpRedirectPort: 443 })).toThrow(/must differ/);
+  expect(() => renderNginxConfig({ listen: 443, upstreamSocketOrPort: 8099, maxBodyBytes: 1024, tls: { certificate: "/x.crt; include /etc/passwd", key: "/k" } })).toThrow();
 });
 
 // ---------------------------------------------------------------- one build VM never stalls, replays into or starves another

@@ -79,6 +79,9 @@ describe("the modelled network", () => {
     expect(webFrontOf(dir)).toBeUndefined();
     conf("server {\n    listen 80;\n    proxy_pass http://upstream;\n}\n");
     expect(webFrontOf(dir)).toBeUndefined();
+    // HTTPS (with its plain-HTTP redirect server after it) is nginx's work: not forwarded to the receiver in clear.
+    conf("server {\n    listen 443 ssl;\n    proxy_pass http://127.0.0.1:9000;\n}\nserver {\n    listen 80;\n    return 308 https://$host$request_uri;\n}\n");
+    expect(webFrontOf(dir)).toBeUndefined();
   });
 
   it("a VM without netvm has loopback only; Tor traffic reaches only GitHub, marked; clearnet reaches the internet", async () => {

@@ -17,6 +17,7 @@ function site(n: number) {
   }
   return parseSiteConfig({
     admin: { transport: "sim", socket: "/tmp/x.sock" },
+    windowsTemplate: "windows-10",
     logs: { repo: "file:///srv/logs.git", keyFingerprint: "0123456789ABCDEF0123456789ABCDEF01234567" },
     uploadHosts: { "yum.qubes-os.org": { user: "user", hostKeys: [{ type: "ssh-ed25519", key: "AAAAC3NzaC1lZDI1NTE5AAAAIE" }] } },
     envs,

@@ -13,7 +13,7 @@ import { githubDir, githubLogs, NS, SITE_ENVS, siteConfig, siteStack, stackFile 
 
 jest.setTimeout(900_000);
 
-// Admin writes; `sim.vm.Run` is left out: previews probe templates read-only (TemplateRequirement).
+// Admin writes (test/site/preview.test.ts checks a preview with qubes-sim's own write and start counters).
 const MUTATING = /\.(Set|Reset|Remove|Resize|Replace|Start|Shutdown|Kill)$|\.Create\./;
 const POLICY_PACK = path.join(projectRoot, "policy");
 

@@ -1,0 +1,70 @@
+/**
+ * builder-cleanup (build VMs, run weekly by the user timer `qbi-builder-cleanup.timer`): deletes
+ * the builders' GitHub logs and ISO pre-releases older than the configured age. Only regular files
+ * directly in the configured directories are considered (no recursion, symbolic links are left
+ * alone), so a mistake in a name cannot reach outside them. Prints one line per deleted file and
+ * a summary on stderr. Config: `/usr/local/etc/qubes-build-infra/builder-cleanup.json`.
+ */
+import * as fs from "fs";
+import * as path from "path";
+import { z } from "zod";
+import { loadConfig, log, runMain } from "./lib/common";
+
+const SERVICE = "builder-cleanup";
+const DAY_MS = 24 * 3600 * 1000;
+
+const absDir = z.string().regex(/^\/home\/user\/[^\0]+$/, "a directory under /home/user").refine((p) => !p.split("/").includes(".."), "no '..'");
+
+export const BuilderCleanupConfig = z
+  .object({
+    /** Directories whose regular files older than `logRetentionDays` are deleted (builder-github's logs). */
+    logDirs: z.array(absDir).default([]),
+    logRetentionDays: z.number().int().min(1).max(3650),
+    /** Directories whose ISO pre-releases (`*pre*.iso`) older than `isoRetentionDays` are deleted. */
+    isoDirs: z.array(absDir).default([]),
+    isoRetentionDays: z.number().int().min(1).max(3650).default(7),
+  })
+  .strict();
+export type BuilderCleanupConfig = z.infer<typeof BuilderCleanupConfig>;
+
+/** Regular files directly in `dir` whose name passes `match`, last modified before `before`. */
+export function expired(dir: string, before: number, match: (name: string) => boolean): string[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw e;
+  }
+  return names
+    .filter(match)
+    .map((n) => path.join(dir, n))
+    .filter((f) => {
+      const st = fs.lstatSync(f);
+      return st.isFile() && st.mtimeMs < before;
+    })
+    .sort();
+}
+
+export function cleanup(cfg: BuilderCleanupConfig, now = Date.now()): string[] {
+  const gone: string[] = [];
+  const remove = (files: string[]) => {
+    for (const f of files) {
+      fs.rmSync(f, { force: true });
+      gone.push(f);
+    }
+  };
+  for (const d of cfg.logDirs) remove(expired(d, now - cfg.logRetentionDays * DAY_MS, () => true));
+  for (const d of cfg.isoDirs) remove(expired(d, now - cfg.isoRetentionDays * DAY_MS, (n) => /pre.*\.iso$/.test(n)));
+  return gone;
+}
+
+async function main(): Promise<number> {
+  const cfg = loadConfig(SERVICE, BuilderCleanupConfig);
+  const gone = cleanup(cfg);
+  for (const f of gone) process.stdout.write(`deleted ${f}\n`);
+  log(SERVICE, `${gone.length} file(s) deleted`);
+  return 0;
+}
+
+if (require.main === module) runMain(SERVICE, main);
