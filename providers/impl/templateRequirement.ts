@@ -111,8 +111,14 @@ export async function create(inputs: unknown) {
   return { id: `${p.vm}:requires`, outs: await verify(p) };
 }
 
-export async function update(_id: string, _olds: unknown, newsRaw: unknown) {
-  return { outs: await verify(parseProps(reqInputs, newsRaw, KIND)) };
+/** Checks again only when the template or the commands changed; a purpose or bookkeeping change costs no call. */
+export async function update(_id: string, oldsRaw: unknown, newsRaw: unknown) {
+  const o = parseProps(reqOutputs, oldsRaw, KIND);
+  const n = parseProps(reqInputs, newsRaw, KIND);
+  if (o.vm === n.vm && JSON.stringify(o.commands) === JSON.stringify(n.commands) && o.missing.length === 0) {
+    return { outs: { ...withoutAdmin(n), missing: [] } };
+  }
+  return { outs: await verify(n) };
 }
 
 /**
