@@ -131,7 +131,7 @@ export async function startE2eSite(name: string): Promise<E2eSite> {
     all[`${NS}:protectKeys`] = { value: "false" };
     all[`${NS}:signingWindowSeconds`] = { value: "60" };
     all[`${NS}:commands`] = { value: JSON.stringify({ trustedKeys, maintainers: { [commandKey]: { components: "_all_", releases: "_all_" } } }) };
-    all[`${NS}:webhooks`] = { value: JSON.stringify({ receiverPort: webhooksPort }) };
+    all[`${NS}:webhooks`] = { value: JSON.stringify({ ...(localConfig[`${NS}:webhooks`] as object), receiverPort: webhooksPort }) };
     all[`${NS}:webhookSecret`] = { value: SECRET, secret: true };
     all[`${NS}:githubApiToken`] = { value: "e2e-stand-in-token", secret: true };
     await stack.setAllConfig(all);
