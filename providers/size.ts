@@ -4,6 +4,7 @@
  * guessed (decimal for some tools, binary for others). Sizes are whole bytes, more than 0 and at
  * most MAX_SIZE_BYTES.
  */
+import { z } from "zod";
 
 const BINARY: Record<string, number> = {
   "": 1, b: 1,
@@ -50,3 +51,13 @@ export function formatSize(bytes: number): string {
   }
   return `${bytes} bytes`;
 }
+
+/** A size in a zod schema (stack config, provider inputs): bytes after parsing, parseSize's message on error. */
+export const sizeSchema = z.union([z.number(), z.string()]).transform((v, ctx) => {
+  try {
+    return parseSize(v);
+  } catch (e) {
+    ctx.addIssue({ code: "custom", message: (e as Error).message });
+    return z.NEVER;
+  }
+});

@@ -10,7 +10,7 @@ import { X509Certificate } from "crypto";
 import { z } from "zod";
 import { vmName } from "../contracts/vmName";
 import { adminConnection } from "../providers/connection";
-import { MAX_SIZE_BYTES, parseSize } from "../providers/size";
+import { MAX_SIZE_BYTES, parseSize, sizeSchema } from "../providers/size";
 
 
 /** Environment names become `build-ENV` / `keys-ENV`, so they must leave room for the prefix. */
@@ -21,14 +21,7 @@ const envName = z
   .refine((s) => !/(^|-)(build|keys)(-|$)/.test(s), "must not contain the words 'build' or 'keys' (docs/formula.md W22)");
 
 /** A volume size: bytes, or binary units (`20GiB`, `20G`); the providers read sizes the same way (providers/size.ts). */
-const size = z.union([z.number(), z.string()]).transform((v, ctx) => {
-  try {
-    return parseSize(v);
-  } catch (e) {
-    ctx.addIssue({ code: "custom", message: (e as Error).message });
-    return z.NEVER;
-  }
-});
+const size = sizeSchema;
 export { MAX_SIZE_BYTES, parseSize };
 
 const fingerprint = z

@@ -3,7 +3,7 @@ import { z } from "zod";
 import type { PropertyValue, QubesAdmin } from "../../admin/api";
 import { hasQubesCode } from "../../admin/errors";
 import { vmName } from "../../contracts/vmName";
-import { parseSize, formatSize } from "../size";
+import { formatSize, sizeSchema } from "../size";
 import { runAdmin, runCache, runConnection } from "./admin";
 import {
   CheckResult, checkWith, describeError, DiffResult, hasUnknown, holdsConnection, isVmNotFound, keptAdmin, legacyAdmin, parseProps,
@@ -13,14 +13,7 @@ import { forgetVm, listedVm, liveVm, type LiveVm, vmListChanged } from "./dom0";
 
 const KIND = "QubesVm";
 const who = (name: string) => `${KIND} ${name}`;
-const size = z.union([z.number(), z.string()]).transform((v, ctx) => {
-  try {
-    return parseSize(v);
-  } catch (e) {
-    ctx.addIssue({ code: "custom", message: (e as Error).message });
-    return z.NEVER;
-  }
-});
+const size = sizeSchema;
 const tag = z.string().regex(/^[A-Za-z0-9_-]+$/, "a tag: letters, digits, '_' and '-'");
 
 export const vmInputs = z.object({
