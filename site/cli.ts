@@ -8,7 +8,7 @@
  *   a stack (its `qubes-build-infra:admin`, or QBI_ADMIN): the recovery commands the providers print
  *   (e.g. tagging a VM an interrupted run created) work the same against dom0 and qubes-sim.
  * - `settle [--stack NAME]`: what a killed `pulumi up` leaves, settled so that the next `up`
- *   converges: a lock held by a pulumi process of this machine that no longer runs is removed
+ *   converges: a half-written metadata file of a file backend is removed, a lock held by a pulumi process of this machine that no longer runs is removed
  *   (`pulumi cancel`), and the state's pending operations are dropped (`pulumi stack export` /
  *   `import`). Dropping them is safe because every creation is idempotent: the next `up` creates
  *   those resources again, taking over what the killed run made (see providers/qubesVm.ts).
@@ -45,17 +45,49 @@ const alive = (pid: number): boolean => {
 
 /** Lock files of the stack in a file backend (`file://DIR`): DIR/.pulumi/locks/[organization/<project>/]<stack>/*.json. */
 function lockFiles(stack: string): string[] {
-  const url = process.env.PULUMI_BACKEND_URL ?? "";
-  if (!url.startsWith("file://")) return [];
+  const dir = fileBackendDir();
+  if (dir === null) return [];
   const project = (parse(fs.readFileSync(path.join(ROOT, "Pulumi.yaml"), "utf8")) as { name: string }).name;
-  const base = path.join(url.slice("file://".length).replace(/\?.*$/, ""), ".pulumi", "locks");
+  const base = path.join(dir, ".pulumi", "locks");
   return [path.join(base, "organization", project, stack), path.join(base, stack)]
     .filter((d) => fs.existsSync(d))
     .flatMap((d) => fs.readdirSync(d).filter((f) => f.endsWith(".json")).map((f) => path.join(d, f)));
 }
 
+/** The directory of a file backend (`file://DIR[?...]`), or null for any other backend. */
+function fileBackendDir(): string | null {
+  const url = process.env.PULUMI_BACKEND_URL ?? "";
+  return url.startsWith("file://") ? url.slice("file://".length).replace(/\?.*$/, "") : null;
+}
+
+/**
+ * Metadata files (`<state file>.attrs`) of a file backend that are not JSON. A backend opened
+ * without `metadata=skip` (bin/pulumi adds it; state made before, or a URL of one's own, may lack
+ * it) rewrites them in place, so a run killed then leaves one empty and every command on the stack
+ * fails with "failed to load checkpoint: EOF". Pulumi reads nothing from them: removing one is safe.
+ */
+function brokenMetadataFiles(): string[] {
+  const dir = fileBackendDir();
+  if (dir === null) return [];
+  const walk = (d: string): string[] => (fs.existsSync(d) ? fs.readdirSync(d, { withFileTypes: true })
+    .flatMap((e) => (e.isDirectory() ? walk(path.join(d, e.name)) : e.name.endsWith(".attrs") ? [path.join(d, e.name)] : [])) : []);
+  return walk(path.join(dir, ".pulumi")).filter((f) => {
+    try {
+      const v: unknown = JSON.parse(fs.readFileSync(f, "utf8"));
+      return typeof v !== "object" || v === null;
+    } catch {
+      return true;
+    }
+  });
+}
+
 function settle(args: string[]): number {
   const [stack] = stackArg(args);
+  const broken = brokenMetadataFiles();
+  for (const f of broken) {
+    fs.rmSync(f);
+    process.stderr.write(`removed ${f}: a metadata file a killed run left half-written (the state beside it is whole)\n`);
+  }
   const pulumi = (...a: string[]) => execFileSync("pulumi", [...a, "--stack", stack], { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], maxBuffer: 1 << 30 });
   const Lock = z.object({ pid: z.number(), hostname: z.string() });
   const locks = lockFiles(stack).map((f) => ({ f, lock: Lock.safeParse(JSON.parse(fs.readFileSync(f, "utf8"))) }));
@@ -82,7 +114,7 @@ function settle(args: string[]): number {
     }
     for (const op of pending) process.stderr.write(`dropped the pending operation ${op.type} ${op.resource.urn}: the next up does it again (creation is idempotent)\n`);
   }
-  if (locks.length === 0 && pending.length === 0) process.stderr.write(`stack ${stack}: nothing to settle\n`);
+  if (broken.length === 0 && locks.length === 0 && pending.length === 0) process.stderr.write(`stack ${stack}: nothing to settle\n`);
   return 0;
 }
 

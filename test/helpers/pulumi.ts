@@ -15,7 +15,8 @@ export function pulumiEnv(backendDir: string): Record<string, string> {
   return {
     PATH: `${toolsBin}:${path.join(projectRoot, "node_modules", ".bin")}:${process.env.PATH ?? ""}`,
     PULUMI_HOME: path.join(projectRoot, ".tools", "pulumi-home"),
-    PULUMI_BACKEND_URL: `file://${backendDir}`,
+    // As bin/pulumi does: no metadata files beside the state (a kill while one is rewritten wedges the stack).
+    PULUMI_BACKEND_URL: `file://${backendDir}?metadata=skip`,
     PULUMI_CONFIG_PASSPHRASE: "test-only",
     PULUMI_SKIP_UPDATE_CHECK: "true",
     PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",

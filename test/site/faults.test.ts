@@ -34,7 +34,8 @@ describe("kill -9 at many points of a deployment, a change and a destroy; the do
       return execFileSync("pulumi", [...args, "--stack", name], { cwd: projectRoot, env, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], maxBuffer: 1 << 30 });
     } catch (e) {
       const x = e as { stdout?: string; stderr?: string };
-      throw new Error(`pulumi ${args.join(" ")} failed:\n${`${x.stdout ?? ""}\n${x.stderr ?? ""}`.split("\n").filter((l) => /error|rror:/.test(l)).slice(0, 12).join("\n")}`);
+      const lines = `${x.stdout ?? ""}\n${x.stderr ?? ""}`.split("\n").filter((l) => l.trim() !== "");
+      throw new Error(`pulumi ${args.join(" ")} failed:\n${[...lines.filter((l) => /rror/.test(l)).slice(0, 12), "last lines:", ...lines.slice(-15)].join("\n")}`);
     }
   };
   const deployment = () => (JSON.parse(pulumi("stack", "export")) as { deployment: { resources?: { type: string; outputs?: { name?: string } }[]; pending_operations?: { type: string; resource: { urn: string } }[] } }).deployment;

@@ -89,19 +89,25 @@ describe("bin/pulumi", () => {
     const wrong = await pulumi(["config", "get", "token", "--stack", machine], { ...inBackend, PULUMI_CONFIG_PASSPHRASE_FILE: path.join(projectRoot, "stacks", "local.passphrase") });
     expect(wrong.code).not.toBe(0);
     expect(wrong.out).toMatch(/incorrect passphrase/);
+    // The state files are there, and no metadata file beside any of them.
+    const files = (dir: string): string[] => fs.readdirSync(dir, { withFileTypes: true })
+      .flatMap((e) => (e.isDirectory() ? files(path.join(dir, e.name)) : [e.name]));
+    expect(files(backend)).toContain(`${machine}.json`);
+    expect(files(backend).filter((f) => f.endsWith(".attrs"))).toEqual([]);
   });
 
   it("uses the file backend in .pulumi-state/ until an operator logs in elsewhere, and again after logout", async () => {
     const url = async () => /Backend URL: (\S+)/.exec((await pulumi(["whoami", "--verbose"])).out)?.[1];
-    expect(await url()).toBe(`file://${projectRoot}/.pulumi-state`);
-    // An explicit PULUMI_BACKEND_URL wins.
-    expect(/Backend URL: (\S+)/.exec((await pulumi(["whoami", "--verbose"], inBackend)).out)?.[1]).toBe(`file://${backend}`);
+    expect(await url()).toBe(`file://${projectRoot}/.pulumi-state?metadata=skip`);
+    // An explicit PULUMI_BACKEND_URL wins; a file backend never writes metadata files beside the state.
+    expect(/Backend URL: (\S+)/.exec((await pulumi(["whoami", "--verbose"], inBackend)).out)?.[1]).toBe(`file://${backend}?metadata=skip`);
+    expect(/Backend URL: (\S+)/.exec((await pulumi(["whoami", "--verbose"], { PULUMI_BACKEND_URL: `file://${backend}?metadata=skip` })).out)?.[1]).toBe(`file://${backend}?metadata=skip`);
     // `pulumi login` (here another directory; the team's is postgres://) is remembered in PULUMI_HOME.
     const elsewhere = path.join(home, "team-state");
     fs.mkdirSync(elsewhere);
     expect((await pulumi(["login", `file://${elsewhere}`])).code).toBe(0);
     expect(await url()).toBe(`file://${elsewhere}`);
     expect((await pulumi(["logout"])).code).toBe(0);
-    expect(await url()).toBe(`file://${projectRoot}/.pulumi-state`);
+    expect(await url()).toBe(`file://${projectRoot}/.pulumi-state?metadata=skip`);
   });
 });
