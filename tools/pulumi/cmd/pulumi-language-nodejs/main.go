@@ -40,14 +40,7 @@ type host struct {
 }
 
 func main() {
-	// The engine passes flags (e.g. -tracing, -root) and the engine address as the last argument.
-	var engineAddress string
-	for _, a := range os.Args[1:] {
-		if !strings.HasPrefix(a, "-") {
-			engineAddress = a
-		}
-	}
-	h := &host{engineAddress: engineAddress}
+	h := &host{engineAddress: engineAddressArg(os.Args[1:])}
 	handle, err := rpcutil.ServeWithOptions(rpcutil.ServeOptions{
 		Init: func(srv *grpc.Server) error {
 			pulumirpc.RegisterLanguageRuntimeServer(srv, h)
@@ -65,6 +58,18 @@ func main() {
 		fmt.Fprintf(os.Stderr, "pulumi-language-nodejs: %v\n", err)
 		os.Exit(1)
 	}
+}
+
+// engineAddressArg picks the engine address out of the host's arguments: the engine passes flags
+// (e.g. -tracing, -root) and the address as the last argument that is not a flag.
+func engineAddressArg(args []string) string {
+	var engineAddress string
+	for _, a := range args {
+		if !strings.HasPrefix(a, "-") {
+			engineAddress = a
+		}
+	}
+	return engineAddress
 }
 
 func (h *host) Handshake(_ context.Context, req *pulumirpc.LanguageHandshakeRequest) (*pulumirpc.LanguageHandshakeResponse, error) {
@@ -169,23 +174,45 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 	if err != nil {
 		return &pulumirpc.RunResponse{Error: "node was not found on PATH"}, nil
 	}
-	info := req.GetInfo()
-	programDir := req.GetPwd()
-	entry := req.GetProgram()
-	if info != nil {
-		programDir = info.GetProgramDirectory()
-		entry = info.GetEntryPoint()
-	}
-	opts := readOptions(info)
+	programDir, entry := runTarget(req)
+	opts := readOptions(req.GetInfo())
 	runJS, err := resolveEntry(node, programDir, "cmd/run")
 	if err != nil {
 		return &pulumirpc.RunResponse{Error: err.Error()}, nil
 	}
+	env, err := runEnv(os.Environ(), req, opts)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, node, runArgs(req, opts, runJS, h.engineAddress, programDir, entry)...)
+	cmd.Dir = programDir
+	cmd.Stdout = os.Stdout
+	cmd.Stderr = os.Stderr
+	cmd.Env = env
+	return runResponse(cmd.Run()), nil
+}
 
+// runTarget returns the directory to run the program in and its entry point ("." for the
+// directory's package). The program info, when the engine sends it, replaces Pwd and Program.
+func runTarget(req *pulumirpc.RunRequest) (programDir, entry string) {
+	programDir = req.GetPwd()
+	entry = req.GetProgram()
+	if info := req.GetInfo(); info != nil {
+		programDir = info.GetProgramDirectory()
+		entry = info.GetEntryPoint()
+	}
+	if entry == "" {
+		entry = "."
+	}
+	return programDir, entry
+}
+
+// runArgs is node's command line for @pulumi/pulumi's run entry point (runJS).
+func runArgs(req *pulumirpc.RunRequest, opts options, runJS, engineAddress, programDir, entry string) []string {
 	args := append([]string{}, opts.nodeargs...)
 	args = append(args, runJS,
 		"--monitor", req.GetMonitorAddress(),
-		"--engine", h.engineAddress,
+		"--engine", engineAddress,
 		"--project", req.GetProject(),
 		"--stack", req.GetStack(),
 		"--organization", req.GetOrganization(),
@@ -193,18 +220,19 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 		"--parallel", strconv.Itoa(int(req.GetParallel())),
 		"--dry-run="+strconv.FormatBool(req.GetDryRun()),
 	)
-	if info != nil && info.GetRootDirectory() != "" {
+	if info := req.GetInfo(); info != nil && info.GetRootDirectory() != "" {
 		args = append(args, "--root-directory", info.GetRootDirectory())
 	}
 	if req.GetQueryMode() {
 		args = append(args, "--query-mode")
 	}
-	if entry == "" {
-		entry = "."
-	}
 	args = append(args, entry)
-	args = append(args, req.GetArgs()...)
+	return append(args, req.GetArgs()...)
+}
 
+// runEnv is the program's environment: base, then the stack's config as the run entry point
+// reads it, then the runtime options.
+func runEnv(base []string, req *pulumirpc.RunRequest, opts options) ([]string, error) {
 	config, err := json.Marshal(req.GetConfig())
 	if err != nil {
 		return nil, err
@@ -213,31 +241,38 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, node, args...)
-	cmd.Dir = programDir
-	cmd.Stdout = os.Stdout
-	cmd.Stderr = os.Stderr
-	cmd.Env = opts.env(append(os.Environ(),
+	env := opts.env(append(append([]string{}, base...),
 		"PULUMI_CONFIG="+string(config),
 		"PULUMI_CONFIG_SECRET_KEYS="+string(secretKeys),
 	))
 	if pm := req.GetConfigPropertyMap(); pm != nil {
+		// The typed config is an extra; the program still gets PULUMI_CONFIG without it.
 		if b, err := pm.MarshalJSON(); err == nil {
-			cmd.Env = append(cmd.Env, "PULUMI_CONFIG_PROPERTY_MAP="+string(b))
+			env = append(env, "PULUMI_CONFIG_PROPERTY_MAP="+string(b))
 		}
 	}
-	err = cmd.Run()
+	return env, nil
+}
+
+// runResponse translates how the program ended (cmd.Run's error) into the engine's answer.
+func runResponse(err error) *pulumirpc.RunResponse {
 	var exitErr *exec.ExitError
 	switch {
 	case err == nil:
-		return &pulumirpc.RunResponse{}, nil
-	case errors.As(err, &exitErr) && exitCode(exitErr) == bailExitCode:
-		return &pulumirpc.RunResponse{Bail: true}, nil
+		return &pulumirpc.RunResponse{}
 	case errors.As(err, &exitErr):
-		return &pulumirpc.RunResponse{Error: fmt.Sprintf("program exited with non-zero exit code: %d", exitCode(exitErr))}, nil
+		return exitResponse(exitCode(exitErr))
 	default:
-		return &pulumirpc.RunResponse{Error: fmt.Sprintf("could not run the program: %v", err)}, nil
+		return &pulumirpc.RunResponse{Error: fmt.Sprintf("could not run the program: %v", err)}
 	}
+}
+
+// exitResponse answers for a program that exited with a non-zero code.
+func exitResponse(code int) *pulumirpc.RunResponse {
+	if code == bailExitCode {
+		return &pulumirpc.RunResponse{Bail: true}
+	}
+	return &pulumirpc.RunResponse{Error: fmt.Sprintf("program exited with non-zero exit code: %d", code)}
 }
 
 func orEmpty(s []string) []string {
@@ -260,35 +295,15 @@ func (h *host) RunPlugin(req *pulumirpc.RunPluginRequest, stream grpc.ServerStre
 	if err != nil {
 		return errors.New("node was not found on PATH")
 	}
-	info := req.GetInfo()
-	dir := req.GetPwd()
-	if info != nil && info.GetProgramDirectory() != "" {
-		dir = info.GetProgramDirectory()
-	}
-	entry := "cmd/run-plugin"
-	if req.GetKind() == "analyzer" {
-		entry = "cmd/run-policy-pack"
-	}
-	js, err := resolveEntry(node, dir, entry)
+	dir := pluginDir(req)
+	js, err := resolveEntry(node, dir, pluginEntry(req.GetKind()))
 	if err != nil {
 		return err
 	}
-	opts := readOptions(info)
-	args := append([]string{}, opts.nodeargs...)
-	args = append(args, js)
-	args = append(args, req.GetArgs()...)
-	args = append(args, dir)
-
-	cmd := exec.CommandContext(stream.Context(), node, args...)
+	opts := readOptions(req.GetInfo())
+	cmd := exec.CommandContext(stream.Context(), node, pluginArgs(req, opts, js, dir)...)
 	cmd.Dir = dir
-	cmd.Env = opts.env(req.GetEnv())
-	if req.GetKind() == "analyzer" && !opts.typescript {
-		// run-policy-pack registers ts-node with type checking whatever the pack says. With
-		// `typescript: false` the pack loads its TypeScript itself (e.g. nodeargs --require
-		// esbuild-register), so ts-node is told to leave every file alone: type checks belong
-		// to the project's tests, and cost ~2.5 s of every preview here.
-		cmd.Env = append(cmd.Env, "TS_NODE_IGNORE=.*")
-	}
+	cmd.Env = pluginEnv(req, opts)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return err
@@ -338,4 +353,42 @@ func (h *host) RunPlugin(req *pulumirpc.RunPluginRequest, stream grpc.ServerStre
 	}
 	send(&pulumirpc.RunPluginResponse{Output: &pulumirpc.RunPluginResponse_Exitcode{Exitcode: int32(code)}})
 	return nil
+}
+
+// pluginDir is the directory a plugin runs in: the program directory of its info, else Pwd.
+func pluginDir(req *pulumirpc.RunPluginRequest) string {
+	if info := req.GetInfo(); info != nil && info.GetProgramDirectory() != "" {
+		return info.GetProgramDirectory()
+	}
+	return req.GetPwd()
+}
+
+// pluginEntry is the @pulumi/pulumi entry point that runs a plugin of the given kind.
+func pluginEntry(kind string) string {
+	if kind == "analyzer" {
+		return "cmd/run-policy-pack"
+	}
+	return "cmd/run-plugin"
+}
+
+// pluginArgs is node's command line for a plugin's entry point (js): the engine's arguments, then
+// the plugin's directory.
+func pluginArgs(req *pulumirpc.RunPluginRequest, opts options, js, dir string) []string {
+	args := append([]string{}, opts.nodeargs...)
+	args = append(args, js)
+	args = append(args, req.GetArgs()...)
+	return append(args, dir)
+}
+
+// pluginEnv is a plugin's environment: exactly what the engine passes, plus the runtime options.
+func pluginEnv(req *pulumirpc.RunPluginRequest, opts options) []string {
+	env := opts.env(req.GetEnv())
+	if req.GetKind() == "analyzer" && !opts.typescript {
+		// run-policy-pack registers ts-node with type checking whatever the pack says. With
+		// `typescript: false` the pack loads its TypeScript itself (e.g. nodeargs --require
+		// esbuild-register), so ts-node is told to leave every file alone: type checks belong
+		// to the project's tests, and cost ~2.5 s of every preview here.
+		env = append(env, "TS_NODE_IGNORE=.*")
+	}
+	return env
 }
