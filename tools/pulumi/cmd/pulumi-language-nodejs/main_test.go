@@ -73,7 +73,8 @@ func TestReadOptions(t *testing.T) {
 		{"empty options", &pulumirpc.ProgramInfo{Options: mustStruct(t, map[string]any{})}, options{typescript: true}},
 		{"all options", &pulumirpc.ProgramInfo{Options: mustStruct(t, map[string]any{
 			"typescript": false, "transpileOnly": true, "tsconfig": "tsconfig.build.json", "nodeargs": " --require  esbuild-register\t--enable-source-maps ",
-		})}, options{typescript: false, transpileOnly: true, tsconfig: "tsconfig.build.json", nodeargs: []string{"--require", "esbuild-register", "--enable-source-maps"}}},
+		})}, options{typescript: false, transpileOnly: true, tsconfig: "tsconfig.build.json",
+			nodeargs: []string{"--require", "esbuild-register", "--enable-source-maps"}}},
 		{"wrong types are ignored", &pulumirpc.ProgramInfo{Options: mustStruct(t, map[string]any{
 			"typescript": "false", "transpileOnly": 1, "tsconfig": true, "nodeargs": []any{"--x"},
 		})}, options{typescript: true}},
