@@ -12,7 +12,7 @@ import * as path from "path";
 import type { WireRequest } from "../admin/wire";
 import { VmRuntime, isolationEnabled, simIdBase } from "./boot";
 import { QrexecBroker } from "./broker";
-import { HandlerContext, Handler } from "./handlers/context";
+import { checkSignature, HandlerContext, resolveEnds } from "./handlers/context";
 import { HandlerSet } from "./handlers";
 import { startVm } from "./handlers/lifecycle";
 import { systemInfo } from "./handlers/policy";
@@ -22,7 +22,7 @@ import { protocolError, SimError } from "./model";
 import { PolicyDir } from "./policy";
 import type { VmSandbox } from "./sandbox";
 import { StandinGithub } from "./standin-github";
-import { State, StateDir } from "./state";
+import { State, StateDir, Vm } from "./state";
 import { exceptionReply, okReply, RequestReader } from "./wire";
 
 export interface SimOptions {
@@ -69,7 +69,11 @@ export class SimDaemon implements HandlerContext {
       onBoot: () => this.counters.starts++,
       log: (msg) => this.log(msg),
     });
-    this.runHost = { start: (req) => this.mutate(req, (r) => startVm(this, r)), sandbox: (vm) => this.sandbox(vm), vmPid: (vm) => this.runtime.vmPid(vm) };
+    this.runHost = {
+      start: (req) => this.mutate(req, (r) => startVm(this, this.qube(r.dest))),
+      sandbox: (vm) => this.sandbox(vm),
+      vmPid: (vm) => this.runtime.vmPid(vm),
+    };
     this.broker = new QrexecBroker(
       {
         policyDir: this.dir.policyDir,
@@ -106,7 +110,14 @@ export class SimDaemon implements HandlerContext {
     const vm = m.findVm(this.state, name);
     if (vm.klass === "AdminVM") throw protocolError("expected destination to not be AdminVM");
     if (vm.power === "Running") return;
-    this.mutate({ method: "admin.vm.Start", arg: "", source: "dom0", dest: name, payload: Buffer.alloc(0) }, (r) => startVm(this, r));
+    this.mutate({ method: "admin.vm.Start", arg: "", source: "dom0", dest: name, payload: Buffer.alloc(0) }, () => startVm(this, this.state.vms[vm.name]));
+  }
+
+  /** A qube (not dom0) of the current state, by name or `uuid:`. */
+  private qube(dest: string): Vm {
+    const vm = m.findVm(this.state, dest);
+    if (vm.klass === "AdminVM") throw protocolError("expected destination to not be AdminVM");
+    return vm;
   }
 
   /** Listen on the socket (a stale socket file is replaced; a live one is an error). */
@@ -174,9 +185,13 @@ export class SimDaemon implements HandlerContext {
     // A caller that tries to write is a writer: counted whether or not the call succeeds.
     if (h && h.effect !== "read") this.counters.writes.set(req.method, (this.counters.writes.get(req.method) ?? 0) + 1);
     try {
+      // qubesd's order: the request's ends, the method, then the method's signature, then its body.
+      const dest = resolveEnds(this.state, req);
       if (req.method === RUN_METHOD) return await runCommand(this.runHost, req);
       if (!h) throw protocolError(`no such method: '${req.method}'`);
-      return h.effect === "state" ? this.mutate(req, h.fn) : h.fn(req);
+      checkSignature(h.sig, req, dest);
+      // A mutation runs on a copy of the state: the body gets the copy's destination.
+      return h.effect === "state" ? this.mutate(req, (r) => h.fn(r, this.state.vms[dest.name])) : h.fn(req, dest);
     } catch (e) {
       throw this.asSimError(req, e);
     }
@@ -190,7 +205,7 @@ export class SimDaemon implements HandlerContext {
   }
 
   /** Run a mutation on a copy of the state; on success save durably, then swap it in. */
-  private mutate(req: WireRequest, fn: Handler): string {
+  private mutate(req: WireRequest, fn: (req: WireRequest) => string): string {
     const before = this.state;
     this.state = structuredClone(before);
     try {

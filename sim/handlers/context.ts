@@ -1,7 +1,15 @@
 /**
- * What the Admin API handlers share: the table's entry shape and qubesd's argument checks. A
- * handler returns the reply's data and throws a SimError for an exception reply (sim/wire.ts
- * encodes both); it never builds wire bytes.
+ * What the Admin API handlers share: the table's entry shape and the checks qubesd makes before a
+ * method's own code runs. A handler returns the reply's data and throws a SimError for an exception
+ * reply (sim/wire.ts encodes both); it never builds wire bytes.
+ *
+ * qubesd's order (qubes-core-admin, qubes/api/__init__.py): building the API object looks up the
+ * source, then the destination (a bad name: QubesValueError, a bad `uuid:`: QubesVMInvalidUUIDError,
+ * no such qube: QubesVMNotFoundError), then the method (ProtocolError "no such method"); running it
+ * checks the payload, then the argument, then whether the destination must (not) be dom0, each
+ * against the method's declared signature; only then does the method's body run. The daemon
+ * (sim/server.ts) makes these checks for every method from the entry's `sig`, so a handler starts
+ * where the upstream method body starts.
  */
 import type { WireRequest } from "../../admin/wire";
 import * as m from "../model";
@@ -16,7 +24,8 @@ export interface HandlerContext {
   readonly policy: PolicyDir;
 }
 
-export type Handler = (req: WireRequest) => string;
+/** A method's body: the request and its destination, already looked up in the state it runs on. */
+export type Handler = (req: WireRequest, dest: Vm) => string;
 
 /**
  * What a method changes: nothing; the state (run on a copy, saved before the reply, dropped on an
@@ -24,46 +33,51 @@ export type Handler = (req: WireRequest) => string;
  */
 export type Effect = "read" | "state" | "policy";
 
+/**
+ * A method's declared signature, as qubesd's method decorator declares it: true = required,
+ * false = refused, null = not checked (the body checks it, or it does not matter).
+ */
+export interface Signature {
+  readonly arg: boolean | null;
+  readonly payload: boolean | null;
+  /** true: the destination must be dom0; false: it must not be. */
+  readonly adminVm: boolean | null;
+}
+
 export interface HandlerEntry {
   fn: Handler;
   effect: Effect;
+  sig: Signature;
 }
 export type HandlerTable = Record<string, HandlerEntry>;
 
-export const read = (fn: Handler): HandlerEntry => ({ fn, effect: "read" });
-export const write = (fn: Handler): HandlerEntry => ({ fn, effect: "state" });
+export const sig = (arg: boolean | null, payload: boolean | null, adminVm: boolean | null): Signature => ({ arg, payload, adminVm });
+/** The most common signatures. */
+export const NO_INPUT = sig(false, false, null);
+export const ARG_ONLY = sig(true, false, null);
+export const DOM0_NO_INPUT = sig(false, false, true);
+export const DOM0_ARG_ONLY = sig(true, false, true);
+/** Nothing checked before the body (methods that are not qubesd's check their own input). */
+export const UNCHECKED = sig(null, null, null);
+
+export const read = (s: Signature, fn: Handler): HandlerEntry => ({ fn, effect: "read", sig: s });
+export const write = (s: Signature, fn: Handler): HandlerEntry => ({ fn, effect: "state", sig: s });
 
 /** One name per line, as qubesd lists. */
 export const lines = (xs: string[]): string => xs.map((x) => x + "\n").join("");
 
-export function destVm(s: State, req: WireRequest): Vm {
+/** The request's two ends, in qubesd's order: the source, then the destination. */
+export function resolveEnds(s: State, req: WireRequest): Vm {
+  m.findVm(s, req.source);
   return m.findVm(s, req.dest);
 }
 
-/** The destination, which must not be dom0. */
-export function destQube(s: State, req: WireRequest): Vm {
-  const vm = destVm(s, req);
-  if (vm.klass === "AdminVM") throw protocolError("expected destination to not be AdminVM");
-  return vm;
-}
-
-export function toDom0(s: State, req: WireRequest): void {
-  const vm = destVm(s, req);
-  if (vm.klass !== "AdminVM") throw protocolError("expected destination to be AdminVM");
-}
-
-export function noArg(req: WireRequest): void {
-  if (req.arg) throw protocolError("unexpected argument");
-}
-export function wantArg(req: WireRequest): void {
-  if (!req.arg) throw protocolError("expected an argument");
-}
-export function noPayload(req: WireRequest): void {
-  if (req.payload.length) throw protocolError("unexpected payload");
-}
-
-export function asciiPayload(req: WireRequest): string {
-  const t = req.payload.toString("latin1");
-  if (!/^[\x20-\x7e]*$/.test(t)) throw protocolError("payload must be printable ASCII");
-  return t;
+/** The payload, the argument, then the destination's class, against the method's signature. */
+export function checkSignature(sg: Signature, req: WireRequest, dest: Vm): void {
+  if (sg.payload === true && req.payload.length === 0) throw protocolError("expected payload");
+  if (sg.payload === false && req.payload.length > 0) throw protocolError("unexpected payload");
+  if (sg.arg === true && !req.arg) throw protocolError("expected an argument");
+  if (sg.arg === false && req.arg) throw protocolError("unexpected argument");
+  if (sg.adminVm === true && dest.klass !== "AdminVM") throw protocolError("expected destination to be AdminVM");
+  if (sg.adminVm === false && dest.klass === "AdminVM") throw protocolError("expected destination to not be AdminVM");
 }

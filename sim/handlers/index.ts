@@ -1,6 +1,6 @@
 /** The Admin API methods qubes-sim serves, by name (sim.vm.Run aside: it is asynchronous). */
 import { HandlerContext, HandlerEntry, HandlerTable, write } from "./context";
-import { createVm, CREATE_PREFIX, lifecycleHandlers } from "./lifecycle";
+import { CREATE_CLASSES, CREATE_PREFIX, CREATE_SIGNATURE, createVm, lifecycleHandlers } from "./lifecycle";
 import { policyHandlers } from "./policy";
 import { propertyHandlers } from "./properties";
 import { SimCounters, simHandlers } from "./sim";
@@ -12,12 +12,12 @@ export class HandlerSet {
 
   constructor(ctx: HandlerContext, counters: SimCounters) {
     this.table = { ...lifecycleHandlers(ctx), ...propertyHandlers(ctx), ...volumeHandlers(ctx), ...policyHandlers(ctx), ...simHandlers(counters) };
-    this.create = write((r) => createVm(ctx, r));
+    this.create = write(CREATE_SIGNATURE, (r) => createVm(ctx, r));
   }
 
-  /** The method's handler; admin.vm.Create.<anything> goes to create, which checks the class. */
+  /** The method's handler; admin.vm.Create.<class> exists for the classes the sim models. */
   lookup(method: string): HandlerEntry | undefined {
     if (Object.prototype.hasOwnProperty.call(this.table, method)) return this.table[method];
-    return method.startsWith(CREATE_PREFIX) ? this.create : undefined;
+    return method.startsWith(CREATE_PREFIX) && CREATE_CLASSES.includes(method.slice(CREATE_PREFIX.length)) ? this.create : undefined;
   }
 }

@@ -4,7 +4,7 @@
  */
 import * as m from "../model";
 import type { State } from "../state";
-import { HandlerContext, HandlerEntry, HandlerTable, read } from "./context";
+import { DOM0_NO_INPUT, HandlerContext, HandlerEntry, HandlerTable, read, UNCHECKED } from "./context";
 
 export function systemInfo(s: State): { domains: Record<string, Record<string, unknown>> } {
   const domains: Record<string, Record<string, unknown>> = {};
@@ -29,9 +29,9 @@ export function systemInfo(s: State): { domains: Record<string, Record<string, u
 
 export function policyHandlers(ctx: HandlerContext): HandlerTable {
   // The policy services check their own arguments (qubes-core-qrexec's, not qubesd's).
-  const policy = (effect: HandlerEntry["effect"]): HandlerEntry => ({ fn: (r) => ctx.policy.handle(r.method, r.arg, r.payload), effect });
+  const policy = (effect: HandlerEntry["effect"]): HandlerEntry => ({ fn: (r) => ctx.policy.handle(r.method, r.arg, r.payload), effect, sig: UNCHECKED });
   return {
-    "internal.GetSystemInfo": read(() => JSON.stringify(systemInfo(ctx.state))),
+    "internal.GetSystemInfo": read(DOM0_NO_INPUT, () => JSON.stringify(systemInfo(ctx.state))),
     "policy.List": policy("read"),
     "policy.Get": policy("read"),
     "policy.Replace": policy("policy"),

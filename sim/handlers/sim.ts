@@ -3,7 +3,7 @@ import { z } from "zod";
 import type { WireRequest } from "../../admin/wire";
 import { protocolError, SimError } from "../model";
 import { runInVm, VmSandbox, VmUser } from "../sandbox";
-import { HandlerTable, read } from "./context";
+import { DOM0_NO_INPUT, HandlerTable, read } from "./context";
 
 /** What sim.Stats reports, since the last sim.Stats.Reset. */
 export class SimCounters {
@@ -29,12 +29,12 @@ const sorted = (counts: Map<string, number>): Record<string, number> => {
 
 export function simHandlers(counters: SimCounters): HandlerTable {
   return {
-    "sim.Stats": read(() => {
+    "sim.Stats": read(DOM0_NO_INPUT, () => {
       const calls = sorted(counters.calls);
       const writes = sorted(counters.writes);
       return JSON.stringify({ calls, total: Object.values(calls).reduce((a, b) => a + b, 0), writes, starts: counters.starts });
     }),
-    "sim.Stats.Reset": read(() => {
+    "sim.Stats.Reset": read(DOM0_NO_INPUT, () => {
       counters.reset();
       return "";
     }),
@@ -45,9 +45,9 @@ export const RUN_METHOD = "sim.vm.Run";
 
 const RunPayload = z.object({ user: z.string().regex(/^[a-z_][a-z0-9_-]*$/), command: z.string(), stdinBase64: z.string() });
 
-/** What sim.vm.Run needs from the daemon. */
+/** What sim.vm.Run needs from the daemon (which has looked up the source and the destination). */
 export interface RunHost {
-  /** Start the request's destination (a saved state change); throws a SimError when it cannot. */
+  /** Start the request's destination (a saved state change); throws a SimError when it cannot (dom0 is no sandbox: ProtocolError). */
   start(req: WireRequest): void;
   sandbox(vm: string): VmSandbox;
   vmPid(vm: string): Promise<number>;

@@ -1,24 +1,22 @@
-/** Volumes: admin.vm.volume.List, Info, ListSnapshots, Resize. */
+/**
+ * Volumes: admin.vm.volume.List, Info, ListSnapshots, Resize. dom0 is a valid destination and has
+ * no volumes (so an argument naming one is refused as for any qube).
+ */
 import * as m from "../model";
-import { destQube, destVm, HandlerContext, HandlerTable, lines, noPayload, read, wantArg, write } from "./context";
+import { ARG_ONLY, HandlerContext, HandlerTable, lines, NO_INPUT, read, sig, write } from "./context";
 
 export function volumeHandlers(ctx: HandlerContext): HandlerTable {
   return {
-    "admin.vm.volume.List": read((r) => lines(Object.keys(destVm(ctx.state, r).volumes).sort())),
-    "admin.vm.volume.Info": read((r) => {
-      wantArg(r);
-      return m.volumeInfo(destVm(ctx.state, r), r.arg, ctx.state);
-    }),
-    "admin.vm.volume.ListSnapshots": read((r) => {
-      wantArg(r);
-      noPayload(r);
-      m.findVolume(destVm(ctx.state, r), r.arg);
+    "admin.vm.volume.List": read(NO_INPUT, (_r, vm) => lines(Object.keys(vm.volumes).sort())),
+    "admin.vm.volume.Info": read(ARG_ONLY, (r, vm) => m.volumeInfo(vm, r.arg, ctx.state)),
+    "admin.vm.volume.ListSnapshots": read(ARG_ONLY, (r, vm) => {
+      m.findVolume(vm, r.arg);
       // The sim keeps no revisions of a volume.
       return "";
     }),
-    "admin.vm.volume.Resize": write((r) => {
-      wantArg(r);
-      m.resizeVolume(destQube(ctx.state, r), r.arg, r.payload.toString("latin1"), ctx.state);
+    // The size is read with surrounding ASCII whitespace stripped, as qubesd does.
+    "admin.vm.volume.Resize": write(sig(true, true, null), (r, vm) => {
+      m.resizeVolume(vm, r.arg, r.payload.toString("latin1").replace(/^[ \t\n\r\v\f]+|[ \t\n\r\v\f]+$/g, ""), ctx.state);
       return "";
     }),
   };
