@@ -20,10 +20,10 @@ import { ChildProcess } from "child_process";
 import * as fs from "fs";
 import * as net from "net";
 import * as path from "path";
-import { decodeReply } from "../admin/wire";
 import type { WireRequest } from "../admin/wire";
 import { evaluate, loadPolicySet, POLICY_DIR } from "../qrexec";
 import type { SystemInfo, Verdict } from "../qrexec";
+import { SimError } from "./model";
 import { spawnInVm, VmSandbox } from "./sandbox";
 
 export const QREXEC_SOCKET = "qrexec.sock";
@@ -49,6 +49,8 @@ export interface BrokerHost {
   systemInfo(): SystemInfo;
   /** Serve a dom0 call (the daemon's dispatch): returns the wire reply. */
   dispatch(req: WireRequest): Promise<Buffer>;
+  /** Serve a dom0 call: the reply's data, or throws the SimError of the exception reply. */
+  call(req: WireRequest): Promise<string>;
   /** Start the VM if halted (with its boot, rc.local); throws with a message when it cannot. */
   ensureRunning(vm: string): void;
   /** How a VM is sandboxed. */
@@ -252,18 +254,21 @@ export class QrexecBroker {
       return this.fail(call.c, `qrexec: service ${service} does not exist in dom0`, 127);
     }
     const dest = target === "@adminvm" || target === "dom0" || target === "" || target === "@default" ? "dom0" : target;
-    const reply = await this.host.dispatch({ method: service, arg, source, dest, payload: Buffer.concat(chunks) });
+    const req: WireRequest = { method: service, arg, source, dest, payload: Buffer.concat(chunks) };
     if (service.startsWith("policy.")) {
       // qubes-core-qrexec's policy services answer with data, or an exception on stderr and exit 1.
-      const r = decodeReply(reply);
-      if (r.kind === "ok") {
-        call.out("O", r.data);
-        return call.exit(0);
+      let data: string;
+      try {
+        data = await this.host.call(req);
+      } catch (e) {
+        call.out("R", Buffer.from(e instanceof SimError ? `${e.type} ${e.message}\n` : "PolicyAdminException unexpected reply\n"));
+        return call.exit(1);
       }
-      call.out("R", Buffer.from(r.kind === "error" ? `${r.type} ${r.message}\n` : "PolicyAdminException unexpected reply\n"));
-      return call.exit(1);
+      call.out("O", Buffer.from(data, "utf8"));
+      return call.exit(0);
     }
-    call.out("O", reply);
+    // admin.* and internal.*: the caller reads the qubesd reply itself, as qubesd-query prints it.
+    call.out("O", await this.host.dispatch(req));
     call.exit(0);
   }
 

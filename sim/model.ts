@@ -17,7 +17,7 @@ export class SimError extends Error {
 }
 export const protocolError = (msg: string): SimError => new SimError("ProtocolError", msg);
 
-/** The standard labels, in index order, with their colours. */
+/** The standard labels, in index order (index 1 first), with their colours. */
 export const LABELS: readonly { name: string; color: string }[] = [
   { name: "red", color: "0xcc0000" },
   { name: "orange", color: "0xf57900" },
@@ -28,6 +28,23 @@ export const LABELS: readonly { name: string; color: string }[] = [
   { name: "purple", color: "0x75507b" },
   { name: "black", color: "0x000000" },
 ];
+
+const LABEL_NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.";
+
+/** Qubes' validate_label_name (a digit is refused only when creating, where it would read as an index). */
+export function validateLabelName(label: string, creation = false): void {
+  if (!label) throw new SimError("QubesInvalidLabelError", "Label name must be set");
+  if (creation && /^\d+$/.test(label)) throw new SimError("QubesInvalidLabelError", "Label must not be a digit");
+  if (![...label].every((c) => LABEL_NAME_CHARS.includes(c))) throw new SimError("QubesInvalidLabelError", `Label must be in safe set: ${LABEL_NAME_CHARS}`);
+}
+
+/** Qubes' get_label: by name, else by index when the text is a number (Python's int() also takes `1_0`). */
+export function findLabel(label: string): { name: string; color: string; index: number } {
+  const byName = LABELS.findIndex((l) => l.name === label);
+  const i = byName >= 0 ? byName : /^\d+(_\d+)*$/.test(label) ? Number(label.replace(/_/g, "")) - 1 : -1;
+  if (i < 0 || i >= LABELS.length) throw new SimError("QubesLabelNotFoundError", `Label does not exist: ${label}`);
+  return { ...LABELS[i], index: i + 1 };
+}
 
 type PropType = "str" | "int" | "bool" | "vm" | "label";
 interface PropDef {
@@ -166,9 +183,10 @@ export function fmt(v: Value | undefined): string {
 
 /** What qubesd answers for each fault of a name (the rule: contracts/names.ts). */
 const NAME_FAULT_MESSAGE: Record<VmNameFault, (name: string) => string> = {
-  empty: () => "VM name cannot be empty",
+  // An empty name passes Qubes' length and first-character checks and fails the character check.
+  empty: () => "VM name contains illegal characters",
   "too-long": () => "VM name must be shorter than 32 characters",
-  "bad-start": () => "VM name contains illegal characters",
+  "bad-start": (name) => (/^[0-9_.-]/.test(name) ? "VM name cannot start with hyphen, underscore, dot or numbers" : "VM name contains illegal characters"),
   "bad-characters": () => "VM name contains illegal characters",
   reserved: (name) => (name === "Domain-0" ? "VM name cannot be 'Domain-0'" : "VM name cannot be 'none' nor 'default'"),
   "dm-suffix": () => "VM name cannot end with -dm",
@@ -180,11 +198,14 @@ export function validateName(name: string): void {
   if (fault) throw new SimError("QubesValueError", NAME_FAULT_MESSAGE[fault](name));
 }
 
-/** Look up a VM by name (validated) or `uuid:<uuid>`. */
+const UUID_REF = /^uuid:[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$/;
+
+/** Look up a VM by name (validated) or `uuid:<uuid>` (lower-case, full length), as qubesd decodes a request's ends. */
 export function findVm(s: State, name: string): Vm {
   if (name.startsWith("uuid:")) {
+    if (!UUID_REF.test(name)) throw new SimError("QubesVMInvalidUUIDError", `VM UUID is not valid: '${name.slice(5)}'`);
     const vm = Object.values(s.vms).find((v) => v.uuid === name.slice(5));
-    if (!vm) throw new SimError("QubesVMNotFoundError", `No such domain: '${name.slice(5)}'`);
+    if (!vm) throw new SimError("QubesVMNotFoundError", `No such domain: '${name}'`);
     return vm;
   }
   validateName(name);
@@ -209,8 +230,7 @@ function convert(holderName: string, prop: string, d: PropDef, raw: string, s: S
       if (!/^-?\d{1,18}$/.test(raw)) throw new SimError("QubesPropertyValueError", `Invalid value for property '${prop}' of ${holderName}: '${raw}' is not an integer`);
       return Number(raw);
     case "label":
-      if (!LABELS.some((l) => l.name === raw)) throw new SimError("QubesLabelNotFoundError", `Label does not exist: '${raw}'`);
-      return raw;
+      return findLabel(raw).name;
     case "vm": {
       if (raw === "") {
         if (!d.allowNone) throw new SimError("QubesPropertyValueError", `Property '${prop}' of ${holderName} cannot be none`);
@@ -432,7 +452,7 @@ export function createVm(s: State, klass: string, templateArg: string, payload: 
     if (key in kwargs) throw protocolError("Options must be unique");
     if (key === "name") validateName(val);
     else if (key === "label") {
-      if (/^\d+$/.test(val) || !/^[A-Za-z0-9_.-]+$/.test(val)) throw new SimError("QubesInvalidLabelError", "Invalid label name");
+      validateLabelName(val, true);
       if (!LABELS.some((l) => l.name === val)) invalidLabel = true;
     } else if (key === "pool" || key.startsWith("pool:")) throw protocolError("Pool option specified but 'allow_pool' is False");
     else throw protocolError("Options does not match: name, label, pool, pool:");
@@ -441,7 +461,7 @@ export function createVm(s: State, klass: string, templateArg: string, payload: 
   for (const required of ["name", "label"]) if (!(required in kwargs)) throw protocolError(`Creation requested without key: ${required}`);
   if (Object.prototype.hasOwnProperty.call(s.vms, kwargs.name)) throw new SimError("QubesVMAlreadyExistsError", `Qube already exists: ${kwargs.name}`);
   if (invalidTemplate) throw new SimError("QubesVMNotFoundError", `No such domain: '${templateArg}'`);
-  if (invalidLabel) throw new SimError("QubesLabelNotFoundError", "Label does not exist: 'untrusted label'");
+  if (invalidLabel) throw new SimError("QubesLabelNotFoundError", "Label does not exist: untrusted label");
   if (template === undefined && k === "AppVM") {
     const dt = globalGet(s, "default_template");
     if (typeof dt !== "string") throw new SimError("QubesNoTemplateError", `Domain ${kwargs.name} does not have a template (no default_template set)`);
@@ -506,9 +526,13 @@ export function startVm(s: State, vm: Vm, chain: string[] = []): void {
   vm.power = "Running";
 }
 
-/** admin.vm.Shutdown */
-export function shutdownVm(s: State, vm: Vm): void {
+/** admin.vm.Shutdown: `force` shuts a network provider down even while its clients run (they lose the network). */
+export function shutdownVm(s: State, vm: Vm, force = false): void {
   if (vm.power === "Halted") throw new SimError("QubesVMNotStartedError", `Domain is powered off: '${vm.name}'`);
+  if (force) {
+    vm.power = "Halted";
+    return;
+  }
   const connected = Object.values(s.vms).filter((o) => o.klass !== "AdminVM" && o.power !== "Halted" && get(o, "netvm", s) === vm.name);
   if (connected.length) throw new SimError("QubesVMInUseError", `There are other VMs connected to this VM: ${connected.map((c) => c.name).join(", ")}`);
   vm.power = "Halted";

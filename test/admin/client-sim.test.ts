@@ -87,7 +87,7 @@ describe("AdminClient against qubes-sim", () => {
 
   it("validates like Qubes", async () => {
     const c = sim.client;
-    await rejectsWith(c.vmCreate("AppVM", "1bad", "red", "debian-13"), "QubesValueError", /illegal characters/);
+    await rejectsWith(c.vmCreate("AppVM", "1bad", "red", "debian-13"), "QubesValueError", /cannot start with hyphen, underscore, dot or numbers/);
     await rejectsWith(c.vmCreate("AppVM", "x", "pink", "debian-13"), "QubesLabelNotFoundError", /untrusted label/);
     await rejectsWith(c.vmCreate("AppVM", "sys-net", "red", "debian-13"), "QubesVMAlreadyExistsError", /already exists/);
     await rejectsWith(c.vmCreate("AppVM", "x", "red", "sys-net"), "QubesPropertyValueError", /TemplateVM/);

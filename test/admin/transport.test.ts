@@ -12,6 +12,8 @@ let fake: string;
 let argsLog: string;
 beforeAll(async () => {
   sim = await startSim();
+  // The calls come from the management qube, which must exist: qubesd looks up a request's source first.
+  await sim.client.vmCreate("AppVM", "mgmt", "red", "debian-13");
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "qcvm-"));
   fake = path.join(dir, "qrexec-client-vm");
   argsLog = path.join(dir, "args");

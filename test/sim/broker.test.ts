@@ -14,6 +14,7 @@ admin.vm.List * alice @adminvm allow
 admin.vm.CurrentState * alice bob allow target=dom0
 test.Echo * @anyvm @anyvm deny
 test.Echo * @anyvm @adminvm deny
+policy.Get * alice @adminvm allow
 `;
 
 const ECHO = `#!/bin/sh
@@ -88,6 +89,16 @@ describe("qrexec broker", () => {
     expect(s.stdout.toString()).toContain("power_state=Running");
     const denied = await call("bob", "qrexec-client-vm dom0 admin.vm.List </dev/null");
     expect(denied.exitCode).toBe(126);
+  });
+
+  it("serves policy.* resolved to dom0 as qubes-core-qrexec's policy services: the data, or the exception on stderr and exit 1", async () => {
+    const r = await call("alice", "qrexec-client-vm dom0 policy.Get+10-test </dev/null");
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout.toString()).toMatch(/^sha256:[0-9a-f]{64}\ntest\.Echo \* alice bob allow\n/);
+    const missing = await call("alice", "qrexec-client-vm dom0 policy.Get+nope </dev/null");
+    expect(missing.exitCode).toBe(1);
+    expect(missing.stdout.toString()).toBe("");
+    expect(missing.stderr.toString()).toBe(`PolicyAdminFileNotFoundException Not found: ${path.join(sim.stateDir, "dom0/etc/qubes/policy.d/nope.policy")}\n`);
   });
 
   it("streams output before the service ends", async () => {
