@@ -7,6 +7,7 @@
  */
 import { z } from "zod";
 import { isVmName } from "../contracts/names";
+import { roleOfTag, type Role } from "../contracts/vm";
 import { DOM0_UUID, DomainInfo, PolicySet, Rule, RuleParams, SystemInfo, loadPolicySet, renderPolicy } from "../qrexec";
 
 /** One resource of the stack, as the pack reads it (plain JSON props). */
@@ -80,10 +81,6 @@ export const SshProxyConfigProps = z.looseObject({
   netvm: z.string().nullish(),
   hosts: z.array(z.looseObject({ host: z.string(), user: z.string().nullish(), hostName: z.string().nullish() })),
 });
-
-/** Site roles, from the `qbi-role-<role>` tag. */
-export type Role = "build" | "keys" | "win-keys" | "logs" | "builder-dvm" | "windows-dvm";
-const ROLES: readonly Role[] = ["build", "keys", "win-keys", "logs", "builder-dvm", "windows-dvm"];
 
 /** A VM the stack manages. */
 export interface Vm {
@@ -176,8 +173,8 @@ export function kindOf(type: string, props: unknown): Kind | undefined {
 
 function roleOf(name: string, tags: readonly string[]): Role | undefined {
   for (const t of tags) {
-    const m = /^qbi-role-(.+)$/.exec(t);
-    if (m && (ROLES as readonly string[]).includes(m[1])) return m[1] as Role;
+    const r = roleOfTag(t);
+    if (r !== undefined) return r;
   }
   // Without the role tag, the naming convention still marks the VMs that matter most.
   if (/^keys-/.test(name)) return "keys";
