@@ -8,12 +8,12 @@
  * `disp-created-by-build-E` disposables, the ssh proxy rules are in the current format
  * (docs/formula.md W18), and `qubes.Gpg` is fenced on both sides (docs/formula.md W35).
  */
-import { renderPolicy, type Rule } from "../qrexec";
+import { renderPolicy, type PolicyRule } from "../qrexec";
 import { roleTag, type Role, type VmClass } from "../contracts/vm";
 import type { EnvConfig, SiteConfig } from "./config";
 
-/** One qrexec policy rule: the qrexec module's `Rule` without file and line. */
-export type PlannedRule = Omit<Rule, "file" | "line">;
+/** One qrexec policy rule of the plan (qrexec/rule.ts `policyRule`). */
+export type PlannedRule = PolicyRule;
 
 
 /** A VM the site creates and manages. */
