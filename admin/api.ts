@@ -6,8 +6,9 @@
  * the real client against qubes-sim over its socket.
  */
 
-/** Classes accepted by `admin.vm.Create.<Class>`. */
-export type VmClass = "AppVM" | "TemplateVM" | "StandaloneVM" | "DispVM" | "AdminVM";
+import type { CreatableVmClass, VmClass } from "../contracts/vm";
+
+export type { CreatableVmClass, VmClass };
 
 /** One entry of `admin.vm.List`: `<name> class=<class> state=<state>` (R4.3: ` uuid=<uuid>` too). */
 export interface VmListEntry {
@@ -68,7 +69,7 @@ export interface WriteFileOptions {
  */
 export interface QubesAdmin {
   vmList(): Promise<VmListEntry[]>;
-  vmCreate(klass: VmClass, name: string, label: string, template?: string): Promise<void>;
+  vmCreate(klass: CreatableVmClass, name: string, label: string, template?: string): Promise<void>;
   vmRemove(name: string): Promise<void>;
 
   propertyGet(vm: string, prop: string): Promise<PropertyValue>;

@@ -4,7 +4,8 @@
  * QubesError (admin/errors.ts).
  */
 import { z } from "zod";
-import type { PropertyValue, QubesAdmin, RunResult, SystemInfo, VmClass, VmListEntry, VolumeInfo, WriteFileOptions } from "./api";
+import { vmClass, type CreatableVmClass } from "../contracts/vm";
+import type { PropertyValue, QubesAdmin, RunResult, SystemInfo, VmListEntry, VolumeInfo, WriteFileOptions } from "./api";
 import { QubesError, QubesTransportError } from "./errors";
 import { QrexecClientVmTransport, SimTransport, SocketTransport, Transport } from "./transport";
 import { NOT_FOUND_EXIT, readFileScript, removeFileScript, writeFileScript } from "./vmfiles";
@@ -24,9 +25,6 @@ export function createAdminClient(config: AdminClientConfig): AdminClient {
       return new AdminClient(new QrexecClientVmTransport());
   }
 }
-
-const VM_CLASSES = ["AppVM", "TemplateVM", "StandaloneVM", "DispVM", "AdminVM"] as const;
-const VmClassSchema = z.enum(VM_CLASSES);
 
 const SystemInfoSchema = z.object({
   domains: z.record(
@@ -52,7 +50,7 @@ const SystemInfoSchema = z.object({
  */
 export function parseVmListLine(line: string): VmListEntry | undefined {
   const m = /^(\S+) class=(\S+) state=(\S+)(?: uuid=([0-9a-f-]{36}))?$/.exec(line);
-  const k = m ? VmClassSchema.safeParse(m[2]) : undefined;
+  const k = m ? vmClass.safeParse(m[2]) : undefined;
   if (!m || !k?.success) return undefined;
   return { name: m[1], klass: k.data, state: m[3], ...(m[4] ? { uuid: m[4] } : {}) };
 }
@@ -102,7 +100,7 @@ export class AdminClient implements QubesAdmin {
     return out;
   }
 
-  async vmCreate(klass: VmClass, name: string, label: string, template?: string): Promise<void> {
+  async vmCreate(klass: CreatableVmClass, name: string, label: string, template?: string): Promise<void> {
     await this.transport.call(`admin.vm.Create.${klass}`, "dom0", template ?? "", `name=${name} label=${label}`);
   }
 

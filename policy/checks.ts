@@ -554,7 +554,8 @@ export function checkEnvSeparation(site: Site): Violation[] {
 /** 8. Build VMs reach the network only through the Tor gateway; the only clearnet path is ConnectSSH to configured hosts. */
 export function checkBuildNetwork(site: Site, cfg: PackConfig): Violation[] {
   const f = new Findings("build-network-through-tor");
-  const builders = site.vms.filter((v) => v.role === "build" || v.role === "builder-dvm" || v.role === "windows-dvm");
+  // Dispvm templates too: their disposables build (builderv2's executors, a v1 env's template builds) on their netvm.
+  const builders = site.vms.filter((v) => v.role === "build" || v.role === "builder-dvm" || v.role === "windows-dvm" || v.role === "env-dvm");
   for (const b of builders) {
     if (b.netvm === undefined || (b.netvm !== null && b.netvm !== cfg.torGateway)) {
       f.one(`${b.name}: netvm is ${b.netvm ?? "unset (Qubes' default netvm, clearnet)"}, not the Tor gateway ${cfg.torGateway}`, `set netvm of ${b.name} to ${cfg.torGateway}`, b.urn);

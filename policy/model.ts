@@ -7,7 +7,8 @@
  */
 import { z } from "zod";
 import { isVmName } from "../contracts/names";
-import { DOM0_UUID, DomainInfo, PolicySet, Rule, RuleParams, SystemInfo, loadPolicySet, renderPolicy } from "../qrexec";
+import { roleOfTag, type Role } from "../contracts/vm";
+import { DOM0_UUID, DomainInfo, PolicySet, Rule, SystemInfo, loadPolicySet, policyRule, renderPolicy } from "../qrexec";
 
 /** One resource of the stack, as the pack reads it (plain JSON props). */
 export interface ResourceInput {
@@ -44,22 +45,14 @@ export const QubesVmProps = z.looseObject({
   tags: z.array(z.string()).nullish(),
 });
 
-const RuleProps = z.looseObject({
-  service: z.string(),
-  argument: z.string(),
-  source: z.string(),
-  target: z.string(),
-  action: z.enum(["allow", "deny", "ask"]),
-  params: z
-    .looseObject({
-      target: z.string().nullish(),
-      user: z.string().nullish(),
-      default_target: z.string().nullish(),
-      notify: z.boolean().nullish(),
-      autostart: z.boolean().nullish(),
-    })
-    .nullish(),
-});
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** A rule as the provider takes it (qrexec/rule.ts); the pack also reads null params, and null values in them, as absent. */
+const RuleProps = z.preprocess((r) => {
+  if (!isRecord(r) || !("params" in r)) return r;
+  const params = isRecord(r.params) ? Object.fromEntries(Object.entries(r.params).filter(([, x]) => x !== null)) : r.params ?? undefined;
+  return { ...r, params };
+}, policyRule);
 
 export const QrexecPolicyProps = z.looseObject({ name: z.string(), rules: z.array(RuleProps) });
 export const ManagedFileProps = z.looseObject({
@@ -80,10 +73,6 @@ export const SshProxyConfigProps = z.looseObject({
   netvm: z.string().nullish(),
   hosts: z.array(z.looseObject({ host: z.string(), user: z.string().nullish(), hostName: z.string().nullish() })),
 });
-
-/** Site roles, from the `qbi-role-<role>` tag. */
-export type Role = "build" | "keys" | "win-keys" | "logs" | "builder-dvm" | "windows-dvm";
-const ROLES: readonly Role[] = ["build", "keys", "win-keys", "logs", "builder-dvm", "windows-dvm"];
 
 /** A VM the stack manages. */
 export interface Vm {
@@ -176,8 +165,8 @@ export function kindOf(type: string, props: unknown): Kind | undefined {
 
 function roleOf(name: string, tags: readonly string[]): Role | undefined {
   for (const t of tags) {
-    const m = /^qbi-role-(.+)$/.exec(t);
-    if (m && (ROLES as readonly string[]).includes(m[1])) return m[1] as Role;
+    const r = roleOfTag(t);
+    if (r !== undefined) return r;
   }
   // Without the role tag, the naming convention still marks the VMs that matter most.
   if (/^keys-/.test(name)) return "keys";
@@ -229,16 +218,7 @@ export function readSite(resources: readonly ResourceInput[]): Site {
     } else if (kind === "QrexecPolicy") {
       const p = QrexecPolicyProps.safeParse(r.props);
       if (!p.success) { bad(p.error); continue; }
-      const rules: Rule[] = p.data.rules.map((x) => {
-        const params: RuleParams = {};
-        const q = x.params ?? {};
-        if (q.target != null) params.target = q.target;
-        if (q.default_target != null) params.default_target = q.default_target;
-        if (q.user != null) params.user = q.user;
-        if (q.notify != null) params.notify = q.notify;
-        if (q.autostart != null) params.autostart = q.autostart;
-        return { service: x.service, argument: x.argument, source: x.source, target: x.target, action: x.action, params, file: "", line: 0 };
-      });
+      const rules: Rule[] = p.data.rules.map((x) => ({ ...x, file: "", line: 0 }));
       const file = `${p.data.name}.policy`;
       // Lines are those of the text the provider writes: the rendered file.
       policyTexts.push({ name: file, text: renderPolicy(rules) });

@@ -6,19 +6,13 @@
  * output; the private key never leaves the VM, and deleting the resource never deletes it.
  */
 import * as pulumi from "@pulumi/pulumi";
+import type { z } from "zod";
 import { diskProvider } from "./dynamic";
+import type { inputs } from "./impl/authenticodeKey";
+import type { ArgsOf } from "./inputs";
 
-/** Inputs of an `AuthenticodeKey`. */
-export interface AuthenticodeKeyArgs {
-  /** The uuid of the VM (its QubesVm's `uuid` output): the resource is replaced with the VM, and gone with it. */
-  vmUuid?: pulumi.Input<string>;
-  /** The Windows keys VM. */
-  vm: pulumi.Input<string>;
-  /** The key name as builderv2 sends it (`__` for a space), e.g. `Qubes__Windows__Tools`. */
-  name: pulumi.Input<string>;
-  /** Validity of a generated certificate in days (default 3650, as upstream). */
-  days?: pulumi.Input<number>;
-}
+/** Inputs of an `AuthenticodeKey` (providers/impl/authenticodeKey.ts `inputs`). */
+export type AuthenticodeKeyArgs = ArgsOf<z.input<typeof inputs>>;
 
 /** A Windows code-signing key in a Windows keys VM. */
 export class AuthenticodeKey extends pulumi.dynamic.Resource {
@@ -26,6 +20,6 @@ export class AuthenticodeKey extends pulumi.dynamic.Resource {
   declare readonly certificate: pulumi.Output<string>;
 
   constructor(name: string, args: AuthenticodeKeyArgs, opts?: pulumi.CustomResourceOptions) {
-    super(diskProvider("providers/impl/authenticodeKey.ts"), name, { days: 3650, ...args, certificate: undefined }, opts, "qubes", "AuthenticodeKey");
+    super(diskProvider("providers/impl/authenticodeKey.ts"), name, { ...args, certificate: undefined }, opts, "qubes", "AuthenticodeKey");
   }
 }

@@ -9,21 +9,16 @@
  * `ruleDiff` summarises the rule-level change in the preview and records it in the outputs.
  */
 import * as pulumi from "@pulumi/pulumi";
-import type { Rule } from "../qrexec";
+import type { z } from "zod";
 import { diskProvider } from "./dynamic";
+import type { policyInputs } from "./impl/qrexecPolicy";
+import type { ArgsOf } from "./inputs";
 
-/** A qrexec rule as written by the site (the qrexec module's `Rule` without file and line). */
-export type PolicyRule = Omit<Rule, "file" | "line">;
+/** A qrexec rule as written by the site (qrexec/rule.ts). */
+export type { PolicyRule } from "../qrexec";
 
-/** Inputs of a `QrexecPolicy`. */
-export interface QrexecPolicyArgs {
-  /** File name without `.policy`, e.g. `20-qubes-build-infra`. Changing it replaces the file. */
-  name: pulumi.Input<string>;
-  /** The rules, in order. */
-  rules: pulumi.Input<pulumi.Input<PolicyRule>[]>;
-  /** Comment lines after the managed-file marker. */
-  header?: pulumi.Input<string | string[]>;
-}
+/** Inputs of a `QrexecPolicy` (providers/impl/qrexecPolicy.ts `policyInputs`), but `ruleDiff`, which check computes. */
+export type QrexecPolicyArgs = ArgsOf<Omit<z.input<typeof policyInputs>, "ruleDiff">>;
 
 /** A dom0 qrexec policy file. */
 export class QrexecPolicy extends pulumi.dynamic.Resource {

@@ -20,6 +20,7 @@
  * `up` adopts; a same-named qube without the tag is refused with the commands that settle it.
  */
 import * as pulumi from "@pulumi/pulumi";
+import type { CreatableVmClass } from "../contracts/vm";
 import { diskProvider } from "./dynamic";
 
 /** The owner tag of a stack: `qbi-owner-<project>-<stack>` in the characters Qubes allows in tags. */
@@ -27,8 +28,8 @@ export function ownerTagFor(project: string, stack: string): string {
   return `qbi-owner-${`${project}-${stack}`.replace(/[^A-Za-z0-9_-]/g, "_")}`;
 }
 
-/** Qube classes this resource creates. */
-export type QubesVmClass = "AppVM" | "TemplateVM" | "StandaloneVM" | "DispVM";
+/** Qube classes this resource creates (every class but dom0's). */
+export type QubesVmClass = CreatableVmClass;
 
 /** Inputs of a `QubesVm`. */
 export interface QubesVmArgs {

@@ -9,23 +9,13 @@
  * by the next `up`. Deleting the resource never deletes the key.
  */
 import * as pulumi from "@pulumi/pulumi";
+import type { z } from "zod";
 import { diskProvider } from "./dynamic";
+import type { keyInputs } from "./impl/sshKey";
+import type { ArgsOf } from "./inputs";
 
-/** Inputs of an `SshKey`. */
-export interface SshKeyArgs {
-  /** The VM holding the key. Changing it replaces the resource. */
-  vm: pulumi.Input<string>;
-  /** The uuid of the VM (its QubesVm's `uuid` output): the resource is replaced with the VM, and gone with it. */
-  vmUuid?: pulumi.Input<string>;
-  /** The private key's path (e.g. `/home/user/.ssh/id_ed25519`); the public key is `<path>.pub`. */
-  path: pulumi.Input<string>;
-  /** The key's comment, e.g. `logs deploy key (qubes-build-infra)`. */
-  comment: pulumi.Input<string>;
-  /** Bump to rotate. */
-  generation?: pulumi.Input<number>;
-  /** Owner (default `user`). */
-  user?: pulumi.Input<string>;
-}
+/** Inputs of an `SshKey` (providers/impl/sshKey.ts `keyInputs`). */
+export type SshKeyArgs = ArgsOf<z.input<typeof keyInputs>>;
 
 /** An ssh key pair in a VM. */
 export class SshKey extends pulumi.dynamic.Resource {
@@ -36,6 +26,6 @@ export class SshKey extends pulumi.dynamic.Resource {
 
   constructor(name: string, args: SshKeyArgs, opts?: pulumi.CustomResourceOptions) {
     super(diskProvider("providers/impl/sshKey.ts"), name,
-      { generation: 1, user: "user", ...args, publicKey: undefined, fingerprint: undefined }, opts, "qubes", "SshKey");
+      { ...args, publicKey: undefined, fingerprint: undefined }, opts, "qubes", "SshKey");
   }
 }

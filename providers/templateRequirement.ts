@@ -7,19 +7,13 @@
  * output), and what it found missing fails the next preview.
  */
 import * as pulumi from "@pulumi/pulumi";
+import type { z } from "zod";
 import { diskProvider } from "./dynamic";
+import type { reqInputs } from "./impl/templateRequirement";
+import type { ArgsOf } from "./inputs";
 
-/** Inputs of a `TemplateRequirement`. */
-export interface TemplateRequirementArgs {
-  /** The template (or any qube) that must provide the commands. */
-  vm: pulumi.Input<string>;
-  /** Command names looked up with `command -v`. */
-  commands: pulumi.Input<pulumi.Input<string>[]>;
-  /** Who needs them (shown in the error). */
-  purpose?: pulumi.Input<string>;
-  /** For messages: the stack config key naming the template, e.g. `{ vm: "qubes-build-infra:buildTemplate" }`. */
-  configKeys?: pulumi.Input<Record<string, string>>;
-}
+/** Inputs of a `TemplateRequirement` (providers/impl/templateRequirement.ts `reqInputs`). */
+export type TemplateRequirementArgs = ArgsOf<z.input<typeof reqInputs>>;
 
 /** Commands a template must provide. */
 export class TemplateRequirement extends pulumi.dynamic.Resource {
@@ -27,6 +21,6 @@ export class TemplateRequirement extends pulumi.dynamic.Resource {
   declare readonly missing: pulumi.Output<string[]>;
 
   constructor(name: string, args: TemplateRequirementArgs, opts?: pulumi.CustomResourceOptions) {
-    super(diskProvider("providers/impl/templateRequirement.ts"), name, { purpose: "", ...args, missing: undefined }, opts, "qubes", "TemplateRequirement");
+    super(diskProvider("providers/impl/templateRequirement.ts"), name, { ...args, missing: undefined }, opts, "qubes", "TemplateRequirement");
   }
 }

@@ -6,21 +6,13 @@
  * Deleting the resource never deletes the key: a new key would start a new log.
  */
 import * as pulumi from "@pulumi/pulumi";
+import type { z } from "zod";
 import { diskProvider } from "./dynamic";
+import type { inputs } from "./impl/tlogKey";
+import type { ArgsOf } from "./inputs";
 
-/** Inputs of a `TransparencyLogKey`. */
-export interface TransparencyLogKeyArgs {
-  /** The uuid of the VM (its QubesVm's `uuid` output): the resource is replaced with the VM, and gone with it. */
-  vmUuid?: pulumi.Input<string>;
-  /** The logs VM. */
-  vm: pulumi.Input<string>;
-  /** The log's origin (the first line of its checkpoints), e.g. `github.com/QubesOS/build-logs/logs`. */
-  origin: pulumi.Input<string>;
-  /** The qbi-tlog program in the VM. */
-  program: pulumi.Input<string>;
-  /** Where the private key lives in the VM (default `/home/user/.config/qubes-build-infra/tlog.key`). */
-  privateKey?: pulumi.Input<string>;
-}
+/** Inputs of a `TransparencyLogKey` (providers/impl/tlogKey.ts `inputs`). */
+export type TransparencyLogKeyArgs = ArgsOf<z.input<typeof inputs>>;
 
 /** The note signing key of a transparency log, in its logs VM. */
 export class TransparencyLogKey extends pulumi.dynamic.Resource {
@@ -29,6 +21,6 @@ export class TransparencyLogKey extends pulumi.dynamic.Resource {
   declare readonly privateKey: pulumi.Output<string>;
 
   constructor(name: string, args: TransparencyLogKeyArgs, opts?: pulumi.CustomResourceOptions) {
-    super(diskProvider("providers/impl/tlogKey.ts"), name, { privateKey: "/home/user/.config/qubes-build-infra/tlog.key", ...args, verifier: undefined }, opts, "qubes", "TransparencyLogKey");
+    super(diskProvider("providers/impl/tlogKey.ts"), name, { ...args, verifier: undefined }, opts, "qubes", "TransparencyLogKey");
   }
 }

@@ -24,3 +24,5 @@ export { domainName, evaluate, matchesButTarget, sourceMatches, targetMatches, t
 export type { FlowEdge, Reach } from "./graph";
 export { flowGraph, servicesInPolicy, sourcesReaching, toDot } from "./graph";
 export { DomainInfoSchema, SystemInfoSchema, parseSystemInfo } from "./system";
+export type { PolicyRule } from "./rule";
+export { action, policyRule, ruleParams } from "./rule";

@@ -1,36 +1,15 @@
 /** Shared types of the qrexec policy module (Qubes 4.2+ policy format). */
+import type { z } from "zod";
+import type { action, PolicyRule, ruleParams } from "./rule";
 
 /** A policy action. */
-export type Action = "allow" | "deny" | "ask";
+export type Action = z.infer<typeof action>;
 
-/** Action parameters of a rule; only the keys valid for its action are ever set. */
-export interface RuleParams {
-  /** Redirect target (`target=`), allow and ask. */
-  target?: string;
-  /** Preselected target in the ask dialog (`default_target=`), ask only. */
-  default_target?: string;
-  /** User to run the service as (`user=`), allow and ask. */
-  user?: string;
-  /** `notify=yes|no`, any action. */
-  notify?: boolean;
-  /** `autostart=yes|no`, allow and ask. */
-  autostart?: boolean;
-}
+/** Action parameters of a rule (qrexec/rule.ts `ruleParams`). */
+export type RuleParams = z.infer<typeof ruleParams>;
 
-/** One policy rule: `service argument source target action [params]`. */
-export interface Rule {
-  /** Service name, or `*`. */
-  service: string;
-  /** `*` or `+` followed by the argument (possibly empty). */
-  argument: string;
-  /** Source token. */
-  source: string;
-  /** Target token. */
-  target: string;
-  /** The action. */
-  action: Action;
-  /** Action parameters. */
-  params: RuleParams;
+/** One policy rule as read from a file: the rule (qrexec/rule.ts `policyRule`) and where it was read. */
+export interface Rule extends PolicyRule {
   /** File the rule was read from. */
   file: string;
   /** 1-based line number in that file. */

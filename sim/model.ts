@@ -4,7 +4,8 @@
  */
 import * as crypto from "crypto";
 import { type VmNameFault, vmNameFault } from "../contracts/names";
-import { GiB, SimVmClass, State, Value, Vm, Volume } from "./state";
+import { creatableVmClass, type VmClass } from "../contracts/vm";
+import { GiB, State, Value, Vm, Volume } from "./state";
 
 /** An error to report on the wire as `2\0<type>\0\0<message>\0`. */
 export class SimError extends Error {
@@ -50,18 +51,19 @@ type PropType = "str" | "int" | "bool" | "vm" | "label";
 interface PropDef {
   type: PropType;
   /** Classes having the property (all when absent). */
-  classes?: readonly SimVmClass[];
+  classes?: readonly VmClass[];
   readOnly?: boolean;
   /** Default value; undefined = the property has no default. */
   dflt?: (vm: Vm, s: State) => Value | undefined;
   /** For vm-typed: allowed classes of the target. */
-  target?: readonly SimVmClass[];
+  target?: readonly VmClass[];
   allowNone?: boolean;
   /** Extra check of a new value (after type conversion). */
   check?: (vm: Vm, v: Value, s: State) => void;
 }
 
-const QUBES: readonly SimVmClass[] = ["AppVM", "TemplateVM", "StandaloneVM", "DispVM"];
+/** The properties of a qube that dom0 (the AdminVM) has not: every class admin.vm.Create makes. */
+const QUBES: readonly VmClass[] = creatableVmClass.options;
 const positive = (name: string) => (vm: Vm, v: Value) => {
   if (typeof v !== "number" || v <= 0) throw new SimError("QubesPropertyValueError", `${name} value must be positive (${vm.name}.${name}=${String(v)})`);
 };
@@ -357,7 +359,7 @@ function volumeShape(vm: Vm, vol: string, s: State): VolumeShape {
 }
 
 /** Volumes a new VM of a class gets. */
-export function newVolumes(klass: SimVmClass): Record<string, Volume> {
+export function newVolumes(klass: VmClass): Record<string, Volume> {
   if (klass === "AdminVM") return {};
   const v = (size: bigint): Volume => ({ size: size.toString(), usage: "0" });
   return { root: v(20n * GiB), private: v(2n * GiB), volatile: v(10n * GiB), kernel: v(0n) };
@@ -433,8 +435,9 @@ function nextQid(s: State): number {
  * existing name, an unknown template and an unknown label, so that nothing leaks before permission.
  */
 export function createVm(s: State, klass: string, templateArg: string, payload: string, source: string): Vm {
-  if (!["AppVM", "TemplateVM", "StandaloneVM", "DispVM"].includes(klass)) throw protocolError(`no such method: 'admin.vm.Create.${klass}'`);
-  const k = klass as SimVmClass;
+  const parsed = creatableVmClass.safeParse(klass);
+  if (!parsed.success) throw protocolError(`no such method: 'admin.vm.Create.${klass}'`);
+  const k = parsed.data;
   let template: string | undefined;
   let invalidTemplate = false;
   if (templateArg) {
@@ -549,7 +552,7 @@ export function killVm(vm: Vm): void {
 
 export function defaultWorld(): State {
   const s: State = { version: 1, vms: {}, global: {} };
-  const add = (name: string, klass: SimVmClass, qid: number, props: Record<string, Value>, features: Record<string, string> = {}, power = "Halted") => {
+  const add = (name: string, klass: VmClass, qid: number, props: Record<string, Value>, features: Record<string, string> = {}, power = "Halted") => {
     s.vms[name] = { name, klass, qid, uuid: klass === "AdminVM" ? "00000000-0000-0000-0000-000000000000" : newUuid(), props, features, tags: [], volumes: newVolumes(klass), power };
   };
   add("dom0", "AdminVM", 0, { label: "black" }, {}, "Running");

@@ -8,8 +8,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { z } from "zod";
 
-export const VM_CLASSES = ["AppVM", "TemplateVM", "StandaloneVM", "DispVM", "AdminVM"] as const;
-export type SimVmClass = (typeof VM_CLASSES)[number];
+import { vmClass } from "../contracts/vm";
 
 /** A property value as stored: str/int/bool, a VM name, a label name, or null (none). */
 export type Value = string | number | boolean | null;
@@ -20,7 +19,7 @@ export type Volume = z.infer<typeof VolumeSchema>;
 
 const VmSchema = z.object({
   name: z.string(),
-  klass: z.enum(VM_CLASSES),
+  klass: vmClass,
   qid: z.number().int().nonnegative(),
   uuid: z.string(),
   /** Explicitly set properties (absent = default). */

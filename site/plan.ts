@@ -8,14 +8,13 @@
  * `disp-created-by-build-E` disposables, the ssh proxy rules are in the current format
  * (docs/formula.md W18), and `qubes.Gpg` is fenced on both sides (docs/formula.md W35).
  */
-import { renderPolicy, type Rule } from "../qrexec";
+import { renderPolicy, type PolicyRule } from "../qrexec";
+import { roleTag, type Role, type VmClass } from "../contracts/vm";
 import type { EnvConfig, SiteConfig } from "./config";
 
-/** One qrexec policy rule: the qrexec module's `Rule` without file and line. */
-export type PlannedRule = Omit<Rule, "file" | "line">;
+/** One qrexec policy rule of the plan (qrexec/rule.ts `policyRule`). */
+export type PlannedRule = PolicyRule;
 
-/** The role a VM plays in the site; recorded as the tag `qbi-role-<role>`. */
-export type Role = "build" | "keys" | "win-keys" | "logs" | "builder-dvm" | "windows-dvm" | "env-dvm";
 
 /** A VM the site creates and manages. */
 export interface PlannedVm {
@@ -23,7 +22,8 @@ export interface PlannedVm {
   role: Role;
   /** The environments this VM serves (one for build/keys VMs, several for a shared logs VM). */
   envs: string[];
-  klass: "AppVM";
+  /** Every VM of the site is an AppVM: templates are the user's, disposables Qubes' own. */
+  klass: Extract<VmClass, "AppVM">;
   template: string;
   label: "green" | "black" | "gray";
   /** `null`: explicitly no network. */
@@ -109,7 +109,6 @@ export const WINDOWS_DVM = "builder-windows-dvm";
 export const SITE_TAG = "qbi-site";
 /** The WinSign services a build VM may call: querying and using existing keys, never making them. */
 export const WINSIGN_OPS = ["QueryKey", "GetCert", "Sign"] as const;
-export const roleTag = (role: Role): string => `qbi-role-${role}`;
 export const envTag = (env: string): string => `qbi-env-${env}`;
 
 const rule = (

@@ -7,11 +7,14 @@ import { checkPlaced, GONE, inVm, vmIdentity, vmReplaced } from "./inVm";
 const KIND = "AuthenticodeKey";
 const KEYS_DIR = "/home/user/win-sign/keys";
 
-const inputs = z.object({
+export const inputs = z.object({
   ...legacyAdmin,
+  /** The Windows keys VM. */
   vm: z.string().min(1),
   ...vmIdentity,
+  /** The key name as builderv2 sends it (`__` for a space), e.g. `Qubes__Windows__Tools`. */
   name: z.string().regex(/^[A-Za-z0-9_]{1,64}$/, "letters, digits and _ (__ for a space)"),
+  /** Validity of a generated certificate in days (default 3650, as upstream). */
   days: z.number().int().min(1).max(36500).default(3650),
 });
 type Inputs = z.infer<typeof inputs>;

@@ -13,7 +13,7 @@ import { listedVm, vmPresence } from "./dom0";
 
 /** The identity input of a resource in a VM (absent for VMs the site does not create). */
 export const vmIdentity = {
-  /** The uuid of the VM holding the resource, from QubesVm's `uuid` output. */
+  /** The uuid of the VM (its QubesVm's `uuid` output): the resource is replaced with the VM, and gone with it. */
   vmUuid: z.string().min(1).optional(),
 };
 

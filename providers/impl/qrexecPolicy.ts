@@ -3,7 +3,7 @@ import { z } from "zod";
 import type { QubesAdmin } from "../../admin/api";
 import { QUBESD_MAX_REQUEST } from "../../admin/wire";
 import { hasQubesCode } from "../../admin/errors";
-import { checkRules, diffRules, isManaged, parsePolicyFile, renderPolicy, type Rule } from "../../qrexec";
+import { checkRules, diffRules, isManaged, parsePolicyFile, policyRule, renderPolicy, type PolicyRule, type Rule } from "../../qrexec";
 import { dropRunCache, runAdmin, runCache } from "./admin";
 import {
   checkWith, CheckResult, describeError, DiffResult, hasUnknown, holdsConnection, isPolicyNotFound, keptAdmin, legacyAdmin, parseProps, ProviderError, step,
@@ -12,27 +12,13 @@ import {
 
 const KIND = "QrexecPolicy";
 
-const ruleInput = z.object({
-  service: z.string(),
-  argument: z.string(),
-  source: z.string(),
-  target: z.string(),
-  action: z.enum(["allow", "deny", "ask"]),
-  params: z.object({
-    target: z.string().optional(),
-    default_target: z.string().optional(),
-    user: z.string().optional(),
-    notify: z.boolean().optional(),
-    autostart: z.boolean().optional(),
-  }).default({}),
-});
-/** A rule as this resource takes it: the qrexec module's `Rule` without file and line. */
-export type RuleInput = z.infer<typeof ruleInput>;
-
 export const policyInputs = z.object({
   ...legacyAdmin,
+  /** File name without `.policy`, e.g. `20-qubes-build-infra`. Changing it replaces the file. */
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, "a policy file name without .policy (letters, digits, '.', '_', '-')"),
-  rules: z.array(ruleInput),
+  /** The rules, in order. */
+  rules: z.array(policyRule),
+  /** Comment lines after the managed-file marker. */
   header: z.union([z.string(), z.array(z.string())]).optional(),
   /** Set by check: the rule-level change `up` would make to the file as it is in dom0, for the preview. */
   ruleDiff: z.string().optional(),
@@ -49,7 +35,7 @@ const policyOutputs = policyInputs.safeExtend({
 });
 
 const fileOf = (name: string) => `${name}.policy`;
-const asRules = (name: string, rules: RuleInput[]): Rule[] => rules.map((r, i) => ({ ...r, params: r.params ?? {}, file: fileOf(name), line: i + 1 }));
+const asRules = (name: string, rules: PolicyRule[]): Rule[] => rules.map((r, i) => ({ ...r, params: r.params ?? {}, file: fileOf(name), line: i + 1 }));
 /**
  * The payload admin.policy.Replace may carry: qubesd refuses a request over QUBESD_MAX_REQUEST
  * bytes, and the request also holds its header and the token line (< 200 bytes together).
@@ -66,12 +52,12 @@ const render = (p: PolicyInputs): string => {
   if (Buffer.byteLength(aligned) <= POLICY_MAX_BYTES) return aligned;
   return renderPolicy(asRules(p.name, p.rules), { ...opts, align: false });
 };
-const strip = (r: Rule): RuleInput => ({
+const strip = (r: Rule): PolicyRule => ({
   service: r.service, argument: r.argument, source: r.source, target: r.target, action: r.action, params: { ...r.params },
 });
 
 /** A human-readable, rule-level summary: `+ rule` / `- rule` lines (`""` when the rules are the same). */
-export function summarizeRuleDiff(name: string, oldRules: RuleInput[], newRules: RuleInput[]): string {
+export function summarizeRuleDiff(name: string, oldRules: PolicyRule[], newRules: PolicyRule[]): string {
   const d = diffRules(asRules(name, oldRules), asRules(name, newRules));
   if (d.added.length === 0 && d.removed.length === 0) return "";
   const lines = d.lines.filter((l) => l.op !== " ").map((l) => `${l.op} ${l.text}`);
@@ -94,7 +80,7 @@ function live(admin: QubesAdmin, name: string): Promise<{ content: string; token
   });
 }
 
-const rulesOf = (name: string, content: string): RuleInput[] => parsePolicyFile(content, fileOf(name)).rules.map(strip);
+const rulesOf = (name: string, content: string): PolicyRule[] => parsePolicyFile(content, fileOf(name)).rules.map(strip);
 
 /**
  * Writes `content` over the file as this run found it (`token`: `new` when absent). A refusal
@@ -132,7 +118,7 @@ export async function check(olds: unknown, news: unknown): Promise<CheckResult> 
   // The rule-level change against the file as dom0 has it (hand edits included); a new resource
   // whose file does not exist yet: against nothing.
   const o = policyInputs.safeParse(olds);
-  let before: RuleInput[] = [];
+  let before: PolicyRule[] = [];
   if (o.success && o.data.name === p.name) {
     const now = await live(runAdmin((news as { admin?: unknown }).admin), p.name);
     before = now === null ? [] : rulesOf(p.name, now.content);

@@ -2,6 +2,7 @@
 import { z } from "zod";
 import type { PropertyValue, QubesAdmin } from "../../admin/api";
 import { hasQubesCode } from "../../admin/errors";
+import { creatableVmClass } from "../../contracts/vm";
 import { vmName } from "../../contracts/vmName";
 import { formatSize, sizeSchema } from "../size";
 import { runAdmin, runCache, runConnection } from "./admin";
@@ -19,7 +20,7 @@ const tag = z.string().regex(/^[A-Za-z0-9_-]+$/, "a tag: letters, digits, '_' an
 export const vmInputs = z.object({
   ...legacyAdmin,
   name: vmName,
-  klass: z.enum(["AppVM", "TemplateVM", "StandaloneVM", "DispVM"]),
+  klass: creatableVmClass,
   template: z.string().optional(),
   label: z.string().min(1),
   netvm: z.string().nullable().optional(),

@@ -8,12 +8,17 @@ const KIND = "SshKey";
 
 export const keyInputs = z.object({
   ...legacyAdmin,
+  /** The VM holding the key. Changing it replaces the resource. */
   vm: z.string().min(1),
   ...vmIdentity,
   ...externalVms,
+  /** The private key's path (e.g. `/home/user/.ssh/id_ed25519`); the public key is `<path>.pub`. */
   path: z.string().regex(/^\/[A-Za-z0-9._/-]+$/, "an absolute path").refine((s) => !s.split("/").includes(".."), "no '..'"),
+  /** The key's comment, e.g. `logs deploy key (qubes-build-infra)`. */
   comment: z.string().regex(/^[A-Za-z0-9 ()._@:-]*$/, "letters, digits, spaces and ()._@:-"),
+  /** Bump to rotate (default 1). */
   generation: z.number().int().min(1).default(1),
+  /** Owner (default `user`). */
   user: z.string().regex(/^[a-z_][a-z0-9_-]*$/).default("user"),
 });
 type KeyInputs = z.infer<typeof keyInputs>;

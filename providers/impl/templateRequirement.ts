@@ -9,8 +9,11 @@ const KIND = "TemplateRequirement";
 
 export const reqInputs = z.object({
   ...legacyAdmin,
+  /** The template (or any qube) that must provide the commands. */
   vm: z.string().min(1),
+  /** Command names looked up with `command -v`. */
   commands: z.array(z.string().regex(/^[A-Za-z0-9._+-]+$/, "a command name")).min(1),
+  /** Who needs them (shown in the error). */
   purpose: z.string().default(""),
   /** For messages: the stack config key(s) naming the template, e.g. `{ vm: "qubes-build-infra:buildTemplate" }`. */
   configKeys: z.record(z.string(), z.string()).optional(),

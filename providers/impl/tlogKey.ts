@@ -6,13 +6,17 @@ import { checkPlaced, GONE, inVm, vmIdentity, vmReplaced } from "./inVm";
 
 const KIND = "TransparencyLogKey";
 
-const inputs = z.object({
+export const inputs = z.object({
   ...legacyAdmin,
+  /** The logs VM. */
   vm: z.string().min(1),
   ...vmIdentity,
+  /** The log's origin (the first line of its checkpoints), e.g. `github.com/QubesOS/build-logs/logs`. */
   origin: z.string().regex(/^[\x21-\x2a\x2c-\x7e]{1,255}$/, "a log origin: printable ASCII without spaces or '+'"),
+  /** The qbi-tlog program in the VM. */
   program: z.string().startsWith("/"),
-  privateKey: z.string().regex(/^\/home\/user\/[A-Za-z0-9._/-]+$/, "a path under /home/user"),
+  /** Where the private key lives in the VM (default `/home/user/.config/qubes-build-infra/tlog.key`). */
+  privateKey: z.string().regex(/^\/home\/user\/[A-Za-z0-9._/-]+$/, "a path under /home/user").default("/home/user/.config/qubes-build-infra/tlog.key"),
 });
 type Inputs = z.infer<typeof inputs>;
 const outputs = inputs.extend({ verifier: z.string() });

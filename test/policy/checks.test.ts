@@ -64,6 +64,13 @@ describe("the real site plan", () => {
     }
   });
 
+  it("reads back every VM's role from its role tag", () => {
+    const { plan, cfg } = planOf();
+    const site = readSite(resourcesOf(plan, cfg));
+    expect(site.vms.map((v) => [v.name, v.role])).toEqual(plan.vms.map((v) => [v.name, v.role]));
+    expect(plan.vms.map((v) => v.role)).toContain("env-dvm");
+  });
+
   it("exercises the Windows signing rules (the tested site has a Windows environment)", () => {
     const { plan, cfg } = planOf();
     const site = readSite(resourcesOf(plan, cfg));
@@ -214,6 +221,9 @@ const variants: Variant[] = [
     }), /environment fedora: has 2 keys VMs \(keys-fedora, keys-fedora-old\)/],
   ["build VMs on the clearnet firewall", "build-network-through-tor",
     () => withPlan(() => undefined, { ...baseConfig, buildNetvm: "sys-firewall" }), /build-fedora: netvm is sys-firewall, not the Tor gateway sys-whonix/],
+  // A v1 environment's dispvm template: its disposables build the env's templates, on its netvm.
+  ["a v1 environment's dispvm template on the clearnet firewall", "build-network-through-tor",
+    () => withPlan((p) => { vmOf(p, "dvm-fedora").netvm = "sys-firewall"; }), /dvm-fedora: netvm is sys-firewall, not the Tor gateway sys-whonix/],
   ["an upload rule for a host the ssh proxy does not know", "build-network-through-tor",
     () => withPlan((p) => { p.rules.unshift(rule("local.ConnectSSH", "+evil.example.com", "build-debian", "sys-net", "allow")); }),
     /build-debian: a clearnet path to sys-net is open by rule 20-qubes-build-infra.policy:2 .*local.ConnectSSH\+evil.example.com \(not a configured upload host/],
