@@ -7,6 +7,7 @@
  */
 
 import type { CreatableVmClass, VmClass } from "../contracts/vm";
+import type { DomainInfo } from "../qrexec/system";
 
 export type { CreatableVmClass, VmClass };
 
@@ -31,19 +32,16 @@ export interface PropertyValue {
 /** `admin.vm.volume.Info` as key/value pairs (`size`, `usage`, `pool`, `vid`, ...). */
 export type VolumeInfo = Record<string, string>;
 
-/** The JSON shape of `internal.GetSystemInfo`. */
-export interface SystemInfoDomain {
+/**
+ * `internal.GetSystemInfo` as the client returns it: the reply validated by its one schema
+ * (qrexec/system.ts), each domain with its name and every optional field present (null when absent).
+ */
+export type SystemInfoDomain = Pick<DomainInfo, "type" | "tags" | "default_dispvm" | "template_for_dispvms" | "power_state" | "uuid"> & {
   name: string;
-  type: string;
-  tags: string[];
-  default_dispvm: string | null;
-  template_for_dispvms: boolean;
-  power_state: string;
   label: string | null;
   icon: string | null;
   guivm: string | null;
-  uuid: string;
-}
+};
 export interface SystemInfo {
   domains: Record<string, SystemInfoDomain>;
 }

@@ -3,8 +3,8 @@
  * Every reply is validated (zod for JSON, strict line parsers otherwise); failures reject with
  * QubesError (admin/errors.ts).
  */
-import { z } from "zod";
 import { vmClass, type CreatableVmClass } from "../contracts/vm";
+import { SystemInfoSchema } from "../qrexec/system";
 import type { PropertyValue, QubesAdmin, RunResult, SystemInfo, VmListEntry, VolumeInfo, WriteFileOptions } from "./api";
 import { QubesError, QubesTransportError } from "./errors";
 import { QrexecClientVmTransport, SimTransport, SocketTransport, Transport } from "./transport";
@@ -26,23 +26,6 @@ export function createAdminClient(config: AdminClientConfig): AdminClient {
   }
 }
 
-const SystemInfoSchema = z.object({
-  domains: z.record(
-    z.string(),
-    z.object({
-      name: z.string().optional(),
-      type: z.string(),
-      tags: z.array(z.string()),
-      default_dispvm: z.string().nullable(),
-      template_for_dispvms: z.boolean(),
-      power_state: z.string(),
-      label: z.string().nullable().optional(),
-      icon: z.string().nullable().optional(),
-      guivm: z.string().nullable().optional(),
-      uuid: z.string(),
-    }),
-  ),
-});
 
 /**
  * One line of admin.vm.List: `<name> class=<class> state=<state>`, and since Qubes R4.3

@@ -311,7 +311,8 @@ export function targetsForAsk(rules: readonly Rule[], service: string, argument:
   targets.delete(source);
   for (const t of [...targets]) {
     const d = info(system, t.startsWith("@dispvm:") ? t.slice(8) : t);
-    if (d?.internal === true) targets.delete(t);
+    // qubesd sends the `internal` feature's value ("1", "" or null); qrexec tests its truth.
+    if (d?.internal === true || (typeof d?.internal === "string" && d.internal !== "")) targets.delete(t);
   }
   return [...targets].sort();
 }

@@ -62,37 +62,8 @@ export interface PolicySet {
   files: string[];
 }
 
-/** One domain as in qubesd `internal.GetSystemInfo`. */
-export interface DomainInfo {
-  /** Domain class: AppVM, TemplateVM, StandaloneVM, DispVM, AdminVM, ... */
-  type: string;
-  /** Tags of the domain. */
-  tags: string[];
-  /** Name of the default disposable template, or null. */
-  default_dispvm: string | null;
-  /** Whether disposables may be started from this domain. */
-  template_for_dispvms: boolean;
-  /** Halted, Running, Paused, ... */
-  power_state: string;
-  /** Label (colour) name. */
-  label?: string;
-  /** Icon name. */
-  icon?: string;
-  /** GUI domain name, or null. */
-  guivm?: string | null;
-  /** Domain UUID (dom0: all zeroes). */
-  uuid: string;
-  /** Domain name (same as the key). */
-  name?: string;
-  /** Internal domains are never offered in ask dialogs. */
-  internal?: boolean;
-}
-
-/** The JSON returned by qubesd `internal.GetSystemInfo`. */
-export interface SystemInfo {
-  /** Domains by name. */
-  domains: Record<string, DomainInfo>;
-}
+/** One domain, and the whole of qubesd's `internal.GetSystemInfo`: defined by their schema. */
+export type { DomainInfo, SystemInfo } from "./system";
 
 /** A call to be decided. */
 export interface Request {

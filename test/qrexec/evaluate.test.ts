@@ -122,6 +122,8 @@ describe("evaluate: matching and resolution", () => {
     expect(v.targets).not.toContain("work");
     expect(v.targets).not.toContain("dom0");
     expect(v.targets).not.toContain("sys-hidden");
+    expect(v.targets).not.toContain("sys-hidden-feature");
+    expect(v.targets).toContain("sys-shown-feature");
   });
 
   test("ask: an earlier deny removes a target, a later one does not (rules scanned last to first)", () => {

@@ -32,6 +32,9 @@ export function system(): SystemInfo {
       "fedora-40": dom(7, { type: "TemplateVM", default_dispvm: null }),
       "sys-net": dom(8, { power_state: "Running", internal: false }),
       "sys-hidden": dom(9, { internal: true }),
+      // As qubesd sends it: the value of the `internal` feature, a string.
+      "sys-hidden-feature": dom(10, { internal: "1" }),
+      "sys-shown-feature": dom(11, { internal: "" }),
     },
   };
 }
