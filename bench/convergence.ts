@@ -22,6 +22,7 @@ import { parseSiteConfig } from "../site/config";
 import { planSite, policyFiles as policyFilesOf } from "../site/plan";
 import { openStack as openStackIn } from "../test/helpers/pulumi";
 import { startSim } from "../test/helpers/sim";
+import { githubDir, githubLogs, SITE_CONFIG, SITE_ENVS } from "../test/site/siteStack";
 import { ratio, roundSummary, secondsSince, sig, summary, Summary, table, now } from "./stats";
 
 export interface ConvergenceOptions {
@@ -134,10 +135,10 @@ interface EngineEvent {
  * operation; those grow with the state and are not the engine's work.) The engine's events go
  * to an event log, read afterwards for what was touched and the change summary.
  */
-async function runOp(stack: Stack, op: Op, socket: string | null): Promise<OpResult> {
+async function runOp(stack: Stack, op: Op, socket: string | null, extraEnv: Record<string, string> = {}): Promise<OpResult> {
   const before = socket ? await readStats(socket) : {};
   const eventLog = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "qbi-bench-ev-")), "events.json");
-  const env = { ...process.env, ...(stack.workspace as LocalWorkspace).envVars, PULUMI_DEBUG_COMMANDS: "true" };
+  const env = { ...process.env, ...(stack.workspace as LocalWorkspace).envVars, PULUMI_DEBUG_COMMANDS: "true", ...extraEnv };
   const t0 = now();
   const r = spawnSync("pulumi", [...CLI_ARGS[op], "--stack", stack.name, "--non-interactive", "--event-log", eventLog],
     { cwd: stack.workspace.workDir, env, encoding: "utf8", maxBuffer: 64 << 20 });
@@ -164,24 +165,27 @@ async function runOp(stack: Stack, op: Op, socket: string | null): Promise<OpRes
 
 const envName = (i: number): string => `env${i}`;
 
-function siteConfig(n: number, socket: string, logsRepo: string, volumeGiB: Record<string, number>): Record<string, unknown> {
+/**
+ * The site of the site tests (test/site/fixtures/site.yaml: the builder pins of the sim's stand-in
+ * GitHub, the maintainer key, the upload host, the logs repository) with N environments `env1..envN`:
+ * every third one a builderv2 environment shaped as the fixture's `debian`, the others v1 ones
+ * shaped as its `fedora`.
+ */
+function siteConfig(n: number, socket: string, volumeGiB: Record<string, number>): Record<string, unknown> {
+  const base = Object.fromEntries(Object.entries(SITE_CONFIG).map(([k, v]) => [k.slice(NS.length + 1), v]));
   const envs: Record<string, unknown> = {};
   for (let i = 1; i <= n; i++) {
     const e = envName(i);
-    envs[e] = {
-      logs: "logs",
-      builderv2: i % 3 === 0,
-      volumeSize: `${volumeGiB[e] ?? 20}GiB`,
-      builders: [{ dir: i % 3 === 0 ? "/home/user/artifacts" : "/home/user/builder-r4.2", release: "4.2" }],
-    };
+    envs[e] = { ...(i % 3 === 0 ? SITE_ENVS.debian : SITE_ENVS.fedora), volumeSize: `${volumeGiB[e] ?? 20}GiB` };
   }
-  return { admin: { transport: "sim", socket }, logs: { repo: `file://${logsRepo}` }, envs };
+  return { ...base, admin: { transport: "sim", socket }, envs };
 }
 
 async function setSiteConfig(stack: Stack, cfg: Record<string, unknown>): Promise<void> {
   const all: Record<string, { value: string; secret?: boolean }> = {};
   for (const [k, v] of Object.entries(cfg)) all[`${NS}:${k}`] = { value: typeof v === "string" ? v : JSON.stringify(v) };
   all[`${NS}:webhookSecret`] = { value: "bench-webhook-secret-0123456789abcdef", secret: true };
+  all[`${NS}:githubApiToken`] = { value: "bench-github-token", secret: true };
   await stack.setAllConfig(all);
 }
 
@@ -333,10 +337,11 @@ async function measureSize(
   const stackName = `bench-${process.pid}-${n}`;
   stackFiles.push(path.join(projectRoot, `Pulumi.${stackName}.yaml`));
   try {
-    // The stand-in GitHub's logs repository, created by qubes-sim, as the VMs see it.
-    const logsRepo = "/srv/qubes-sim-github/build-logs.git";
+    // The stand-in GitHub: the logs repository and the builder repositories the site checks out.
+    githubLogs(sim);
+    githubDir(sim);
     const volumes: Record<string, number> = {};
-    const cfg = siteConfig(n, sim.socket, logsRepo, volumes);
+    const cfg = siteConfig(n, sim.socket, volumes);
     const plan = planSite(parseSiteConfig(cfg));
     const vmCount = plan.vms.length;
     const policyFiles = policyFilesOf(plan.rules).length;
@@ -352,7 +357,7 @@ async function measureSize(
       runs["no-op preview"].push(await runOp(stack, "preview", sim.socket));
       runs.refresh.push(await runOp(stack, "refresh", sim.socket));
       volumes[changed] = 21 + r;
-      await setSiteConfig(stack, siteConfig(n, sim.socket, logsRepo, volumes));
+      await setSiteConfig(stack, siteConfig(n, sim.socket, volumes));
       runs["one-env change"].push(await runOp(stack, "up", sim.socket));
     }
     const res: Record<string, unknown> = {
@@ -363,6 +368,14 @@ async function measureSize(
       rows.push([name, n, f.seconds.min, f.seconds.median, f.seconds.max, "s", sig(ratio(summary(rs.map((r) => r.seconds)), floorOf[name])), f.calls_total.median, f.read_calls.median]);
     };
     addRow("first up", [first]);
+    if (n <= 20) {
+      // Why the first up grows faster than the site: the same first up on a fresh sim and backend
+      // with the engine writing the state once at the end instead of after every step.
+      const once = await firstUpStateWrittenOnce(n, dir, stackFiles);
+      res.first_up_state_written_once = { seconds: sig(once) };
+      rows.push(["first up, state written once", n, sig(once), sig(once), sig(once), "s", sig(once / floorOf["first up"].median), "", ""]);
+      log(`  ${n} envs: first up ${sig(first.seconds)} s with a checkpoint after every step, ${sig(once)} s with the state written once`);
+    }
     for (const [name, rs] of Object.entries(runs)) {
       addRow(name, rs);
       res[name.replace(/[^a-z]+/g, "_")] = { ...figures(rs), ratio_to_floor: sig(ratio(summary(rs.map((r) => r.seconds)), floorOf[name])) };
@@ -387,6 +400,24 @@ async function measureSize(
     const vsRef = floorOf["reference no-op up"] ? `, ${sig(ratio(summary(noop.map((r) => r.seconds)), floorOf["reference no-op up"]))}x the ts-node reference` : "";
     log(`  ${n} envs: no-op up ${sig(noopRatio)}x floor${vsRef}, ${maxReads} reads for ${vmCount} VMs + ${policyFiles} policy file, change of ${changed} touched ${touchedCount} (${outside.size} outside)`);
     return res;
+  } finally {
+    await sim.stop();
+  }
+}
+
+/** Seconds of a first up of the N-env site, fresh sim and backend, with PULUMI_SKIP_CHECKPOINTS. */
+async function firstUpStateWrittenOnce(n: number, root: string, stackFiles: string[]): Promise<number> {
+  const dir = path.join(root, "state-written-once");
+  fs.mkdirSync(path.join(dir, "sim"), { recursive: true });
+  const sim = await startSim({ dir: path.join(dir, "sim") });
+  const stackName = `bench-${process.pid}-${n}-once`;
+  stackFiles.push(path.join(projectRoot, `Pulumi.${stackName}.yaml`));
+  try {
+    githubLogs(sim);
+    githubDir(sim);
+    const stack = await openStack(projectRoot, stackName, path.join(dir, "backend"));
+    await setSiteConfig(stack, siteConfig(n, sim.socket, {}));
+    return (await runOp(stack, "up", sim.socket, { PULUMI_SKIP_CHECKPOINTS: "true" })).seconds;
   } finally {
     await sim.stop();
   }
