@@ -270,7 +270,10 @@ export async function benchConvergence(opts: ConvergenceOptions): Promise<Record
     log(`  convergence floor (empty program): first up ${floor.first_up_s} s, no-op up ${floor.noop_up_s.median} s, preview ${floor.preview_s.median} s, refresh ${floor.refresh_s.median} s`);
 
     const notReady = siteReadiness();
-    const sizes = quick ? [1, 5] : [1, 5, 20, 50];
+    // BENCH_CONVERGENCE_SIZES (e.g. "20,100") measures other sites than the defaults.
+    const chosen = (process.env.BENCH_CONVERGENCE_SIZES ?? "").split(",").filter((x) => x.trim() !== "").map(Number);
+    if (chosen.some((x) => !Number.isInteger(x) || x < 1)) throw new Error(`BENCH_CONVERGENCE_SIZES: expected a comma-separated list of environment counts, got "${process.env.BENCH_CONVERGENCE_SIZES}"`);
+    const sizes = chosen.length > 0 ? chosen : quick ? [1, 5] : [1, 5, 20, 50];
     out.sizes = sizes;
     const skipped: string[] = [];
     if (notReady) {
