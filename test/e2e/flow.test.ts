@@ -12,46 +12,18 @@ import * as fs from "fs";
 import * as net from "net";
 import * as path from "path";
 import type { Stack } from "@pulumi/pulumi/automation";
-import { parse } from "yaml";
 import { readJournal, type JournalEntry } from "../../sim/broker";
 import { createStandinGithub } from "../../sim/standin-builders";
 import { receiverOf, sendWebhook } from "../../sim/webhook";
 import { openStack, projectRoot, tempDir } from "../helpers/pulumi";
 import { startSim, type StartedSim } from "../helpers/sim";
+import { answers, localConfig, NS, SECRET, sleep, waitFor } from "./harness";
 
 jest.setTimeout(600_000);
 
-const NS = "qubes-build-infra";
-const SECRET = "e2e-webhook-secret-0123456789abcdef";
 const BUILDER = "/home/user/builder-r4.2";
-const localConfig = (parse(fs.readFileSync(path.join(projectRoot, "Pulumi.local.yaml"), "utf8")) as { config: Record<string, unknown> }).config;
-
 
 let webhooksPort = 0;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function waitFor<T>(fn: () => T | undefined | null | false, timeoutMs: number, what: string): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(200);
-  }
-}
-const answers = (url: string) =>
-  new Promise<boolean>((r) => {
-    const u = new URL(url);
-    const c = net.connect({ host: u.hostname, port: Number(u.port || 80), timeout: 1000 });
-    c.on("connect", () => {
-      c.destroy();
-      r(true);
-    });
-    c.on("error", () => r(false));
-    c.on("timeout", () => {
-      c.destroy();
-      r(false);
-    });
-  });
 /** `<state>/network.json` of the running sim. */
 interface NetInfo {
   internet: string;

@@ -32,7 +32,8 @@ export async function waitFor<T>(fn: () => T | undefined | null | false, timeout
     await sleep(200);
   }
 }
-const answers = (url: string) =>
+/** Whether something accepts TCP connections at the URL's host and port. */
+export const answers = (url: string) =>
   new Promise<boolean>((r) => {
     const u = new URL(url);
     const c = net.connect({ host: u.hostname, port: Number(u.port || 80), timeout: 1000 });
