@@ -9,7 +9,12 @@ import { spawn } from "child_process";
 import { createHash, Hash } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import { ConfigError, EXIT, acquireLock, homeDir, isDomUName, loadConfig, log, pidAlive, runMain, stateDir, writeFileAtomic } from "./lib/common";
+import { homeDir, loadConfig, stateDir } from "./lib/config";
+import { acquireLock, pidAlive, writeFileAtomic } from "./lib/files";
+import { log } from "./lib/log";
+import { runMain } from "./lib/main";
+import { isDomUName } from "./lib/names";
+import { ConfigError, EXIT } from "./lib/outcome";
 import { LogsState, LogsVmConfig, PendingMarker, Publisher } from "./lib/publisher";
 
 const SERVICE = "qubesbuilder.BuildLog";

@@ -8,7 +8,9 @@
 import * as fs from "fs";
 import * as path from "path";
 import { z } from "zod";
-import { loadConfig, log, runMain } from "./lib/common";
+import { loadConfig } from "./lib/config";
+import { log } from "./lib/log";
+import { runMain } from "./lib/main";
 
 const SERVICE = "builder-cleanup";
 const DAY_MS = 24 * 3600 * 1000;

@@ -5,7 +5,11 @@
  */
 import * as net from "net";
 import { z } from "zod";
-import { EXIT, Refusal, loadConfig, log, printable, qrexecEnv, runMain } from "./lib/common";
+import { loadConfig } from "./lib/config";
+import { log } from "./lib/log";
+import { runMain } from "./lib/main";
+import { EXIT, printable, Refusal } from "./lib/outcome";
+import { qrexecEnv } from "./lib/proc";
 
 const SERVICE = "local.ConnectSSH";
 

@@ -16,7 +16,13 @@ import { spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { z } from "zod";
-import { Refusal, appendJsonLine, fingerprint, loadConfig, log, printable, qrexecEnv, runMain, vmName } from "./lib/common";
+import { loadConfig } from "./lib/config";
+import { appendJsonLine } from "./lib/files";
+import { log } from "./lib/log";
+import { runMain } from "./lib/main";
+import { printable, Refusal } from "./lib/outcome";
+import { qrexecEnv } from "./lib/proc";
+import { fingerprint, vmName } from "./lib/shapes";
 import { awaitEntry, refuseOnAlarm, signingStateDir } from "./lib/signing";
 import { spool } from "./lib/spool";
 

@@ -19,7 +19,13 @@ import { randomBytes } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { z } from "zod";
-import { EXIT, Refusal, acquireLock, homeDir, isDomUName, loadConfig, printable, qrexecEnv, readStdinLimited, runMain, stateDir, trace, writeFileAtomic } from "./lib/common";
+import { homeDir, loadConfig, stateDir } from "./lib/config";
+import { acquireLock, readStdinLimited, writeFileAtomic } from "./lib/files";
+import { trace } from "./lib/log";
+import { runMain } from "./lib/main";
+import { isDomUName } from "./lib/names";
+import { EXIT, printable, Refusal } from "./lib/outcome";
+import { qrexecEnv } from "./lib/proc";
 import { DigestRequest, DigestResult, LogsState, LogsVmConfig, Publisher } from "./lib/publisher";
 
 const SERVICE = "qubesbuilder.LogDigest";

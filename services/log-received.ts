@@ -12,7 +12,13 @@
  */
 import * as path from "path";
 import { z } from "zod";
-import { EXIT, Refusal, appendJsonLine, isDomUName, loadConfig, printable, qrexecEnv, readStdinLimited, runMain, vmName } from "./lib/common";
+import { loadConfig } from "./lib/config";
+import { appendJsonLine, readStdinLimited } from "./lib/files";
+import { runMain } from "./lib/main";
+import { isDomUName } from "./lib/names";
+import { EXIT, printable, Refusal } from "./lib/outcome";
+import { qrexecEnv } from "./lib/proc";
+import { vmName } from "./lib/shapes";
 import { pruneEntries, recordEntry, refuseOnAlarm, signingStateDir, witnessStateFile } from "./lib/signing";
 import { ProofBundle, TlogTool, parseEntry } from "./lib/tlog";
 

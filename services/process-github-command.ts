@@ -9,27 +9,14 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { z } from "zod";
-import { builderValues, fillArgv, fillEnv, startUnderLock } from "./lib/builders";
-import {
-  type BuilderLine,
-  ConfigError,
-  EXIT,
-  Refusal,
-  acquireLock,
-  appendJsonLine,
-  fingerprint,
-  homeDir,
-  loadConfig,
-  log,
-  printable,
-  readBuildersList,
-  readStdinLimited,
-  requireProgram,
-  run,
-  runMain,
-  stateDir,
-  writeFileAtomic,
-} from "./lib/common";
+import { type BuilderLine, builderValues, fillArgv, fillEnv, readBuildersList, startUnderLock } from "./lib/builders";
+import { homeDir, loadConfig, stateDir } from "./lib/config";
+import { acquireLock, appendJsonLine, readStdinLimited, writeFileAtomic } from "./lib/files";
+import { log } from "./lib/log";
+import { runMain } from "./lib/main";
+import { ConfigError, EXIT, printable, Refusal } from "./lib/outcome";
+import { requireProgram, run } from "./lib/proc";
+import { fingerprint } from "./lib/shapes";
 
 const SERVICE = "qubesbuilder.ProcessGithubCommand";
 

@@ -14,10 +14,14 @@ import { createHash } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { z } from "zod";
-import { builderComponentList, builderValues, EntryPoint, fillArgv, fillEnv, startUnderLock } from "./lib/builders";
-import {
-  COMPONENT_RE, EXIT, Refusal, appendJsonLine, homeDir, loadConfig, log, pidAlive, printable, qrexecEnv, readBuildersList, requireProgram, runMain,
-} from "./lib/common";
+import { builderComponentList, builderValues, EntryPoint, fillArgv, fillEnv, readBuildersList, startUnderLock } from "./lib/builders";
+import { homeDir, loadConfig } from "./lib/config";
+import { appendJsonLine, pidAlive } from "./lib/files";
+import { log } from "./lib/log";
+import { runMain } from "./lib/main";
+import { COMPONENT_RE } from "./lib/names";
+import { EXIT, printable, Refusal } from "./lib/outcome";
+import { qrexecEnv, requireProgram } from "./lib/proc";
 
 const SERVICE = "qubesbuilder.TriggerBuild";
 

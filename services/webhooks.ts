@@ -20,7 +20,10 @@ import * as fs from "fs";
 import * as http from "http";
 import * as path from "path";
 import { z } from "zod";
-import { COMPONENT_RE, ConfigError, homeDir, isDomUName, loadConfig, log, printable, secretPath, stateDir } from "./lib/common";
+import { homeDir, loadConfig, secretPath, stateDir } from "./lib/config";
+import { log } from "./lib/log";
+import { COMPONENT_RE, isDomUName } from "./lib/names";
+import { ConfigError, printable } from "./lib/outcome";
 import { bodyHash, DELIVERY_ID_RE, Delivery, DeliveryJournal } from "./lib/delivery-journal";
 
 const SERVICE = "webhooks";

@@ -1,13 +1,48 @@
 /**
- * Starting the builders' own entry points from TriggerBuild and ProcessGithubCommand: argv
- * templates (never a shell string), detached under `flock -x <lock>`, output to a log file, and
- * asking a builder which components its configuration has.
+ * The builders a build VM has and starting their own entry points from TriggerBuild and
+ * ProcessGithubCommand: `builders.list`, argv templates (never a shell string), detached under
+ * `flock -x <lock>`, output to a log file, and asking a builder which components it has.
  */
 import { spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { z } from "zod";
-import { COMPONENT_RE, ConfigError, run, type BuilderLine } from "./common";
+import { COMPONENT_RE } from "./names";
+import { ConfigError, printable } from "./outcome";
+import { run } from "./proc";
+
+/** Reads `builders.list`: `r<release>=<dir>` (v1) or `r<release>=<builder dir>=<conf>` (v2). */
+export interface BuilderLine {
+  release: string;
+  /** v1: the builder dir; v2: the artifacts dir (dirname of conf). */
+  dir: string;
+  builderDir: string;
+  conf: string;
+  version: 1 | 2;
+}
+export function readBuildersList(file: string): BuilderLine[] {
+  const out: BuilderLine[] = [];
+  for (const raw of fs.readFileSync(file, "utf8").split("\n")) {
+    const line = raw.trim();
+    if (!line || line.startsWith("#")) continue;
+    const m = /^r([0-9]+(?:\.[0-9]+)*)=(\/[^=\s]+)(?:=(\/[^=\s]+))?$/.exec(line);
+    if (!m) throw new ConfigError(`bad builders.list line: ${printable(line)}`);
+    if (m[3]) out.push({ release: m[1], builderDir: m[2], conf: m[3], dir: path.dirname(m[3]), version: 2 });
+    else out.push({ release: m[1], builderDir: m[2], conf: "", dir: m[2], version: 1 });
+  }
+  return out;
+}
+
+/** Fills `{name}` placeholders in an argv template; unknown placeholders are an error. */
+export function fillTemplate(argv: string[], values: Record<string, string>): string[] {
+  return argv.map((a) =>
+    a.replace(/\{([A-Za-z0-9_]+)\}/g, (_m, k: string) => {
+      const v = values[k];
+      if (v === undefined) throw new ConfigError(`unknown placeholder {${k}} in command template`);
+      return v;
+    }),
+  );
+}
 
 const argv = z.array(z.string().min(1)).min(1);
 

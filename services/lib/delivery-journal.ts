@@ -17,7 +17,7 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { z } from "zod";
-import { vmName } from "./common";
+import { vmName } from "./shapes";
 
 export const DELIVERY_ID_RE = /^[A-Za-z0-9-]{1,64}$/;
 const HASH = z.string().regex(/^[0-9a-f]{64}$/);

@@ -24,7 +24,11 @@ import { createHash } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { z } from "zod";
-import { CallResult, EXIT, appendJsonLine, fingerprint, log, pidAlive, qrexecCall, run, sleep, vmName, writeFileAtomic } from "./common";
+import { appendJsonLine, pidAlive, sleep, writeFileAtomic } from "./files";
+import { log } from "./log";
+import { EXIT } from "./outcome";
+import { CallResult, qrexecCall, run } from "./proc";
+import { fingerprint, vmName } from "./shapes";
 import { hashFile } from "./spool";
 import { BuildLogEntry, LogPrefixEntry, ProofBundle, SignatureRequestEntry, TlogTool, canonicalJson, checkpointSize } from "./tlog";
 

@@ -13,7 +13,9 @@
 import * as fs from "fs";
 import * as path from "path";
 import { z } from "zod";
-import { Refusal, acquireLock, homeDir, stateDir, writeFileAtomic } from "./common";
+import { homeDir, stateDir } from "./config";
+import { acquireLock, writeFileAtomic } from "./files";
+import { Refusal } from "./outcome";
 import type { SignatureRequestEntry } from "./tlog";
 
 export const AcceptedEntry = z.object({

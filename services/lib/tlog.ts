@@ -6,7 +6,8 @@
  */
 import { z } from "zod";
 import { entryIndex } from "../../contracts/transparencyLog";
-import { ConfigError, run } from "./common";
+import { ConfigError } from "./outcome";
+import { run } from "./proc";
 
 export { BuildLogEntry, LogEntry, LogPrefixEntry, SignatureRequestEntry, canonicalJson, logPath, parseEntry } from "../../contracts/transparencyLog";
 const index = entryIndex;

@@ -8,7 +8,7 @@ import { vmInputs } from "../../providers/impl/qubesVm";
 import { proxyInputs } from "../../providers/impl/sshProxyConfig";
 import { parsePolicyFile } from "../../qrexec";
 import { isDomUName } from "../../services/lib/names";
-import { vmName as serviceVmName } from "../../services/lib/common";
+import { vmName as serviceVmName } from "../../services/lib/shapes";
 import { validateName } from "../../sim/model";
 import { parseSiteConfig } from "../../site/config";
 import { builderYmlSchema } from "../../site/builderv2Schema";
