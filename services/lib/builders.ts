@@ -33,17 +33,6 @@ export function readBuildersList(file: string): BuilderLine[] {
   return out;
 }
 
-/** Fills `{name}` placeholders in an argv template; unknown placeholders are an error. */
-export function fillTemplate(argv: string[], values: Record<string, string>): string[] {
-  return argv.map((a) =>
-    a.replace(/\{([A-Za-z0-9_]+)\}/g, (_m, k: string) => {
-      const v = values[k];
-      if (v === undefined) throw new ConfigError(`unknown placeholder {${k}} in command template`);
-      return v;
-    }),
-  );
-}
-
 const argv = z.array(z.string().min(1)).min(1);
 
 /** How a builder version is started for a component (TriggerBuild). */
