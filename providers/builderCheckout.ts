@@ -18,33 +18,13 @@
  * directory alone: it may hold builds and nested checkouts.
  */
 import * as pulumi from "@pulumi/pulumi";
+import type { z } from "zod";
 import { diskProvider } from "./dynamic";
+import type { checkoutInputs } from "./impl/builderCheckout";
+import type { ArgsOf } from "./inputs";
 
-/** Inputs of a `BuilderCheckout`. */
-export interface BuilderCheckoutArgs {
-  /** The VM. Changing it replaces the resource. */
-  vm: pulumi.Input<string>;
-  /** The uuid of the VM (its QubesVm's `uuid` output): the resource is replaced with the VM, and gone with it. */
-  vmUuid?: pulumi.Input<string>;
-  /** Absolute directory of the working copy. Changing it replaces the resource. */
-  dir: pulumi.Input<string>;
-  /** Git URL to fetch from. */
-  url: pulumi.Input<string>;
-  /** The pinned commit (40 or 64 hex). */
-  commit: pulumi.Input<string>;
-  /** A signed tag that must point at `commit`; absent: the commit itself must be signed. */
-  tag?: pulumi.Input<string | undefined>;
-  /** Primary fingerprints allowed to sign. */
-  maintainers: pulumi.Input<pulumi.Input<string>[]>;
-  /** Armored public keys (at least those of the maintainers). */
-  keys: pulumi.Input<string>;
-  /** Also fetch and check out the submodules the verified commit pins. */
-  submodules?: pulumi.Input<boolean>;
-  /** Who owns the checkout (default `user`). */
-  user?: pulumi.Input<string>;
-  /** Where this checkout belongs, for messages: `env debian, builder /home/user/artifacts-r4.3, ...`. */
-  label: pulumi.Input<string>;
-}
+/** Inputs of a `BuilderCheckout` (providers/impl/builderCheckout.ts `checkoutInputs`). */
+export type BuilderCheckoutArgs = ArgsOf<z.input<typeof checkoutInputs>>;
 
 /** A verified checkout of a repository in a VM. */
 export class BuilderCheckout extends pulumi.dynamic.Resource {
@@ -57,7 +37,6 @@ export class BuilderCheckout extends pulumi.dynamic.Resource {
 
   constructor(name: string, args: BuilderCheckoutArgs, opts?: pulumi.CustomResourceOptions) {
     super(diskProvider("providers/impl/builderCheckout.ts"), name,
-      { submodules: false, user: "user", ...args, checkedOut: undefined, clean: undefined, verifiedBy: undefined },
-      opts, "qubes", "BuilderCheckout");
+      { ...args, checkedOut: undefined, clean: undefined, verifiedBy: undefined }, opts, "qubes", "BuilderCheckout");
   }
 }

@@ -9,30 +9,13 @@
  * copy alone: it may hold logs that are not pushed yet.
  */
 import * as pulumi from "@pulumi/pulumi";
+import type { z } from "zod";
 import { diskProvider } from "./dynamic";
+import type { repoInputs } from "./impl/logsRepository";
+import type { ArgsOf } from "./inputs";
 
-/** Inputs of a `LogsRepository`. */
-export interface LogsRepositoryArgs {
-  /** The logs VM. */
-  vm: pulumi.Input<string>;
-  /** The uuid of the VM (its QubesVm's `uuid` output): the resource is replaced with the VM, and gone with it. */
-  vmUuid?: pulumi.Input<string>;
-  /** Working copy path in the VM. */
-  dir: pulumi.Input<string>;
-  /** Git URL of the remote (ssh in production, file:// in qubes-sim). */
-  remote: pulumi.Input<string>;
-  branch: pulumi.Input<string>;
-  /** Fingerprint of the logs key: signs commits, and must have signed the remote head. */
-  signingKey: pulumi.Input<string>;
-  /**
-   * Logs keys the site used before (fingerprint → armored public key): a remote head signed by one
-   * of them is taken over, and a handover commit signed by `signingKey` is pushed on top. Without
-   * it, a head signed by any other key fails the update with the command that sets it.
-   */
-  previousKeys?: pulumi.Input<Record<string, string>>;
-  authorName: pulumi.Input<string>;
-  authorEmail: pulumi.Input<string>;
-}
+/** Inputs of a `LogsRepository` (providers/impl/logsRepository.ts `repoInputs`). */
+export type LogsRepositoryArgs = ArgsOf<z.input<typeof repoInputs>>;
 
 /** The logs VM's verified clone of the build-logs repository. */
 export class LogsRepository extends pulumi.dynamic.Resource {

@@ -10,29 +10,13 @@
  * `file`) or only the block.
  */
 import * as pulumi from "@pulumi/pulumi";
+import type { z } from "zod";
 import { diskProvider } from "./dynamic";
-import type { ContentArgs } from "./projectFile";
+import type { fileInputs } from "./impl/managedFile";
+import type { ArgsOf } from "./inputs";
 
-/** Inputs of a `ManagedFile`. */
-export interface ManagedFileArgs extends ContentArgs {
-  /** The VM holding the file. Changing it replaces the resource. */
-  vm: pulumi.Input<string>;
-  /** For a VM the site does not create: the stack config key naming it, e.g. `{ vm: "qubes-build-infra:netvm" }` (the VM must exist). */
-  configKeys?: pulumi.Input<Record<string, string>>;
-  /** The uuid of the VM (its QubesVm's `uuid` output): the resource is replaced with the VM, and gone with it. */
-  vmUuid?: pulumi.Input<string>;
-  /** Absolute path in the VM. Changing it replaces the resource. */
-  path: pulumi.Input<string>;
-  // content: the whole file (kind `file`) or the block's text (kind `block`, inline only).
-  /** File mode (default 0o644); for a block, the mode of the whole file. */
-  mode?: pulumi.Input<number>;
-  /** Owner (`root` by default, or `user`). */
-  owner?: pulumi.Input<string>;
-  /** `file` (default): the whole file; `block`: one marked block of it. */
-  kind?: pulumi.Input<"file" | "block" | "symlink">;
-  /** Name of the block in its markers (kind `block`; default `main`). */
-  blockId?: pulumi.Input<string>;
-}
+/** Inputs of a `ManagedFile` (providers/impl/managedFile.ts `fileInputs`; its content fields are `ContentArgs`). */
+export type ManagedFileArgs = ArgsOf<z.input<typeof fileInputs>>;
 
 /** A file, or a managed block of a file, in a VM. */
 export class ManagedFile extends pulumi.dynamic.Resource {
@@ -43,7 +27,7 @@ export class ManagedFile extends pulumi.dynamic.Resource {
     super(
       diskProvider("providers/impl/managedFile.ts"),
       name,
-      { mode: 0o644, owner: "root", kind: "file", blockId: "main", ...args, sha256: undefined },
+      { ...args, sha256: undefined },
       { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "sha256"] },
       "qubes",
       "ManagedFile",

@@ -7,26 +7,16 @@
  */
 import * as fs from "fs";
 import * as path from "path";
-import type * as pulumi from "@pulumi/pulumi";
+import type { z } from "zod";
 import { sha256 } from "./impl/common";
+import type { contentInputs } from "./impl/source";
+import type { Inputs } from "./inputs";
 
-/** The `contentFile`/`contentSha256` inputs of `RpcService` and `ManagedFile`. */
-export interface ProjectFileRef {
-  /** Path relative to the project directory (the engine's working directory), or absolute. */
-  contentFile: string;
-  /** sha256 (hex) of the file's text when the program read it. */
-  contentSha256: string;
-}
+/** The `contentFile`/`contentSha256` inputs of `RpcService` and `ManagedFile` (providers/impl/source.ts `contentInputs`). */
+export type ProjectFileRef = Required<Pick<z.input<typeof contentInputs>, "contentFile" | "contentSha256">>;
 
-/** The text of a file resource: inline `content`, or a project file by reference (`projectFile`). */
-export interface ContentArgs {
-  /** The text inline (may be a Pulumi secret). */
-  content?: pulumi.Input<string>;
-  /** Instead of `content`: a project file (see `projectFile`); only its hash goes through the engine. */
-  contentFile?: pulumi.Input<string>;
-  /** sha256 of `contentFile`'s text as the program read it; the provider refuses any other text. */
-  contentSha256?: pulumi.Input<string>;
-}
+/** The text of a file resource (providers/impl/source.ts `contentInputs`): inline `content`, or a project file by reference (`projectFile`). */
+export type ContentArgs = Inputs<z.input<typeof contentInputs>>;
 
 /**
  * References `file` (absolute, or relative to the working directory) and hashes it now. Inside the

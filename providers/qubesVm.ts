@@ -20,8 +20,11 @@
  * `up` adopts; a same-named qube without the tag is refused with the commands that settle it.
  */
 import * as pulumi from "@pulumi/pulumi";
+import type { z } from "zod";
 import type { CreatableVmClass } from "../contracts/vm";
 import { diskProvider } from "./dynamic";
+import type { vmInputs } from "./impl/qubesVm";
+import type { ArgsOf } from "./inputs";
 
 /** The owner tag of a stack: `qbi-owner-<project>-<stack>` in the characters Qubes allows in tags. */
 export function ownerTagFor(project: string, stack: string): string {
@@ -31,43 +34,8 @@ export function ownerTagFor(project: string, stack: string): string {
 /** Qube classes this resource creates (every class but dom0's). */
 export type QubesVmClass = CreatableVmClass;
 
-/** Inputs of a `QubesVm`. */
-export interface QubesVmArgs {
-  /** The qube's name. Changing it replaces the qube. */
-  name: pulumi.Input<string>;
-  /** The qube's class. Changing it replaces the qube. */
-  klass: pulumi.Input<QubesVmClass>;
-  /** Template (AppVM, DispVM): given to Qubes in the create call; unset = Qubes' default template. */
-  template?: pulumi.Input<string>;
-  /** Label (colour), e.g. `green`, `black`. */
-  label: pulumi.Input<string>;
-  /** NetVM: a qube name, `null` for no network, unset for Qubes' default netvm. */
-  netvm?: pulumi.Input<string | null>;
-  /** `provides_network`: whether other qubes may use this one as their netvm. Unset = default (false). */
-  providesNetwork?: pulumi.Input<boolean>;
-  /** `default_dispvm`: a qube name, `null` for none, unset for Qubes' default. */
-  defaultDispvm?: pulumi.Input<string | null>;
-  /** `template_for_dispvms`: whether disposables may be started from this qube. Unset = default (false). */
-  templateForDispvms?: pulumi.Input<boolean>;
-  /** Initial memory in MiB; unset = default. */
-  memory?: pulumi.Input<number>;
-  /** Maximum memory in MiB (0: no memory balancing); unset = default. */
-  maxmem?: pulumi.Input<number>;
-  /** Number of virtual CPUs; unset = default. */
-  vcpus?: pulumi.Input<number>;
-  /** `virt_mode` (`hvm` for Windows); unset = default. */
-  virtMode?: pulumi.Input<"hvm" | "pvh" | "pv">;
-  /** Features to set (only these are managed; removing one here removes it from the qube). */
-  features?: pulumi.Input<Record<string, pulumi.Input<string>>>;
-  /** Tags to add (only these are managed; tags Qubes adds itself are left alone). */
-  tags?: pulumi.Input<pulumi.Input<string>[]>;
-  /** Minimum size of the private volume: bytes, or text like `20GiB`. Grows only. */
-  privateVolumeSize?: pulumi.Input<number | string>;
-  /** The tag marking the qube as this stack's (default: `ownerTagFor(project, stack)`). */
-  ownerTag?: pulumi.Input<string>;
-  /** For messages: the stack config key each input comes from, e.g. `{ netvm: "qubes-build-infra:buildNetvm" }`. */
-  configKeys?: pulumi.Input<Record<string, string>>;
-}
+/** Inputs of a `QubesVm` (providers/impl/qubesVm.ts `vmInputs`), but `drift` and `uuid`, which check computes. */
+export type QubesVmArgs = ArgsOf<Omit<z.input<typeof vmInputs>, "drift" | "uuid">>;
 
 /** A qube. */
 export class QubesVm extends pulumi.dynamic.Resource {
@@ -88,8 +56,9 @@ export class QubesVm extends pulumi.dynamic.Resource {
   declare readonly drift: pulumi.Output<string>;
 
   constructor(name: string, args: QubesVmArgs, opts?: pulumi.CustomResourceOptions) {
+    // The owner tag's default depends on the program's project and stack: set here, not by the schema.
     const ownerTag = args.ownerTag ?? ownerTagFor(pulumi.getProject(), pulumi.getStack());
     super(diskProvider("providers/impl/qubesVm.ts"), name,
-      { features: {}, tags: [], ...args, ownerTag, privateVolumeBytes: undefined, uuid: undefined, drift: undefined }, opts, "qubes", "QubesVm");
+      { ...args, ownerTag, privateVolumeBytes: undefined, uuid: undefined, drift: undefined }, opts, "qubes", "QubesVm");
   }
 }

@@ -6,22 +6,13 @@
  * program changed in the VM shows as drift and the next `up` puts it back.
  */
 import * as pulumi from "@pulumi/pulumi";
+import type { z } from "zod";
 import { diskProvider } from "./dynamic";
-import type { ContentArgs } from "./projectFile";
+import type { rpcInputs } from "./impl/rpcService";
+import type { ArgsOf } from "./inputs";
 
-/** Inputs of an `RpcService`. */
-export interface RpcServiceArgs extends ContentArgs {
-  /** The VM the service runs in. Changing it replaces the resource. */
-  vm: pulumi.Input<string>;
-  /** For a VM the site does not create: the stack config key naming it, e.g. `{ vm: "qubes-build-infra:netvm" }` (the VM must exist). */
-  configKeys?: pulumi.Input<Record<string, string>>;
-  /** The uuid of the VM (its QubesVm's `uuid` output): the resource is replaced with the VM, and gone with it. */
-  vmUuid?: pulumi.Input<string>;
-  /** Service name, optionally with a specific argument: `qubesbuilder.BuildLog`, `local.ConnectSSH+github.com`. */
-  service: pulumi.Input<string>;
-  /** File mode (default 0o755). */
-  mode?: pulumi.Input<number>;
-}
+/** Inputs of an `RpcService` (providers/impl/rpcService.ts `rpcInputs`; its content fields are `ContentArgs`). */
+export type RpcServiceArgs = ArgsOf<z.input<typeof rpcInputs>>;
 
 /** A qrexec service program in a VM. */
 export class RpcService extends pulumi.dynamic.Resource {
@@ -31,6 +22,6 @@ export class RpcService extends pulumi.dynamic.Resource {
   declare readonly sha256: pulumi.Output<string>;
 
   constructor(name: string, args: RpcServiceArgs, opts?: pulumi.CustomResourceOptions) {
-    super(diskProvider("providers/impl/rpcService.ts"), name, { mode: 0o755, ...args, path: undefined, sha256: undefined }, opts, "qubes", "RpcService");
+    super(diskProvider("providers/impl/rpcService.ts"), name, { ...args, path: undefined, sha256: undefined }, opts, "qubes", "RpcService");
   }
 }

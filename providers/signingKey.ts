@@ -8,21 +8,13 @@
  * the resource never deletes the key.
  */
 import * as pulumi from "@pulumi/pulumi";
+import type { z } from "zod";
 import { diskProvider } from "./dynamic";
+import type { keyInputs } from "./impl/signingKey";
+import type { ArgsOf } from "./inputs";
 
-/** Inputs of a `SigningKey`. */
-export interface SigningKeyArgs {
-  /** The VM holding the key. */
-  vm: pulumi.Input<string>;
-  /** The uuid of the VM (its QubesVm's `uuid` output): the resource is replaced with the VM, and gone with it. */
-  vmUuid?: pulumi.Input<string>;
-  /** User id for a generated key, e.g. `Qubes OS build signing key (fedora)`. */
-  uid: pulumi.Input<string>;
-  /** The fingerprint that must be present (production); absent: generate one if none. */
-  expectFingerprint?: pulumi.Input<string | undefined>;
-  /** GnuPG home in the VM (default `/home/user/.gnupg`). */
-  gnupgHome?: pulumi.Input<string>;
-}
+/** Inputs of a `SigningKey` (providers/impl/signingKey.ts `keyInputs`). */
+export type SigningKeyArgs = ArgsOf<z.input<typeof keyInputs>>;
 
 /** An OpenPGP signing key in a VM. */
 export class SigningKey extends pulumi.dynamic.Resource {
@@ -32,6 +24,6 @@ export class SigningKey extends pulumi.dynamic.Resource {
   declare readonly publicKey: pulumi.Output<string>;
 
   constructor(name: string, args: SigningKeyArgs, opts?: pulumi.CustomResourceOptions) {
-    super(diskProvider("providers/impl/signingKey.ts"), name, { gnupgHome: "/home/user/.gnupg", ...args, fingerprint: undefined, publicKey: undefined }, opts, "qubes", "SigningKey");
+    super(diskProvider("providers/impl/signingKey.ts"), name, { ...args, fingerprint: undefined, publicKey: undefined }, opts, "qubes", "SigningKey");
   }
 }

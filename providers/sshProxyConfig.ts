@@ -7,41 +7,19 @@
  * (`~/.ssh`), owner `user`.
  */
 import * as pulumi from "@pulumi/pulumi";
+import type { z } from "zod";
 import { diskProvider } from "./dynamic";
+import type { proxyHost, proxyInputs } from "./impl/sshProxyConfig";
+import type { ArgsOf } from "./inputs";
+
+/** One upload host (providers/impl/sshProxyConfig.ts `proxyHost`). */
+export type SshProxyHost = z.input<typeof proxyHost>;
 
 /** One pinned host key, as in known_hosts. */
-export interface SshHostKey {
-  /** e.g. `ssh-ed25519` */
-  type: string;
-  /** The base64 key. */
-  key: string;
-}
+export type SshHostKey = SshProxyHost["hostKeys"][number];
 
-/** One upload host. */
-export interface SshProxyHost {
-  /** The name used with ssh (`Host`), and the qrexec argument of ConnectSSH unless `hostName` is set. */
-  host: string;
-  /** Remote user (`User`). */
-  user: string;
-  /** `HostName`, when different from `host`. */
-  hostName?: string;
-  /** The host's pinned keys. */
-  hostKeys: SshHostKey[];
-}
-
-/** Inputs of an `SshProxyConfig`. */
-export interface SshProxyConfigArgs {
-  /** The build VM. Changing it replaces the resource. */
-  vm: pulumi.Input<string>;
-  /** For a VM the site does not create: the stack config key naming it, e.g. `{ vm: "qubes-build-infra:netvm" }` (the VM must exist). */
-  configKeys?: pulumi.Input<Record<string, string>>;
-  /** The uuid of the VM (its QubesVm's `uuid` output): the resource is replaced with the VM, and gone with it. */
-  vmUuid?: pulumi.Input<string>;
-  /** The qube running `local.ConnectSSH` (e.g. `sys-net`). */
-  netvm: pulumi.Input<string>;
-  /** The upload hosts. */
-  hosts: pulumi.Input<pulumi.Input<SshProxyHost>[]>;
-}
+/** Inputs of an `SshProxyConfig` (providers/impl/sshProxyConfig.ts `proxyInputs`). */
+export type SshProxyConfigArgs = ArgsOf<z.input<typeof proxyInputs>>;
 
 /** The ssh proxy configuration of a build VM. */
 export class SshProxyConfig extends pulumi.dynamic.Resource {

@@ -9,17 +9,27 @@ const KIND = "BuilderCheckout";
 const hex40 = z.string().regex(/^[0-9A-F]{40}$/, "a 40-hex upper-case fingerprint");
 export const checkoutInputs = z.object({
   ...legacyAdmin,
+  /** The VM. Changing it replaces the resource. */
   vm: z.string().min(1),
   ...vmIdentity,
+  /** Absolute directory of the working copy. Changing it replaces the resource. */
   dir: z.string().regex(/^\/[A-Za-z0-9._/-]+$/, "an absolute path (letters, digits, ._/-)")
     .refine((s) => !s.split("/").includes("..") && !s.endsWith("/"), "no '..', no trailing '/'"),
+  /** Git URL to fetch from. */
   url: z.string().min(1).refine((s) => !s.startsWith("-") && !/[\s\0]/.test(s), "a git URL (no leading '-', no white space)"),
+  /** The pinned commit (40 or 64 hex). */
   commit: z.string().regex(/^([0-9a-f]{40}|[0-9a-f]{64})$/, "a full commit id"),
+  /** A signed tag that must point at `commit`; absent: the commit itself must be signed. */
   tag: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9._/-]*$/, "a tag name").refine((s) => !s.includes(".."), "a tag name").optional(),
+  /** Primary fingerprints allowed to sign. */
   maintainers: z.array(hex40).min(1, "at least one maintainer fingerprint"),
+  /** Armored public keys (at least those of the maintainers). */
   keys: z.string(),
+  /** Also fetch and check out the submodules the verified commit pins (default false). */
   submodules: z.boolean().default(false),
+  /** Who owns the checkout (default `user`). */
   user: z.string().regex(/^[a-z_][a-z0-9_-]*$/).default("user"),
+  /** Where this checkout belongs, for messages: `env debian, builder /home/user/artifacts-r4.3, ...`. */
   label: z.string().min(1),
 });
 export type CheckoutInputs = z.infer<typeof checkoutInputs>;

@@ -46,7 +46,7 @@ export async function inVm<T>(admin: QubesAdmin, where: { vm: string; vmUuid?: s
 
 /** Inputs naming VMs the site does not create: which config key names each (checked to exist). */
 export const externalVms = {
-  /** Input name → the stack config key it comes from, e.g. `{ vm: "qubes-build-infra:netvm" }`. */
+  /** For VMs the site does not create: input name → the stack config key naming it, e.g. `{ vm: "qubes-build-infra:netvm" }` (the VM must exist). */
   configKeys: z.record(z.string(), z.string()).optional(),
 };
 

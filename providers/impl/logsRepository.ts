@@ -7,24 +7,33 @@ import { GONE, inVm, vmIdentity, vmReplaced } from "./inVm";
 const KIND = "LogsRepository";
 const fingerprint = z.string().regex(/^[0-9A-F]{40}$/, "a 40-hex fingerprint (upper case)");
 
-const props = z.object({
+export const repoInputs = z.object({
   ...legacyAdmin,
+  /** The logs VM. */
   vm: z.string().min(1),
   ...vmIdentity,
+  /** Working copy path in the VM. */
   dir: z.string().regex(/^\/home\/user\/[A-Za-z0-9._/-]+$/, "a path under /home/user"),
+  /** Git URL of the remote (ssh in production, file:// in qubes-sim). */
   remote: z.string().min(1).refine((s) => !s.startsWith("-"), "must not start with '-'"),
+  /** The branch the logs are pushed to. */
   branch: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._/-]*$/),
+  /** Fingerprint of the logs key: signs commits, and must have signed the remote head. */
   signingKey: fingerprint,
   /**
-   * Logs keys this site used before, by fingerprint, with their armored public keys: a remote
-   * head signed by one of them is taken over (the operator's decision, in the stack config) and a
-   * handover commit signed by `signingKey` is pushed on top.
+   * Logs keys the site used before (fingerprint → armored public key): a remote head signed by one
+   * of them is taken over (the operator's decision, in the stack config), and a handover commit
+   * signed by `signingKey` is pushed on top. Without it, a head signed by any other key fails the
+   * update with the command that sets it.
    */
   previousKeys: z.record(fingerprint, z.string().includes("BEGIN PGP PUBLIC KEY BLOCK", { message: "an armored OpenPGP public key" })).default({}),
+  /** The commit author's name (the bot identity), set in the repository. */
   authorName: z.string().min(1),
+  /** The commit author's email, set in the repository. */
   authorEmail: z.string().min(3),
-  head: z.string().optional(),
 });
+/** Inputs and outputs: the head found or made (absent before create). */
+const props = repoInputs.extend({ head: z.string().optional() });
 type Props = z.infer<typeof props>;
 
 /** Exit status of the setup script when the remote head is signed by no key it may trust. */

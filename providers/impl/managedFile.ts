@@ -12,14 +12,21 @@ const KIND = "ManagedFile";
 
 const fileBase = z.object({
   ...legacyAdmin,
+  /** The VM holding the file. Changing it replaces the resource. */
   vm: z.string().min(1),
   ...vmIdentity,
   ...externalVms,
+  /** Absolute path in the VM. Changing it replaces the resource. */
   path: z.string().regex(/^\/[^\0]*[^/]$/, "an absolute file path"),
+  // content: the whole file (kind `file`), the block's text (kind `block`, inline only) or the link's target (kind `symlink`).
   ...contentFields,
+  /** File mode (default 0o644); for a block, the mode of the whole file. */
   mode: z.number().int().min(0).max(0o7777).default(0o644),
+  /** Owner (default `root`, or `user`). */
   owner: z.string().regex(/^[a-z_][a-z0-9_-]*$/, "a user name").default("root"),
+  /** `file` (default): the whole file; `block`: one marked block of it; `symlink`: a symbolic link to `content`. */
   kind: z.enum(["file", "block", "symlink"]).default("file"),
+  /** Name of the block in its markers (kind `block`; default `main`). */
   blockId: z.string().default("main").refine((s) => {
     try {
       blockMarkers(s);

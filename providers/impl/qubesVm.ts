@@ -19,24 +19,39 @@ const tag = z.string().regex(/^[A-Za-z0-9_-]+$/, "a tag: letters, digits, '_' an
 
 export const vmInputs = z.object({
   ...legacyAdmin,
+  /** The qube's name. Changing it replaces the qube. */
   name: vmName,
+  /** The qube's class. Changing it replaces the qube. */
   klass: creatableVmClass,
+  /** Template (AppVM, DispVM): given to Qubes in the create call; unset = Qubes' default template. */
   template: z.string().optional(),
+  /** Label (colour), e.g. `green`, `black`. */
   label: z.string().min(1),
+  /** NetVM: a qube name, `null` for no network, unset for Qubes' default netvm. */
   netvm: z.string().nullable().optional(),
+  /** `provides_network`: whether other qubes may use this one as their netvm. Unset = default (false). */
   providesNetwork: z.boolean().optional(),
+  /** `default_dispvm`: a qube name, `null` for none, unset for Qubes' default. */
   defaultDispvm: z.string().nullable().optional(),
+  /** `template_for_dispvms`: whether disposables may be started from this qube. Unset = default (false). */
   templateForDispvms: z.boolean().optional(),
+  /** Initial memory in MiB; unset = default. */
   memory: z.number().int().positive().optional(),
+  /** Maximum memory in MiB (0: no memory balancing); unset = default. */
   maxmem: z.number().int().nonnegative().optional(),
+  /** Number of virtual CPUs; unset = default. */
   vcpus: z.number().int().positive().optional(),
+  /** `virt_mode` (`hvm` for Windows); unset = default. */
   virtMode: z.enum(["hvm", "pvh", "pv"]).optional(),
+  /** Features to set (default none; only these are managed; removing one here removes it from the qube). */
   features: z.record(z.string(), z.string()).default({}),
+  /** Tags to add (default none; only these are managed; tags Qubes adds itself are left alone). */
   tags: z.array(tag).default([]),
+  /** Minimum size of the private volume: bytes, or text like `20GiB` (bytes after check). Grows only. */
   privateVolumeSize: size.optional(),
-  /** The tag naming the stack that owns the VM (see providers/qubesVm.ts). */
+  /** The tag marking the qube as this stack's (the QubesVm constructor's default: `ownerTagFor(project, stack)`). */
   ownerTag: tag.optional(),
-  /** For messages: the stack config key each input comes from. */
+  /** For messages: the stack config key each input comes from, e.g. `{ netvm: "qubes-build-infra:buildNetvm" }`. */
   configKeys: z.record(z.string(), z.string()).optional(),
   /** Set by check: how dom0 differs from what the state recorded (shown by the preview). */
   drift: z.string().optional(),

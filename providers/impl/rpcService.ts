@@ -11,11 +11,15 @@ export const RPC_DIR = "/usr/local/etc/qubes-rpc";
 
 const rpcBase = z.object({
   ...legacyAdmin,
+  /** The VM the service runs in. Changing it replaces the resource. */
   vm: z.string().min(1),
   ...vmIdentity,
   ...externalVms,
+  /** Service name, optionally with a specific argument: `qubesbuilder.BuildLog`, `local.ConnectSSH+github.com`. */
   service: z.string().regex(/^[A-Za-z0-9._-]+(\+[A-Za-z0-9._-]*)?$/, "a qrexec service name, optionally with +argument (letters, digits, '.', '_', '-')"),
+  // content: the service program.
   ...contentFields,
+  /** File mode (default 0o755). */
   mode: z.number().int().min(0).max(0o7777).default(0o755),
 });
 export const rpcInputs = rpcBase.superRefine(oneContent);

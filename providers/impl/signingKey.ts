@@ -7,13 +7,20 @@ import { GONE, inVm, vmIdentity, vmReplaced } from "./inVm";
 
 const KIND = "SigningKey";
 
-const props = z.object({
+export const keyInputs = z.object({
   ...legacyAdmin,
+  /** The VM holding the key. */
   vm: z.string().min(1),
   ...vmIdentity,
+  /** User id for a generated key, e.g. `Qubes OS build signing key (fedora)`. */
   uid: z.string().min(1),
+  /** The fingerprint that must be present (production); absent: generate one if none. */
   expectFingerprint: z.string().regex(/^[0-9A-F]{40}$/).optional(),
+  /** GnuPG home in the VM (default `/home/user/.gnupg`). */
   gnupgHome: z.string().regex(/^\/[^\0']*$/, "an absolute path").default("/home/user/.gnupg"),
+});
+/** Inputs and outputs: the key found or made (absent before create). */
+const props = keyInputs.extend({
   fingerprint: z.string().optional(),
   publicKey: z.string().optional(),
 });

@@ -5,18 +5,22 @@ import * as path from "path";
 import { z } from "zod";
 import { sha256 } from "./common";
 
-/** The content fields shared by RpcService and ManagedFile inputs (exactly one way is given). */
-export const contentFields = {
+/** The content inputs shared by RpcService and ManagedFile (exactly one way is given: `oneContent`). */
+export const contentInputs = z.object({
+  /** The text inline (may be a Pulumi secret). */
   content: z.string().optional(),
+  /**
+   * Instead of `content`: a project file (see providers/projectFile.ts), its path relative to the
+   * project directory (the engine's working directory) or absolute; only its hash goes through the engine.
+   */
   contentFile: z.string().min(1).optional(),
+  /** sha256 (hex) of `contentFile`'s text as the program read it; the provider refuses any other text. */
   contentSha256: z.string().regex(/^[0-9a-f]{64}$/, "a sha256 in hex").optional(),
-};
+});
+/** `contentInputs`' fields, to spread into a resource's inputs. */
+export const contentFields = contentInputs.shape;
 
-interface ContentInputs {
-  content?: string;
-  contentFile?: string;
-  contentSha256?: string;
-}
+type ContentInputs = z.infer<typeof contentInputs>;
 
 /** zod refinement: `content`, or both `contentFile` and `contentSha256`, never both ways. */
 export function oneContent(p: ContentInputs, ctx: z.RefinementCtx): void {

@@ -14,24 +14,34 @@ export const KNOWN_HOSTS = `${SSH_DIR}/known_hosts`;
 export const BLOCK_ID = "ssh-proxy";
 
 const hostName = z.string().regex(/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/, "a host name");
-const host = z.object({
+/** One upload host. */
+export const proxyHost = z.object({
+  /** The name used with ssh (`Host`), and the qrexec argument of ConnectSSH unless `hostName` is set. */
   host: hostName,
+  /** Remote user (`User`). */
   user: z.string().regex(/^[a-z_][a-z0-9_-]*$/, "a Unix user name"),
+  /** `HostName`, when different from `host`. */
   hostName: hostName.optional(),
+  /** The host's pinned keys, as in known_hosts. */
   hostKeys: z.array(z.object({
+    /** e.g. `ssh-ed25519` */
     type: z.string().regex(/^[a-z0-9@.-]+$/, "a key type such as ssh-ed25519"),
+    /** The base64 key. */
     key: z.string().regex(/^[A-Za-z0-9+/]+={0,2}$/, "the base64 key as in known_hosts"),
   })).min(1, "pin at least one host key"),
 });
-export type ProxyHost = z.infer<typeof host>;
+export type ProxyHost = z.infer<typeof proxyHost>;
 
 export const proxyInputs = z.object({
   ...legacyAdmin,
+  /** The build VM. Changing it replaces the resource. */
   vm: vmName,
   ...vmIdentity,
   ...externalVms,
+  /** The qube running `local.ConnectSSH` (e.g. `sys-net`). */
   netvm: vmName,
-  hosts: z.array(host).min(1).superRefine((hs, ctx) => {
+  /** The upload hosts. */
+  hosts: z.array(proxyHost).min(1).superRefine((hs, ctx) => {
     const seen = new Set<string>();
     for (const h of hs) {
       if (seen.has(h.host)) ctx.addIssue({ code: "custom", message: `host ${h.host} is listed twice` });

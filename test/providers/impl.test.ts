@@ -6,6 +6,7 @@ import * as path from "path";
 import { qubesErrorOf } from "../../admin/errors";
 import { configure, dropRunCache, runConnection, setAdminForTests, setRunConnectionForTests } from "../../providers/impl/admin";
 import { ProviderError, UNKNOWN } from "../../providers/impl/common";
+import * as checkout from "../../providers/impl/builderCheckout";
 import * as file from "../../providers/impl/managedFile";
 import * as policy from "../../providers/impl/qrexecPolicy";
 import * as vm from "../../providers/impl/qubesVm";
@@ -513,5 +514,29 @@ describe("TemplateRequirement", () => {
     fake.calls.length = 0;
     expect(((await req.read(made.id, made.outs)).props as { missing?: string[] }).missing).toEqual([]);
     expect(fake.calls).toEqual(["systemInfo"]);
+  });
+});
+
+// The resource classes pass only what the program gives; the defaults live on the providers' schemas.
+describe("check fills in every default the resource classes used to set", () => {
+  const same = async (check: (o: unknown, n: unknown) => Promise<{ inputs: Record<string, unknown>; failures?: unknown }>,
+    given: Record<string, unknown>, defaults: Record<string, unknown>) => {
+    const bare = await check({}, given);
+    expect(bare.failures).toBeUndefined();
+    expect(bare.inputs).toMatchObject(defaults);
+    expect(bare.inputs).toEqual((await check({}, { ...defaults, ...given })).inputs);
+  };
+  const fpr = "0123456789ABCDEF0123456789ABCDEF01234567";
+
+  it("SigningKey: gnupgHome", () => same(key.check, { vm: "keys-a", uid: "k" }, { gnupgHome: "/home/user/.gnupg" }));
+  it("BuilderCheckout: submodules and user", () => same(checkout.check,
+    { vm: "build-a", dir: "/home/user/b", url: "https://example.org/b.git", commit: "a".repeat(40), maintainers: [fpr], keys: "k", label: "b" },
+    { submodules: false, user: "user" }));
+  it("ManagedFile: mode, owner, kind and blockId", () => same(file.check, { vm: "build-a", path: "/home/user/x", content: "x\n" },
+    { mode: 0o644, owner: "root", kind: "file", blockId: "main" }));
+  it("RpcService: mode", () => same(rpc.check, { vm: "build-a", service: "qbi.Test", content: "x" }, { mode: 0o755 }));
+  it("QubesVm: features and tags", () => {
+    const { features: _f, tags: _t, ...rest } = vmArgs;
+    return same(vm.check, rest, { features: {}, tags: [] });
   });
 });
