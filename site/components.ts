@@ -306,17 +306,21 @@ export class BuildEnvironment extends pulumi.ComponentResource {
 
     // The builders: verified checkouts first (nested ones after their parent), then the files that
     // live in or next to them.
-    for (const c of checkoutsOf(cfg, env)) {
+    const checkouts = checkoutsOf(cfg, env);
+    for (const c of checkouts) {
       this.checkouts[c.key] = new BuilderCheckout(`${b}:checkout:${c.key}`, {
         vm: b, vmUuid: this.buildVm.uuid, dir: c.dir, url: c.url, commit: c.commit, ...(c.tag ? { tag: c.tag } : {}), maintainers: c.maintainers,
         keys: cfg.maintainerKeys, submodules: c.key === "qubes-builderv2", label: c.label,
       }, { parent: this, dependsOn: [this.buildVm, ...(c.inside ? [this.checkouts[c.inside]] : [])] });
     }
     const fpr = this.signingKey.fingerprint;
-    const inBuilder = (dir: string) => (e.builderv2 ? [] : [this.checkouts[`builder:${dir}`]]);
+    // A file goes after every checkout into its directory or below: both would create the directory
+    // (the file's writer as root, then handing it to the user), and a checkout run as the user in
+    // between would be refused (e.g. builderv2's config checkout beside builder.yml).
+    const inBuilder = (dir: string) => checkouts.filter((c) => c.dir === dir || c.dir.startsWith(`${dir}/`)).map((c) => this.checkouts[c.key]);
     for (const bl of e.builders) {
       if (bl.components.length > 0) build.file(`${bl.dir}/qbi-components.json`, json({ components: bl.components }), 0o644, "user", inBuilder(bl.dir));
-      if (e.builderv2) build.file(`${bl.dir}/builder.yml`, fpr.apply((f) => renderBuilderYml(cfg, env, bl, f)), 0o644, "user");
+      if (e.builderv2) build.file(`${bl.dir}/builder.yml`, fpr.apply((f) => renderBuilderYml(cfg, env, bl, f)), 0o644, "user", inBuilder(bl.dir));
       else build.file(`${bl.dir}/builder.conf`, fpr.apply((f) => renderBuilderConf(cfg, env, bl, f)), 0o644, "user", inBuilder(bl.dir));
     }
     if (e.builderv2) {
