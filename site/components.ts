@@ -7,6 +7,7 @@
 import { createPrivateKey, KeyObject, X509Certificate } from "crypto";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
+import { renderBuildersList } from "../contracts/buildersList";
 import { renderNginxConfig } from "../contracts/nginx";
 import { serviceConfigPath, serviceSecretPath, VM_CONFIG_DIR, VM_SECRETS_DIR } from "../contracts/vmPaths";
 import { CLEANUP_PROGRAM, cleanupConfig, timerFiles } from "./timers";
@@ -26,7 +27,7 @@ import { TemplateRequirement } from "../providers/templateRequirement";
 import { TransparencyLogKey } from "../providers/tlogKey";
 import {
   BUILDER_PATHS, checkBuilders, checkoutsOf, commandActions, renderBuilderConf, renderBuilderGithubConf, renderBuilderGithubYml,
-  renderBuildersList, renderBuilderYml, renderOpenqaConf, triggerEntryPoint,
+  buildersListOf, renderBuilderYml, renderOpenqaConf, triggerEntryPoint,
 } from "./builders";
 import { logsOf, tlogOrigin, type SiteConfig } from "./config";
 import { BUILDER_DVM, buildVm, keysVm, planSite, policyFiles, type PlannedPolicyFile, type PlannedVm, WINSIGN_OPS, winKeysVm } from "./plan";
@@ -303,7 +304,7 @@ export class BuildEnvironment extends pulumi.ComponentResource {
     // rpm signs through the split-GPG client; the key's passphrase lives in the keys VM, so rpm's check of it is skipped.
     const rpmmacros = `%__gpg ${PATHS.gpgClient}\n%__gpg_check_password_cmd /bin/true true\n%_gpg_sign_cmd_extra_args --batch\n`;
     build.file("/home/user/.rpmmacros", rpmmacros, 0o644, "user");
-    build.file(PATHS.buildersList, renderBuildersList(e), 0o644, "user");
+    build.file(PATHS.buildersList, renderBuildersList(buildersListOf(e)), 0o644, "user");
 
     // The builders: verified checkouts first (nested ones after their parent), then the files that
     // live in or next to them.
