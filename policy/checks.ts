@@ -8,6 +8,7 @@
  */
 import { Rule, Verdict, evaluate, isDom0, ruleKey, servicesInPolicy } from "../qrexec";
 import { z } from "zod";
+import { serviceConfigPath, serviceSecretPath } from "../contracts/vmPaths";
 import { OUTSIDER, ResourceInput, Site, UNKNOWN_AT_PREVIEW, Vm, readSite } from "./model";
 
 export type { ResourceInput } from "./model";
@@ -57,7 +58,7 @@ export const DEFAULT_CONFIG: PackConfig = {
 };
 
 /** Where the webhook receiver reads its HMAC secret (docs/layout.md: secrets path). */
-export const WEBHOOK_SECRET_PATH = "/usr/local/etc/qubes-build-infra/secrets/webhooks";
+export const WEBHOOK_SECRET_PATH = serviceSecretPath("webhooks");
 /** The webhook front's TLS private key in the net VM (site/components.ts writes it there). */
 export const WEBHOOK_TLS_KEY_PATH = "/rw/config/qubes-build-infra/webhooks-tls.key";
 
@@ -71,7 +72,7 @@ const WINSIGN_USE = ["QueryKey", "GetCert", "Sign"].map((op) => `${WINSIGN}.${op
 /** Key creation and deletion: the site's job (AuthenticodeKey), never a VM's. */
 const WINSIGN_MAKE = ["CreateKey", "DeleteKey"].map((op) => `${WINSIGN}.${op}`);
 /** The Windows keys VM's WinSign configuration (services/win-sign.ts): `keys` lists the key names its services use. */
-export const WIN_SIGN_CONFIG_PATH = "/usr/local/etc/qubes-build-infra/win-sign.json";
+export const WIN_SIGN_CONFIG_PATH = serviceConfigPath("win-sign");
 const WinSignKeys = z.looseObject({ keys: z.array(z.string().regex(/^[A-Za-z0-9_]{1,64}$/, "a key name")).min(1) });
 const CONNECT_SSH = "local.ConnectSSH";
 /** Admin calls a build VM may make about itself (read-only or its own loop devices). */

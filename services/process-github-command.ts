@@ -9,7 +9,9 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { z } from "zod";
-import { type BuilderLine, builderValues, fillArgv, fillEnv, readBuildersList, startUnderLock } from "./lib/builders";
+import { type BuilderLine } from "../contracts/buildersList";
+import { FINGERPRINT_RE } from "../contracts/fingerprint";
+import { builderValues, fillArgv, fillEnv, readBuildersList, startUnderLock } from "./lib/builders";
 import { homeDir, loadConfig, stateDir } from "./lib/config";
 import { acquireLock, appendJsonLine, readStdinLimited, writeFileAtomic } from "./lib/files";
 import { log } from "./lib/log";
@@ -318,7 +320,7 @@ async function verify(cfg: Config, framed: Framed): Promise<Verified> {
     // VALIDSIG <fpr> <date> <sig-timestamp> <expire> <version> <reserved> <pubkey-algo> <hash-algo> <class> <primary-fpr>
     const f = valid[0].split(" ");
     const primary = (f[11] ?? f[2] ?? "").toUpperCase();
-    if (!/^[0-9A-F]{40}$/.test(primary)) throw new Refusal("signer fingerprint is not a v4 fingerprint");
+    if (!FINGERPRINT_RE.test(primary)) throw new Refusal("signer fingerprint is not a v4 fingerprint");
     // The replay key uses the time read from the hashed subpackets: it must be the one gpgv verified.
     if (f[4] !== String(framed.signedAtSeconds)) throw new Refusal("signature time reported by gpgv differs from the signed creation time");
     return { signer: primary, signedAt: framed.signedAtSeconds * 1000 };

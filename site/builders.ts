@@ -10,6 +10,7 @@
  * environment, the builder and the reason, at preview.
  */
 import { stringify } from "yaml";
+import type { BuildersListEntry } from "../contracts/buildersList";
 import { builderGithubYmlSchema, builderYmlSchema, schemaProblems, type BuilderGithubYml, type BuilderYml } from "./builderv2Schema";
 import type { EnvConfig, SiteConfig } from "./config";
 import { BUILDER_DVM, keysVm } from "./plan";
@@ -122,9 +123,10 @@ export function checkoutsOf(cfg: SiteConfig, env: string): PlannedCheckout[] {
   return out;
 }
 
-/** `builders.list`: `r<release>=<dir>` (v1) or `r<release>=<qubes-builderv2>=<dir>/builder.yml` (v2). */
-export function renderBuildersList(e: EnvConfig): string {
-  return e.builders.map((b) => (e.builderv2 ? `r${b.release}=${BUILDER_PATHS.v2Builder}=${b.dir}/builder.yml` : `r${b.release}=${b.dir}`)).join("\n") + "\n";
+/** The entries of an env's `builders.list`: a v1 builder's dir, or qubes-builderv2 with `<dir>/builder.yml` (format: contracts/buildersList.ts). */
+export function buildersListOf(e: EnvConfig): BuildersListEntry[] {
+  return e.builders.map((b) => (e.builderv2 ? { release: b.release, builderDir: BUILDER_PATHS.v2Builder, conf: `${b.dir}/builder.yml` }
+    : { release: b.release, builderDir: b.dir }));
 }
 
 /** The upload destinations of a builder of `release` (`repository-upload-remote-host`), from the upload hosts. */

@@ -12,9 +12,10 @@
  * raise": they refuse the values builderv2 would reject *or* silently mis-handle.
  */
 import { z } from "zod";
+import { FINGERPRINT_RE } from "../contracts/fingerprint";
 import { isVmName } from "../contracts/names";
 
-const fpr = z.string().regex(/^[0-9A-F]{40}$/, "a 40-hex fingerprint (passed to gpg -u in a shell command)");
+const fpr = z.string().regex(FINGERPRINT_RE, "a 40-hex fingerprint (passed to gpg -u in a shell command)");
 // Pasted unquoted into shell command strings (`{gpg_client} --armor --export ...`, `rsync ... {remote}/...`).
 const shellWord = /^[A-Za-z0-9@%+=:,./_-]+$/;
 
@@ -71,7 +72,7 @@ export const builderGithubYmlSchema = z.strictObject({
     "iso-base-url": z.url().optional(),
     // github-command.py action: `maintainers.<signer>.components|distributions|templates|iso`.
     maintainers: z.record(
-      z.string().regex(/^[0-9A-F]{40}$/, "a 40-hex upper-case fingerprint (compared as text with the signer)"),
+      z.string().regex(FINGERPRINT_RE, "a 40-hex upper-case fingerprint (compared as text with the signer)"),
       z.strictObject({ components: listOrAll, distributions: listOrAll, templates: listOrAll, iso: z.boolean() }),
     ),
   }),

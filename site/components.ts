@@ -7,7 +7,9 @@
 import { createPrivateKey, KeyObject, X509Certificate } from "crypto";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
+import { renderBuildersList } from "../contracts/buildersList";
 import { renderNginxConfig } from "../contracts/nginx";
+import { serviceConfigPath, serviceSecretPath, VM_CONFIG_DIR, VM_SECRETS_DIR } from "../contracts/vmPaths";
 import { CLEANUP_PROGRAM, cleanupConfig, timerFiles } from "./timers";
 import { builderDvmFiles } from "./builderDvm";
 import { BuilderCheckout } from "../providers/builderCheckout";
@@ -25,7 +27,7 @@ import { TemplateRequirement } from "../providers/templateRequirement";
 import { TransparencyLogKey } from "../providers/tlogKey";
 import {
   BUILDER_PATHS, checkBuilders, checkoutsOf, commandActions, renderBuilderConf, renderBuilderGithubConf, renderBuilderGithubYml,
-  renderBuildersList, renderBuilderYml, renderOpenqaConf, triggerEntryPoint,
+  buildersListOf, renderBuilderYml, renderOpenqaConf, triggerEntryPoint,
 } from "./builders";
 import { logsOf, tlogOrigin, type SiteConfig } from "./config";
 import { BUILDER_DVM, buildVm, keysVm, planSite, policyFiles, type PlannedPolicyFile, type PlannedVm, WINSIGN_OPS, winKeysVm } from "./plan";
@@ -33,8 +35,8 @@ import { BUILDER_DVM, buildVm, keysVm, planSite, policyFiles, type PlannedPolicy
 /** Where site files live inside the VMs (see docs/layout.md). */
 export const PATHS = {
   rpc: "/usr/local/etc/qubes-rpc",
-  config: "/usr/local/etc/qubes-build-infra",
-  secrets: "/usr/local/etc/qubes-build-infra/secrets",
+  config: VM_CONFIG_DIR,
+  secrets: VM_SECRETS_DIR,
   lib: "/usr/local/lib/qubes-build-infra",
   gpgClient: "/usr/local/bin/qubes-gpg-client-wrapper",
   /** qbi-tlog (the transparency log tool) in logs and keys VMs. */
@@ -44,7 +46,7 @@ export const PATHS = {
   logsRepo: "/home/user/QubesIncomingBuildLog",
   buildersList: "/home/user/.config/qubes-builder-github/builders.list",
   buildVmsList: "/home/user/.config/qubes-builder-github/build-vms.list",
-  trustedKeys: "/usr/local/etc/qubes-build-infra/trusted-keys-for-commands.asc",
+  trustedKeys: `${VM_CONFIG_DIR}/trusted-keys-for-commands.asc`,
 } as const;
 
 /** Where the net VM keeps the webhook receiver's log (and its supervisor's pid files). */
@@ -183,7 +185,7 @@ class InVm {
   }
 
   config(name: string, value: pulumi.Input<Record<string, unknown>>): ManagedFile {
-    return this.file(`${PATHS.config}/${name}.json`, pulumi.output(value).apply((v) => json(v)));
+    return this.file(serviceConfigPath(name), pulumi.output(value).apply((v) => json(v)));
   }
 }
 
@@ -302,7 +304,7 @@ export class BuildEnvironment extends pulumi.ComponentResource {
     // rpm signs through the split-GPG client; the key's passphrase lives in the keys VM, so rpm's check of it is skipped.
     const rpmmacros = `%__gpg ${PATHS.gpgClient}\n%__gpg_check_password_cmd /bin/true true\n%_gpg_sign_cmd_extra_args --batch\n`;
     build.file("/home/user/.rpmmacros", rpmmacros, 0o644, "user");
-    build.file(PATHS.buildersList, renderBuildersList(e), 0o644, "user");
+    build.file(PATHS.buildersList, renderBuildersList(buildersListOf(e)), 0o644, "user");
 
     // The builders: verified checkouts first (nested ones after their parent), then the files that
     // live in or next to them.
@@ -517,7 +519,7 @@ export class Site extends pulumi.ComponentResource {
     });
     net.file(`${PATHS.lib}/webhooks.js`, program(servicesDir, "webhooks"), 0o755);
     net.file(`${PATHS.lib}/supervise.js`, program(servicesDir, "supervise"), 0o755);
-    net.file(`${PATHS.secrets}/webhooks`, pulumi.secret(args.webhookSecret), 0o600, "user");
+    net.file(serviceSecretPath("webhooks"), pulumi.secret(args.webhookSecret), 0o600, "user");
     net.config("webhooks", {
       listen: { host: "127.0.0.1", port: cfg.webhooks.receiverPort },
       maxBodyBytes: cfg.webhooks.maxBodyBytes,

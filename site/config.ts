@@ -8,6 +8,7 @@
  */
 import { X509Certificate } from "crypto";
 import { z } from "zod";
+import { fingerprintAsPrinted as fingerprint } from "../contracts/fingerprint";
 import { vmName } from "../contracts/vmName";
 import { adminConnection } from "../providers/connection";
 import { MAX_SIZE_BYTES, parseSize, sizeSchema } from "../providers/size";
@@ -23,11 +24,6 @@ const envName = z
 /** A volume size: bytes, or binary units (`20GiB`, `20G`); the providers read sizes the same way (providers/size.ts). */
 const size = sizeSchema;
 export { MAX_SIZE_BYTES, parseSize };
-
-const fingerprint = z
-  .string()
-  .transform((s) => s.replace(/\s+/g, "").toUpperCase())
-  .pipe(z.string().regex(/^[0-9A-F]{40}$/, "a 40-hex-digit OpenPGP fingerprint"));
 
 // YAML reads an unquoted 4.10 as 4.1, so releases must be quoted strings.
 const release = z.string({ error: "a quoted release like \"4.2\" (YAML reads 4.10 as 4.1)" })

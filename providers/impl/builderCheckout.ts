@@ -1,12 +1,12 @@
 // Implementation of BuilderCheckout (see providers/builderCheckout.ts).
 import { z } from "zod";
+import { FINGERPRINT_RE, fingerprint } from "../../contracts/fingerprint";
 import { runAdmin } from "./admin";
 import { DiffResult, hasUnknown, holdsConnection, legacyAdmin, parseProps, ProviderError, sha256, shq, step, withoutAdmin } from "./common";
 import { checkPlaced, GONE, inVm, vmIdentity, vmReplaced } from "./inVm";
 
 const KIND = "BuilderCheckout";
 
-const hex40 = z.string().regex(/^[0-9A-F]{40}$/, "a 40-hex upper-case fingerprint");
 export const checkoutInputs = z.object({
   ...legacyAdmin,
   /** The VM. Changing it replaces the resource. */
@@ -22,7 +22,7 @@ export const checkoutInputs = z.object({
   /** A signed tag that must point at `commit`; absent: the commit itself must be signed. */
   tag: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9._/-]*$/, "a tag name").refine((s) => !s.includes(".."), "a tag name").optional(),
   /** Primary fingerprints allowed to sign. */
-  maintainers: z.array(hex40).min(1, "at least one maintainer fingerprint"),
+  maintainers: z.array(fingerprint).min(1, "at least one maintainer fingerprint"),
   /** Armored public keys (at least those of the maintainers). */
   keys: z.string(),
   /** Also fetch and check out the submodules the verified commit pins (default false). */
@@ -169,7 +169,7 @@ export function judge(p: Pick<CheckoutInputs, "commit" | "tag" | "maintainers">,
   }
   const f = valid[0].split(" ");
   const primary = (f[11] ?? "").toUpperCase();
-  if (!/^[0-9A-F]{40}$/.test(primary)) throw new Error(`${what}: the signer's primary fingerprint is not a v4 fingerprint`);
+  if (!FINGERPRINT_RE.test(primary)) throw new Error(`${what}: the signer's primary fingerprint is not a v4 fingerprint`);
   if (!p.maintainers.includes(primary)) throw new Error(`${what} is signed by ${primary}, which is not an allowed maintainer (${p.maintainers.join(", ")})`);
   if (r.verifyExit !== 0) throw new Error(`${what}: git refused the signature (exit ${r.verifyExit})`);
   return primary;

@@ -1,11 +1,11 @@
 // Implementation of LogsRepository (see providers/logsRepository.ts).
 import { z } from "zod";
+import { fingerprint } from "../../contracts/fingerprint";
 import { runAdmin } from "./admin";
 import { checkWith, DiffResult, hasUnknown, holdsConnection, legacyAdmin, parseProps, ProviderError, shq as q, step, withoutAdmin } from "./common";
 import { GONE, inVm, vmIdentity, vmReplaced } from "./inVm";
 
 const KIND = "LogsRepository";
-const fingerprint = z.string().regex(/^[0-9A-F]{40}$/, "a 40-hex fingerprint (upper case)");
 
 export const repoInputs = z.object({
   ...legacyAdmin,

@@ -1,5 +1,6 @@
 // Implementation of SigningKey (see providers/signingKey.ts).
 import { z } from "zod";
+import { fingerprint } from "../../contracts/fingerprint";
 import type { QubesAdmin } from "../../admin/api";
 import { runAdmin } from "./admin";
 import { checkWith, DiffResult, hasUnknown, holdsConnection, legacyAdmin, ProviderError, parseProps, shq, step, withoutAdmin } from "./common";
@@ -15,7 +16,7 @@ export const keyInputs = z.object({
   /** User id for a generated key, e.g. `Qubes OS build signing key (fedora)`. */
   uid: z.string().min(1),
   /** The fingerprint that must be present (production); absent: generate one if none. */
-  expectFingerprint: z.string().regex(/^[0-9A-F]{40}$/).optional(),
+  expectFingerprint: fingerprint.optional(),
   /** GnuPG home in the VM (default `/home/user/.gnupg`). */
   gnupgHome: z.string().regex(/^\/[^\0']*$/, "an absolute path").default("/home/user/.gnupg"),
 });

@@ -7,30 +7,19 @@ import { spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { z } from "zod";
+import { type BuilderLine, BuildersListError, parseBuildersList } from "../../contracts/buildersList";
 import { COMPONENT_RE } from "./names";
 import { ConfigError, printable } from "./outcome";
 import { run } from "./proc";
 
-/** Reads `builders.list`: `r<release>=<dir>` (v1) or `r<release>=<builder dir>=<conf>` (v2). */
-export interface BuilderLine {
-  release: string;
-  /** v1: the builder dir; v2: the artifacts dir (dirname of conf). */
-  dir: string;
-  builderDir: string;
-  conf: string;
-  version: 1 | 2;
-}
+/** Reads `builders.list` (format: contracts/buildersList.ts); a line not in the format is a ConfigError. */
 export function readBuildersList(file: string): BuilderLine[] {
-  const out: BuilderLine[] = [];
-  for (const raw of fs.readFileSync(file, "utf8").split("\n")) {
-    const line = raw.trim();
-    if (!line || line.startsWith("#")) continue;
-    const m = /^r([0-9]+(?:\.[0-9]+)*)=(\/[^=\s]+)(?:=(\/[^=\s]+))?$/.exec(line);
-    if (!m) throw new ConfigError(`bad builders.list line: ${printable(line)}`);
-    if (m[3]) out.push({ release: m[1], builderDir: m[2], conf: m[3], dir: path.dirname(m[3]), version: 2 });
-    else out.push({ release: m[1], builderDir: m[2], conf: "", dir: m[2], version: 1 });
+  try {
+    return parseBuildersList(fs.readFileSync(file, "utf8"));
+  } catch (e) {
+    if (e instanceof BuildersListError) throw new ConfigError(`bad builders.list line: ${printable(e.line)}`);
+    throw e;
   }
-  return out;
 }
 
 const argv = z.array(z.string().min(1)).min(1);

@@ -3,16 +3,13 @@
  * the simulator can run the same bundle outside a VM. A config that does not parse is a ConfigError.
  */
 import * as fs from "fs";
-import * as path from "path";
 import { z } from "zod";
+import { serviceConfigPath, serviceSecretPath } from "../../contracts/vmPaths";
 import { ConfigError } from "./outcome";
-
-export const CONFIG_DIR = "/usr/local/etc/qubes-build-infra";
-export const SECRETS_DIR = `${CONFIG_DIR}/secrets`;
 
 /** Path of the service's config: `$QBI_CONFIG` or `/usr/local/etc/qubes-build-infra/<name>.json`. */
 export function configPath(name: string): string {
-  return process.env.QBI_CONFIG || path.join(CONFIG_DIR, `${name}.json`);
+  return process.env.QBI_CONFIG || serviceConfigPath(name);
 }
 
 /** Loads and validates the JSON config; throws ConfigError with a readable message. */
@@ -39,7 +36,7 @@ export function loadConfig<T extends z.ZodTypeAny>(name: string, schema: T): z.i
 
 /** Path of a secret: `$QBI_SECRET_FILE` or `/usr/local/etc/qubes-build-infra/secrets/<name>`. */
 export function secretPath(name: string): string {
-  return process.env.QBI_SECRET_FILE || path.join(SECRETS_DIR, name);
+  return process.env.QBI_SECRET_FILE || serviceSecretPath(name);
 }
 
 /** State directory: `$QBI_STATE_DIR` or the given default; created 0700. */

@@ -5,8 +5,9 @@ import * as path from "path";
 import { parse } from "yaml";
 import {
   BuilderConfigError, checkBuilders, checkoutsOf, commandActions, renderBuilderConf, renderBuilderGithubConf, renderBuilderGithubYml,
-  renderBuildersList, renderBuilderYml, renderOpenqaConf, triggerEntryPoint,
+  buildersListOf, renderBuilderYml, renderOpenqaConf, triggerEntryPoint,
 } from "../../site/builders";
+import { renderBuildersList } from "../../contracts/buildersList";
 import { parseSiteConfig, type SiteConfig } from "../../site/config";
 import { rawSiteConfig } from "../../site/stackConfig";
 
@@ -68,8 +69,8 @@ describe("the local stack's builders", () => {
       "api-key": "ghp_token123", "state-dir": "/home/user/github-notify-state", "logs-repo": "qubes-sim/build-logs",
       "build-report-repo": "QubesOS/updates-status",
     });
-    expect(renderBuildersList(cfg.envs.debian)).toBe("r4.3=/home/user/qubes-builderv2=/home/user/artifacts-r4.3/builder.yml\n");
-    expect(renderBuildersList(cfg.envs.fedora)).toBe("r4.2=/home/user/builder-r4.2\n");
+    expect(renderBuildersList(buildersListOf(cfg.envs.debian))).toBe("r4.3=/home/user/qubes-builderv2=/home/user/artifacts-r4.3/builder.yml\n");
+    expect(renderBuildersList(buildersListOf(cfg.envs.fedora))).toBe("r4.2=/home/user/builder-r4.2\n");
     expect(triggerEntryPoint(2).command).toEqual(["/home/user/qubes-builderv2-github/github-command.py", "action", "--no-signer-github-command-check",
       "build-component", "{builderDir}", "{conf}", "{component}"]);
     expect(triggerEntryPoint(1)).toMatchObject({ command: ["{dir}/scripts/auto-build", "{component}"], lock: "{dir}/builder.lock" });
