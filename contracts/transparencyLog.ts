@@ -5,6 +5,7 @@
  */
 import { isUtf8 } from "buffer";
 import { z } from "zod";
+import { COMMIT_ID_RE } from "./gitCommit";
 import { isVmName } from "./names";
 
 // The patterns and bounds are named once: the schemas below and the quick acceptance test
@@ -12,8 +13,10 @@ import { isVmName } from "./names";
 const HEX64 = /^[0-9a-f]{64}$/;
 const LOG_PATH = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+){1,8}$/;
 const LOG_PATH_MAX = 512;
-const COMMIT = /^[0-9a-f]{40}([0-9a-f]{24})?$/;
-const KEY = /^([0-9A-F]{40}|default|win:[A-Za-z0-9_]{1,64})$/;
+const COMMIT = COMMIT_ID_RE;
+/** Who signs: a key fingerprint, `default` (the keys VM's configured key) or `win:<key name>`. */
+export const SIGNER_KEY_RE = /^([0-9A-F]{40}|default|win:[A-Za-z0-9_]{1,64})$/;
+const KEY = SIGNER_KEY_RE;
 const ENV_MAX = 64;
 const ENDED_MAX = 200;
 const LOGS_MAX = 64;

@@ -23,6 +23,7 @@ import { homeDir, loadConfig, stateDir } from "./lib/config";
 import { acquireLock, readStdinLimited, writeFileAtomic } from "./lib/files";
 import { trace } from "./lib/log";
 import { runMain } from "./lib/main";
+import { SIGNER_KEY_RE } from "../contracts/transparencyLog";
 import { isDomUName } from "./lib/names";
 import { EXIT, printable, Refusal } from "./lib/outcome";
 import { qrexecEnv } from "./lib/proc";
@@ -33,7 +34,7 @@ const SERVICE = "qubesbuilder.LogDigest";
 const Request = z.strictObject({
   sha256: z.string().regex(/^[0-9a-f]{64}$/, "a sha256 in lower-case hex"),
   size: z.number().int().nonnegative().max(2 ** 40),
-  key: z.string().regex(/^([0-9A-F]{40}|default|win:[A-Za-z0-9_]{1,64})$/, "a fingerprint, default or win:<key name>"),
+  key: z.string().regex(SIGNER_KEY_RE, "a fingerprint, default or win:<key name>"),
   from: z.number().int().nonnegative().optional(),
 });
 

@@ -9,6 +9,7 @@
 import { X509Certificate } from "crypto";
 import { z } from "zod";
 import { fingerprintAsPrinted as fingerprint } from "../contracts/fingerprint";
+import { commitId } from "../contracts/gitCommit";
 import { vmName } from "../contracts/vmName";
 import { adminConnection } from "../providers/connection";
 import { MAX_SIZE_BYTES, parseSize, sizeSchema } from "../providers/size";
@@ -30,7 +31,7 @@ const release = z.string({ error: "a quoted release like \"4.2\" (YAML reads 4.1
   .regex(/^\d+(\.\d+)*$/, "a release like \"4.2\"");
 
 /** A commit: 40 (SHA-1) or 64 (SHA-256) lower-case hex digits. */
-const commit = z.string().regex(/^([0-9a-f]{40}|[0-9a-f]{64})$/, "a full commit id: 40 or 64 lower-case hex digits");
+const commit = commitId;
 /** A git tag name (no option-like or path-walking names). */
 const tagName = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9._/-]*$/, "a tag name")
   .refine((s) => !s.includes("..") && !s.endsWith(".lock") && !s.endsWith("/"), "a tag name");

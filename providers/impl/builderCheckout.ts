@@ -1,6 +1,7 @@
 // Implementation of BuilderCheckout (see providers/builderCheckout.ts).
 import { z } from "zod";
 import { FINGERPRINT_RE, fingerprint } from "../../contracts/fingerprint";
+import { commitId } from "../../contracts/gitCommit";
 import { runAdmin } from "./admin";
 import { DiffResult, hasUnknown, holdsConnection, legacyAdmin, parseProps, ProviderError, sha256, shq, step, withoutAdmin } from "./common";
 import { checkPlaced, GONE, inVm, vmIdentity, vmReplaced } from "./inVm";
@@ -18,7 +19,7 @@ export const checkoutInputs = z.object({
   /** Git URL to fetch from. */
   url: z.string().min(1).refine((s) => !s.startsWith("-") && !/[\s\0]/.test(s), "a git URL (no leading '-', no white space)"),
   /** The pinned commit (40 or 64 hex). */
-  commit: z.string().regex(/^([0-9a-f]{40}|[0-9a-f]{64})$/, "a full commit id"),
+  commit: commitId,
   /** A signed tag that must point at `commit`; absent: the commit itself must be signed. */
   tag: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9._/-]*$/, "a tag name").refine((s) => !s.includes(".."), "a tag name").optional(),
   /** Primary fingerprints allowed to sign. */
