@@ -9,6 +9,7 @@ import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { renderNginxConfig } from "../contracts/nginx";
+import { BuilderCleanupConfig } from "../contracts/serviceConfig/builderCleanup";
 import { ConnectSshConfig } from "../contracts/serviceConfig/connectSsh";
 import { CLEANUP_PROGRAM, cleanupConfig, timerFiles } from "./timers";
 import { builderDvmFiles } from "./builderDvm";
@@ -370,7 +371,7 @@ export class BuildEnvironment extends pulumi.ComponentResource {
     }
     if (cfg.timers.builderCleanup.enabled) {
       build.file(CLEANUP_PROGRAM, program(servicesDir, "builder-cleanup"), 0o755);
-      build.uncheckedConfig("builder-cleanup", cleanupConfig(cfg, e));
+      build.config("builder-cleanup", BuilderCleanupConfig, cleanupConfig(cfg, e));
     }
     const version = e.builderv2 ? 2 : 1;
     this.uploadKey = new SshKey(`${b}:upload-key`, {
