@@ -11,6 +11,7 @@ import { z } from "zod";
 import { renderNginxConfig } from "../contracts/nginx";
 import { BuilderCleanupConfig } from "../contracts/serviceConfig/builderCleanup";
 import { ConnectSshConfig } from "../contracts/serviceConfig/connectSsh";
+import { WebhooksConfig } from "../contracts/serviceConfig/webhooks";
 import { CLEANUP_PROGRAM, cleanupConfig, timerFiles } from "./timers";
 import { builderDvmFiles } from "./builderDvm";
 import { BuilderCheckout } from "../providers/builderCheckout";
@@ -540,7 +541,7 @@ export class Site extends pulumi.ComponentResource {
     net.file(`${PATHS.lib}/webhooks.js`, program(servicesDir, "webhooks"), 0o755);
     net.file(`${PATHS.lib}/supervise.js`, program(servicesDir, "supervise"), 0o755);
     net.file(`${PATHS.secrets}/webhooks`, pulumi.secret(args.webhookSecret), 0o600, "user");
-    net.uncheckedConfig("webhooks", {
+    net.config("webhooks", WebhooksConfig, {
       listen: { host: "127.0.0.1", port: cfg.webhooks.receiverPort },
       maxBodyBytes: cfg.webhooks.maxBodyBytes,
       buildVmsFile: PATHS.buildVmsList,
