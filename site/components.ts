@@ -11,6 +11,7 @@ import { z } from "zod";
 import { renderNginxConfig } from "../contracts/nginx";
 import { BuilderCleanupConfig } from "../contracts/serviceConfig/builderCleanup";
 import { ConnectSshConfig } from "../contracts/serviceConfig/connectSsh";
+import { LogReceivedConfig } from "../contracts/serviceConfig/logReceived";
 import { WebhooksConfig } from "../contracts/serviceConfig/webhooks";
 import { CLEANUP_PROGRAM, cleanupConfig, timerFiles } from "./timers";
 import { builderDvmFiles } from "./builderDvm";
@@ -299,7 +300,7 @@ export class BuildEnvironment extends pulumi.ComponentResource {
     }, { parent: this, dependsOn: [this.keysVm], protect: cfg.protectKeys });
     keys.file(PATHS.tlog, args.tlogProgram, 0o755);
     keys.service("qubesbuilder.LogReceived", "log-received");
-    keys.uncheckedConfig("log-received", args.logVerifier.apply((verifier) => ({
+    keys.config("log-received", LogReceivedConfig, args.logVerifier.apply((verifier) => ({
       logsVms: [logs], buildVms: [b], self: k, verifier, entryTtlSeconds: cfg.signingWindowSeconds, tlogProgram: PATHS.tlog,
     })));
     keys.service("qubes.Gpg", "gpg-gate");
