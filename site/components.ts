@@ -13,6 +13,7 @@ import { BuilderCleanupConfig } from "../contracts/serviceConfig/builderCleanup"
 import { ConnectSshConfig } from "../contracts/serviceConfig/connectSsh";
 import { LogReceivedConfig } from "../contracts/serviceConfig/logReceived";
 import { WebhooksConfig } from "../contracts/serviceConfig/webhooks";
+import { WinSignConfig } from "../contracts/serviceConfig/winSign";
 import { CLEANUP_PROGRAM, cleanupConfig, timerFiles } from "./timers";
 import { builderDvmFiles } from "./builderDvm";
 import { BuilderCheckout } from "../providers/builderCheckout";
@@ -314,7 +315,7 @@ export class BuildEnvironment extends pulumi.ComponentResource {
         { parent: this, dependsOn: [this.winKeysVm!], protect: cfg.protectKeys });
       win.file(PATHS.tlog, args.tlogProgram, 0o755);
       for (const op of WINSIGN_OPS) win.service(`qubesbuilder.WinSign.${op}`, "win-sign");
-      win.uncheckedConfig("win-sign", args.logVerifier.apply((verifier) => ({
+      win.config("win-sign", WinSignConfig, args.logVerifier.apply((verifier) => ({
         clients: [b], keys: [cfg.windowsKeyName], self: wk, verifier, entryTtlSeconds: cfg.signingWindowSeconds, tlogProgram: PATHS.tlog,
       })));
     }
