@@ -7,7 +7,7 @@
  */
 import * as fs from "fs";
 import * as path from "path";
-import { z } from "zod";
+import { BuilderCleanupConfig } from "../contracts/serviceConfig/builderCleanup";
 import { loadConfig } from "./lib/config";
 import { log } from "./lib/log";
 import { runMain } from "./lib/main";
@@ -15,19 +15,7 @@ import { runMain } from "./lib/main";
 const SERVICE = "builder-cleanup";
 const DAY_MS = 24 * 3600 * 1000;
 
-const absDir = z.string().regex(/^\/home\/user\/[^\0]+$/, "a directory under /home/user").refine((p) => !p.split("/").includes(".."), "no '..'");
-
-export const BuilderCleanupConfig = z
-  .object({
-    /** Directories whose regular files older than `logRetentionDays` are deleted (builder-github's logs). */
-    logDirs: z.array(absDir).default([]),
-    logRetentionDays: z.number().int().min(1).max(3650),
-    /** Directories whose ISO pre-releases (`*pre*.iso`) older than `isoRetentionDays` are deleted. */
-    isoDirs: z.array(absDir).default([]),
-    isoRetentionDays: z.number().int().min(1).max(3650).default(7),
-  })
-  .strict();
-export type BuilderCleanupConfig = z.infer<typeof BuilderCleanupConfig>;
+export { BuilderCleanupConfig };
 
 /** Regular files directly in `dir` whose name passes `match`, last modified before `before`. */
 export function expired(dir: string, before: number, match: (name: string) => boolean): string[] {

@@ -4,7 +4,7 @@
  * Relay with node's `net` (no socat). See services/README.md.
  */
 import * as net from "net";
-import { z } from "zod";
+import { ConnectSshConfig, HOST_RE } from "../contracts/serviceConfig/connectSsh";
 import { loadConfig } from "./lib/config";
 import { log } from "./lib/log";
 import { runMain } from "./lib/main";
@@ -14,17 +14,7 @@ import { qrexecEnv } from "./lib/proc";
 const SERVICE = "local.ConnectSSH";
 
 /** Host names: letters, digits, `-`, `.`; no leading `-` or `.`, no ports, no options. */
-export const HOST_RE = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}))*$/;
-
-export const ConnectSshConfig = z
-  .object({
-    hosts: z.record(
-      z.string().regex(HOST_RE).max(253),
-      z.object({ address: z.string().min(1).optional(), port: z.number().int().min(1).max(65535).optional() }).strict(),
-    ),
-    connectTimeoutMs: z.number().int().positive().default(15000),
-  })
-  .strict();
+export { HOST_RE, ConnectSshConfig };
 
 async function main(): Promise<number> {
   const cfg = loadConfig("connect-ssh", ConnectSshConfig);

@@ -12,33 +12,19 @@
  */
 import * as path from "path";
 import { z } from "zod";
+import { LogReceivedConfig } from "../contracts/serviceConfig/logReceived";
 import { loadConfig } from "./lib/config";
 import { appendJsonLine, readStdinLimited } from "./lib/files";
 import { runMain } from "./lib/main";
 import { isDomUName } from "./lib/names";
 import { EXIT, printable, Refusal } from "./lib/outcome";
 import { qrexecEnv } from "./lib/proc";
-import { vmName } from "./lib/shapes";
 import { pruneEntries, recordEntry, refuseOnAlarm, signingStateDir, witnessStateFile } from "./lib/signing";
 import { ProofBundle, TlogTool, parseEntry } from "./lib/tlog";
 
 const SERVICE = "qubesbuilder.LogReceived";
 
-export const LogReceivedConfig = z
-  .object({
-    /** Logs VMs allowed to hand over entries (QREXEC_REMOTE_DOMAIN). */
-    logsVms: z.array(vmName).min(1),
-    /** Build VMs this keys VM signs for; the argument must be one of them. */
-    buildVms: z.array(vmName).min(1),
-    /** This keys VM's name: entries must name it as signer. */
-    self: vmName,
-    /** The logs VM's note verifier key (`<origin>+<hash>+<base64>`). */
-    verifier: z.string().regex(/^[^\s+]+\+[0-9a-f]{8}\+[A-Za-z0-9+/]+=*$/, "a note verifier key"),
-    /** Seconds an accepted entry may be used for its signature. */
-    entryTtlSeconds: z.number().int().min(1).max(3600).default(300),
-    tlogProgram: z.string().min(1).default("qbi-tlog"),
-  })
-  .strict();
+export { LogReceivedConfig };
 
 async function main(): Promise<number> {
   const q = qrexecEnv();

@@ -15,39 +15,20 @@
 import { spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { z } from "zod";
+import { WinSignConfig } from "../contracts/serviceConfig/winSign";
 import { loadConfig } from "./lib/config";
 import { appendJsonLine } from "./lib/files";
 import { log } from "./lib/log";
 import { runMain } from "./lib/main";
 import { EXIT, printable, Refusal } from "./lib/outcome";
 import { qrexecEnv, run } from "./lib/proc";
-import { vmName } from "./lib/shapes";
 import { consumeEntry, recordEntry, refuseOnAlarm, signingStateDir, witnessStateFile } from "./lib/signing";
 import { spool } from "./lib/spool";
 import { ProofBundle, TlogTool, checkpointSize, parseEntry } from "./lib/tlog";
 
 const SERVICE = "qubesbuilder.WinSign";
 
-export const WinSignConfig = z
-  .object({
-    /** Build VMs that may use these services (QREXEC_REMOTE_DOMAIN). */
-    clients: z.array(vmName).min(1),
-    /** Key names (as sent, `__` for a space) that may be used. */
-    keys: z.array(z.string().regex(/^[A-Za-z0-9_]{1,64}$/)).min(1),
-    /** Where `<name>.key` and `<name>.crt` live (the name with spaces). */
-    keysDir: z.string().startsWith("/").default("/home/user/win-sign/keys"),
-    self: vmName,
-    /** The logs VM's note verifier key. */
-    verifier: z.string().regex(/^[^\s+]+\+[0-9a-f]{8}\+[A-Za-z0-9+/]+=*$/, "a note verifier key"),
-    entryTtlSeconds: z.number().int().min(1).max(3600).default(300),
-    /** builderv2 refuses inputs of 100 MiB or more; so do we, with the limit stated. */
-    maxInputBytes: z.number().int().positive().max(1024 * 1024 * 1024).default(100 * 1024 * 1024 - 1),
-    tlogProgram: z.string().min(1).default("qbi-tlog"),
-    osslsigncode: z.string().min(1).default("osslsigncode"),
-  })
-  .strict();
-type WinSignConfig = z.infer<typeof WinSignConfig>;
+export { WinSignConfig };
 
 const keyFiles = (cfg: WinSignConfig, arg: string) => {
   const name = arg.replace(/__/g, " ");

@@ -7,8 +7,14 @@
 import { createPrivateKey, KeyObject, X509Certificate } from "crypto";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
+import { z } from "zod";
 import { renderBuildersList } from "../contracts/buildersList";
 import { renderNginxConfig } from "../contracts/nginx";
+import { BuilderCleanupConfig } from "../contracts/serviceConfig/builderCleanup";
+import { ConnectSshConfig } from "../contracts/serviceConfig/connectSsh";
+import { LogReceivedConfig } from "../contracts/serviceConfig/logReceived";
+import { WebhooksConfig } from "../contracts/serviceConfig/webhooks";
+import { WinSignConfig } from "../contracts/serviceConfig/winSign";
 import { serviceConfigPath, serviceSecretPath, VM_CONFIG_DIR, VM_SECRETS_DIR } from "../contracts/vmPaths";
 import { CLEANUP_PROGRAM, cleanupConfig, timerFiles } from "./timers";
 import { builderDvmFiles } from "./builderDvm";
@@ -121,6 +127,14 @@ export interface SiteArgs {
 
 const json = (v: unknown): string => `${JSON.stringify(v, null, 2)}\n`;
 
+/** `value` when `schema` accepts it, else an error naming the service's config file and each field it refuses. */
+export function checkedConfig<T>(name: string, schema: z.ZodType, value: T): T {
+  const r = schema.safeParse(value);
+  if (r.success) return value;
+  const fields = r.error.issues.map((i) => `${i.path.length ? i.path.join(".") : "(the whole value)"}: ${i.message}`);
+  throw new Error(`the configuration ${name}.json would be refused by its service: ${fields.join("; ")}`);
+}
+
 /**
  * One bundled service program, by reference (its hash goes through the engine, not its ~0.8 MB of
  * text); a missing bundle is a setup error, said plainly.
@@ -184,7 +198,18 @@ class InVm {
     }, this.opts());
   }
 
-  config(name: string, value: pulumi.Input<Record<string, unknown>>): ManagedFile {
+  /**
+   * A service's configuration, checked against the schema the service parses it with: its input
+   * type at compile time, and the value itself once known, so a field the service would refuse
+   * fails the run here (naming the service and the field), not in the VM. The file holds the
+   * value as given; the service applies its defaults.
+   */
+  config<S extends z.ZodType>(name: string, schema: S, value: pulumi.Input<z.input<S>>): ManagedFile {
+    return this.file(serviceConfigPath(name), pulumi.output(value).apply((v) => json(checkedConfig(name, schema, v))));
+  }
+
+  /** A configuration whose schema is not in contracts/ yet (it uses a helper of services/lib): not checked. */
+  uncheckedConfig(name: string, value: pulumi.Input<Record<string, unknown>>): ManagedFile {
     return this.file(serviceConfigPath(name), pulumi.output(value).apply((v) => json(v)));
   }
 }
@@ -278,11 +303,11 @@ export class BuildEnvironment extends pulumi.ComponentResource {
     }, { parent: this, dependsOn: [this.keysVm], protect: cfg.protectKeys });
     keys.file(PATHS.tlog, args.tlogProgram, 0o755);
     keys.service("qubesbuilder.LogReceived", "log-received");
-    keys.config("log-received", args.logVerifier.apply((verifier) => ({
+    keys.config("log-received", LogReceivedConfig, args.logVerifier.apply((verifier) => ({
       logsVms: [logs], buildVms: [b], self: k, verifier, entryTtlSeconds: cfg.signingWindowSeconds, tlogProgram: PATHS.tlog,
     })));
     keys.service("qubes.Gpg", "gpg-gate");
-    keys.config("gpg-gate", this.signingKey.fingerprint.apply((fpr) => ({ clients: [b], keys: [fpr], defaultKey: fpr, entryWaitSeconds: cfg.signingWaitSeconds })));
+    keys.uncheckedConfig("gpg-gate", this.signingKey.fingerprint.apply((fpr) => ({ clients: [b], keys: [fpr], defaultKey: fpr, entryWaitSeconds: cfg.signingWaitSeconds })));
 
     if (e.windows) {
       // win-keys-ENV: WinSign for existing keys only, each signature logged first (like qubes.Gpg).
@@ -292,7 +317,7 @@ export class BuildEnvironment extends pulumi.ComponentResource {
         { parent: this, dependsOn: [this.winKeysVm!], protect: cfg.protectKeys });
       win.file(PATHS.tlog, args.tlogProgram, 0o755);
       for (const op of WINSIGN_OPS) win.service(`qubesbuilder.WinSign.${op}`, "win-sign");
-      win.config("win-sign", args.logVerifier.apply((verifier) => ({
+      win.config("win-sign", WinSignConfig, args.logVerifier.apply((verifier) => ({
         clients: [b], keys: [cfg.windowsKeyName], self: wk, verifier, entryTtlSeconds: cfg.signingWindowSeconds, tlogProgram: PATHS.tlog,
       })));
     }
@@ -351,7 +376,7 @@ export class BuildEnvironment extends pulumi.ComponentResource {
     }
     if (cfg.timers.builderCleanup.enabled) {
       build.file(CLEANUP_PROGRAM, program(servicesDir, "builder-cleanup"), 0o755);
-      build.config("builder-cleanup", cleanupConfig(cfg, e));
+      build.config("builder-cleanup", BuilderCleanupConfig, cleanupConfig(cfg, e));
     }
     const version = e.builderv2 ? 2 : 1;
     this.uploadKey = new SshKey(`${b}:upload-key`, {
@@ -361,10 +386,10 @@ export class BuildEnvironment extends pulumi.ComponentResource {
       // authorised on the upload hosts (stack output uploadKeys), unlike a signing key.
     }, { parent: this, dependsOn: [this.buildVm] });
     build.service("qubesbuilder.TriggerBuild", "trigger-build");
-    build.config("trigger-build", { buildersList: PATHS.buildersList, entryPoints: { [`v${version}`]: triggerEntryPoint(version) } });
+    build.uncheckedConfig("trigger-build", { buildersList: PATHS.buildersList, entryPoints: { [`v${version}`]: triggerEntryPoint(version) } });
     build.service("qubesbuilder.ProcessGithubCommand", "process-github-command");
     build.file(PATHS.trustedKeys, cfg.commands.trustedKeys);
-    build.config("process-github-command", {
+    build.uncheckedConfig("process-github-command", {
       trustedKeysFile: PATHS.trustedKeys,
       maintainers: cfg.commands.maintainers,
       buildersList: PATHS.buildersList,
@@ -491,7 +516,7 @@ export class Site extends pulumi.ComponentResource {
       }]));
       inVm.service("qubesbuilder.BuildLog", "build-log");
       inVm.service("qubesbuilder.LogDigest", "log-digest");
-      inVm.config("build-log", key.fingerprint.apply((fpr) => ({
+      inVm.uncheckedConfig("build-log", key.fingerprint.apply((fpr) => ({
         repoDir: PATHS.logsRepo, remote: logs.repo, branch: logs.branch, signingKey: fpr,
         authorName: cfg.logs.botName, authorEmail: cfg.logs.botEmail, buildVms: served,
         tlog: { program: PATHS.tlog, privateKey: PATHS.tlogKey, repoSubdir: `tlog/${v.name}` },
@@ -512,7 +537,7 @@ export class Site extends pulumi.ComponentResource {
     const netvm = cfg.netvm;
     const net = new InVm(this, netvm, servicesDir, { configKey: "qubes-build-infra:netvm" }, requirements);
     net.service("local.ConnectSSH", "connect-ssh");
-    net.config("connect-ssh", {
+    net.config("connect-ssh", ConnectSshConfig, {
       hosts: Object.fromEntries(Object.entries(cfg.uploadHosts).map(([h, u]) => [h, {
         ...(u.address ? { address: u.address } : {}), ...(u.port ? { port: u.port } : {}),
       }])),
@@ -520,7 +545,7 @@ export class Site extends pulumi.ComponentResource {
     net.file(`${PATHS.lib}/webhooks.js`, program(servicesDir, "webhooks"), 0o755);
     net.file(`${PATHS.lib}/supervise.js`, program(servicesDir, "supervise"), 0o755);
     net.file(serviceSecretPath("webhooks"), pulumi.secret(args.webhookSecret), 0o600, "user");
-    net.config("webhooks", {
+    net.config("webhooks", WebhooksConfig, {
       listen: { host: "127.0.0.1", port: cfg.webhooks.receiverPort },
       maxBodyBytes: cfg.webhooks.maxBodyBytes,
       buildVmsFile: PATHS.buildVmsList,
