@@ -16,34 +16,19 @@ import { spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { z } from "zod";
+import { GpgGateConfig } from "../contracts/serviceConfig/gpgGate";
 import { loadConfig } from "./lib/config";
 import { appendJsonLine } from "./lib/files";
 import { log } from "./lib/log";
 import { runMain } from "./lib/main";
 import { printable, Refusal } from "./lib/outcome";
 import { qrexecEnv } from "./lib/proc";
-import { fingerprint, vmName } from "./lib/shapes";
 import { awaitEntry, refuseOnAlarm, signingStateDir } from "./lib/signing";
 import { spool } from "./lib/spool";
 
 const SERVICE = "qubes.Gpg";
 
-export const GpgGateConfig = z
-  .object({
-    /** Build VMs allowed to ask for signatures (QREXEC_REMOTE_DOMAIN). */
-    clients: z.array(vmName).min(1),
-    /** GNUPGHOME of the keys VM's keyring (default: gpg's default, ~/.gnupg). */
-    gnupgHome: z.string().startsWith("/").optional(),
-    /** Signing keys a client may select with -u (and whose public keys it may export). */
-    keys: z.array(fingerprint).min(1),
-    /** Key used when the client gives no -u; logged requests then name `default`. */
-    defaultKey: fingerprint.optional(),
-    maxInputBytes: z.number().int().positive().default(1024 * 1024 * 1024),
-    gpgProgram: z.string().startsWith("/").optional(),
-    /** How long the data may wait for its logged entry (the client logs and sends at once). */
-    entryWaitSeconds: z.number().int().min(0).max(600).default(60),
-  })
-  .strict();
+export { GpgGateConfig };
 type GpgGateConfig = z.infer<typeof GpgGateConfig>;
 
 const FLAGS: Record<string, string> = {

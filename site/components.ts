@@ -12,6 +12,7 @@ import { renderBuildersList } from "../contracts/buildersList";
 import { renderNginxConfig } from "../contracts/nginx";
 import { BuilderCleanupConfig } from "../contracts/serviceConfig/builderCleanup";
 import { ConnectSshConfig } from "../contracts/serviceConfig/connectSsh";
+import { GpgGateConfig } from "../contracts/serviceConfig/gpgGate";
 import { LogReceivedConfig } from "../contracts/serviceConfig/logReceived";
 import { WebhooksConfig } from "../contracts/serviceConfig/webhooks";
 import { WinSignConfig } from "../contracts/serviceConfig/winSign";
@@ -307,7 +308,7 @@ export class BuildEnvironment extends pulumi.ComponentResource {
       logsVms: [logs], buildVms: [b], self: k, verifier, entryTtlSeconds: cfg.signingWindowSeconds, tlogProgram: PATHS.tlog,
     })));
     keys.service("qubes.Gpg", "gpg-gate");
-    keys.uncheckedConfig("gpg-gate", this.signingKey.fingerprint.apply((fpr) => ({ clients: [b], keys: [fpr], defaultKey: fpr, entryWaitSeconds: cfg.signingWaitSeconds })));
+    keys.config("gpg-gate", GpgGateConfig, this.signingKey.fingerprint.apply((fpr) => ({ clients: [b], keys: [fpr], defaultKey: fpr, entryWaitSeconds: cfg.signingWaitSeconds })));
 
     if (e.windows) {
       // win-keys-ENV: WinSign for existing keys only, each signature logged first (like qubes.Gpg).
