@@ -14,7 +14,8 @@ import { createHash } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { z } from "zod";
-import { builderComponentList, builderValues, EntryPoint, fillArgv, fillEnv, readBuildersList, startUnderLock } from "./lib/builders";
+import { TriggerBuildConfig } from "../contracts/serviceConfig/triggerBuild";
+import { builderComponentList, builderValues, type EntryPoint, fillArgv, fillEnv, readBuildersList, startUnderLock } from "./lib/builders";
 import { homeDir, loadConfig } from "./lib/config";
 import { appendJsonLine, pidAlive } from "./lib/files";
 import { log } from "./lib/log";
@@ -39,16 +40,7 @@ export const DEFAULT_ENTRY_POINTS = {
   },
 } satisfies Record<string, EntryPoint>;
 
-export const TriggerBuildConfig = z
-  .object({
-    buildersList: z.string().startsWith("/").optional(),
-    entryPoints: z.object({ v1: EntryPoint.optional(), v2: EntryPoint.optional() }).strict().default({}),
-    logDir: z.string().startsWith("/").optional(),
-    flockProgram: z.string().default("flock"),
-    /** Builds that may wait for one builder's lock; a trigger beyond them is dropped (and journaled). */
-    maxWaitingPerBuilder: z.number().int().min(1).max(1000).default(8),
-  })
-  .strict();
+export { TriggerBuildConfig };
 
 const Components = z.object({ components: z.array(z.string().regex(COMPONENT_RE)) });
 

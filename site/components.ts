@@ -14,6 +14,8 @@ import { BuilderCleanupConfig } from "../contracts/serviceConfig/builderCleanup"
 import { ConnectSshConfig } from "../contracts/serviceConfig/connectSsh";
 import { GpgGateConfig } from "../contracts/serviceConfig/gpgGate";
 import { LogReceivedConfig } from "../contracts/serviceConfig/logReceived";
+import { ProcessCommandConfig } from "../contracts/serviceConfig/processGithubCommand";
+import { TriggerBuildConfig } from "../contracts/serviceConfig/triggerBuild";
 import { WebhooksConfig } from "../contracts/serviceConfig/webhooks";
 import { WinSignConfig } from "../contracts/serviceConfig/winSign";
 import { serviceConfigPath, serviceSecretPath, VM_CONFIG_DIR, VM_SECRETS_DIR } from "../contracts/vmPaths";
@@ -387,10 +389,10 @@ export class BuildEnvironment extends pulumi.ComponentResource {
       // authorised on the upload hosts (stack output uploadKeys), unlike a signing key.
     }, { parent: this, dependsOn: [this.buildVm] });
     build.service("qubesbuilder.TriggerBuild", "trigger-build");
-    build.uncheckedConfig("trigger-build", { buildersList: PATHS.buildersList, entryPoints: { [`v${version}`]: triggerEntryPoint(version) } });
+    build.config("trigger-build", TriggerBuildConfig, { buildersList: PATHS.buildersList, entryPoints: { [`v${version}`]: triggerEntryPoint(version) } });
     build.service("qubesbuilder.ProcessGithubCommand", "process-github-command");
     build.file(PATHS.trustedKeys, cfg.commands.trustedKeys);
-    build.uncheckedConfig("process-github-command", {
+    build.config("process-github-command", ProcessCommandConfig, {
       trustedKeysFile: PATHS.trustedKeys,
       maintainers: cfg.commands.maintainers,
       buildersList: PATHS.buildersList,

@@ -6,8 +6,8 @@
 import { spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { z } from "zod";
 import { type BuilderLine, BuildersListError, parseBuildersList } from "../../contracts/buildersList";
+import type { EntryPoint } from "../../contracts/serviceConfig/triggerBuild";
 import { COMPONENT_RE } from "./names";
 import { ConfigError, printable } from "./outcome";
 import { run } from "./proc";
@@ -22,24 +22,7 @@ export function readBuildersList(file: string): BuilderLine[] {
   }
 }
 
-const argv = z.array(z.string().min(1)).min(1);
-
-/** How a builder version is started for a component (TriggerBuild). */
-export const EntryPoint = z
-  .object({
-    /** argv template: {dir} {builderDir} {conf} {release} {component}. */
-    command: argv,
-    /** The lock file (template) held while it runs. */
-    lock: z.string().min(1),
-    /** Extra environment (templates), e.g. PYTHONPATH={builderDir}. */
-    env: z.record(z.string().regex(/^[A-Z_][A-Z0-9_]*$/), z.string()).default({}),
-    /** Prints the builder's components (whitespace-separated) when the site lists none. */
-    listComponents: argv.optional(),
-    /** Prints each component's git URL, one per line, in the order of `listComponents`. */
-    listComponentUrls: argv.optional(),
-  })
-  .strict();
-export type EntryPoint = z.infer<typeof EntryPoint>;
+export { EntryPoint } from "../../contracts/serviceConfig/triggerBuild";
 
 /** The values every template may use for one builder. */
 export function builderValues(b: BuilderLine): Record<string, string> {
