@@ -11,6 +11,7 @@ import { z } from "zod";
 import { renderBuildersList } from "../contracts/buildersList";
 import { renderNginxConfig } from "../contracts/nginx";
 import { BuilderCleanupConfig } from "../contracts/serviceConfig/builderCleanup";
+import { LogsVmConfig } from "../contracts/serviceConfig/buildLog";
 import { ConnectSshConfig } from "../contracts/serviceConfig/connectSsh";
 import { GpgGateConfig } from "../contracts/serviceConfig/gpgGate";
 import { LogReceivedConfig } from "../contracts/serviceConfig/logReceived";
@@ -209,11 +210,6 @@ class InVm {
    */
   config<S extends z.ZodType>(name: string, schema: S, value: pulumi.Input<z.input<S>>): ManagedFile {
     return this.file(serviceConfigPath(name), pulumi.output(value).apply((v) => json(checkedConfig(name, schema, v))));
-  }
-
-  /** A configuration whose schema is not in contracts/ yet (it uses a helper of services/lib): not checked. */
-  uncheckedConfig(name: string, value: pulumi.Input<Record<string, unknown>>): ManagedFile {
-    return this.file(serviceConfigPath(name), pulumi.output(value).apply((v) => json(v)));
   }
 }
 
@@ -519,7 +515,7 @@ export class Site extends pulumi.ComponentResource {
       }]));
       inVm.service("qubesbuilder.BuildLog", "build-log");
       inVm.service("qubesbuilder.LogDigest", "log-digest");
-      inVm.uncheckedConfig("build-log", key.fingerprint.apply((fpr) => ({
+      inVm.config("build-log", LogsVmConfig, key.fingerprint.apply((fpr) => ({
         repoDir: PATHS.logsRepo, remote: logs.repo, branch: logs.branch, signingKey: fpr,
         authorName: cfg.logs.botName, authorEmail: cfg.logs.botEmail, buildVms: served,
         tlog: { program: PATHS.tlog, privateKey: PATHS.tlogKey, repoSubdir: `tlog/${v.name}` },
