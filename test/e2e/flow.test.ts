@@ -17,7 +17,7 @@ import { createStandinGithub } from "../../sim/standin-builders";
 import { receiverOf, sendWebhook } from "../../sim/webhook";
 import { openStack, projectRoot, tempDir } from "../helpers/pulumi";
 import { startSim, type StartedSim } from "../helpers/sim";
-import { answers, localConfig, NS, SECRET, sleep, waitFor } from "./harness";
+import { answers, localConfig, NS, SECRET, sleep, startUploadHost, waitFor } from "./harness";
 
 jest.setTimeout(600_000);
 
@@ -88,24 +88,7 @@ describe("the build flow in qubes-sim", () => {
   beforeAll(async () => {
     // The receiver's loopback port inside sys-net (any: sys-net has its own network namespace).
     webhooksPort = 18000 + (process.pid % 1000);
-    // The upload host of the stand-in internet (uploads.qubes-sim.test, the sim's `internet`
-    // address on the host; listening on every address follows the sim across restarts): reads "<name> <size> <sigsize>\n<data><sig>", answers OK.
-    upload = net.createServer((c) => {
-      const chunks: Buffer[] = [];
-      c.on("data", (d: Buffer) => {
-        chunks.push(d);
-        const all = Buffer.concat(chunks);
-        const nl = all.indexOf(10);
-        if (nl < 0) return;
-        const [, size, sig] = all.subarray(0, nl).toString().split(" ");
-        if (all.length >= nl + 1 + Number(size) + Number(sig)) {
-          uploads.push(all);
-          c.end(`OK ${crypto.createHash("sha256").update(all).digest("hex")}\n`);
-        }
-      });
-      c.on("error", () => undefined);
-    });
-    await new Promise<void>((r) => upload.listen(0, "0.0.0.0", () => r()));
+    upload = await startUploadHost(uploads);
     const uploadPort = (upload.address() as net.AddressInfo).port;
 
     // Keys that sign GitHub commands: one trusted, one not.

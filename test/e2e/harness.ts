@@ -72,17 +72,12 @@ export interface E2eSite {
   stop: () => Promise<void>;
 }
 
-/** Deploys the local site into a fresh qubes-sim; `name` keeps stacks and temp dirs apart. */
-export async function startE2eSite(name: string): Promise<E2eSite> {
-  const dir = tempDir(name);
-  const backend = tempDir(`${name}-backend`);
-  const gnupg = tempDir(`${name}-gnupg`);
-  const stackName = `${name}${process.pid}`;
-  const stackFile = path.join(projectRoot, `Pulumi.${stackName}.yaml`);
-  // The receiver's loopback port inside sys-net (any: sys-net has its own network namespace).
-  const webhooksPort = 18500 + (process.pid % 1000);
-  const uploads: Buffer[] = [];
-  // The upload host: reads "<name> <size> <sigsize>\n<data><sig>", answers OK.
+/**
+ * The upload host of the stand-in internet (uploads.qubes-sim.test): reads
+ * "<name> <size> <sigsize>\n<data><sig>", keeps it in `uploads`, answers OK with its sha256.
+ * Listening on every address follows the sim's stand-in internet across restarts.
+ */
+export async function startUploadHost(uploads: Buffer[]): Promise<net.Server> {
   const upload = net.createServer((c) => {
     const chunks: Buffer[] = [];
     c.on("data", (d: Buffer) => {
@@ -98,8 +93,21 @@ export async function startE2eSite(name: string): Promise<E2eSite> {
     });
     c.on("error", () => undefined);
   });
-  // Listening on every address follows the sim's stand-in internet across restarts.
   await new Promise<void>((r) => upload.listen(0, "0.0.0.0", () => r()));
+  return upload;
+}
+
+/** Deploys the local site into a fresh qubes-sim; `name` keeps stacks and temp dirs apart. */
+export async function startE2eSite(name: string): Promise<E2eSite> {
+  const dir = tempDir(name);
+  const backend = tempDir(`${name}-backend`);
+  const gnupg = tempDir(`${name}-gnupg`);
+  const stackName = `${name}${process.pid}`;
+  const stackFile = path.join(projectRoot, `Pulumi.${stackName}.yaml`);
+  // The receiver's loopback port inside sys-net (any: sys-net has its own network namespace).
+  const webhooksPort = 18500 + (process.pid % 1000);
+  const uploads: Buffer[] = [];
+  const upload = await startUploadHost(uploads);
   const uploadPort = (upload.address() as net.AddressInfo).port;
 
   const hostGpg = (args: string[], input?: string) =>
