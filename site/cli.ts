@@ -71,7 +71,11 @@ function brokenMetadataFiles(): string[] {
   if (dir === null) return [];
   const walk = (d: string): string[] => (fs.existsSync(d) ? fs.readdirSync(d, { withFileTypes: true })
     .flatMap((e) => (e.isDirectory() ? walk(path.join(d, e.name)) : e.name.endsWith(".attrs") ? [path.join(d, e.name)] : [])) : []);
-  return walk(path.join(dir, ".pulumi")).filter((f) => {
+  // The state, the locks and the backend's own meta file; not the update history, which grows with
+  // every run (settle runs before each `make up`) and which no command but `stack history` reads.
+  const root = path.join(dir, ".pulumi");
+  const candidates = [...walk(path.join(root, "stacks")), ...walk(path.join(root, "locks")), path.join(root, "meta.yaml.attrs")].filter((f) => fs.existsSync(f));
+  return candidates.filter((f) => {
     try {
       const v: unknown = JSON.parse(fs.readFileSync(f, "utf8"));
       return typeof v !== "object" || v === null;
