@@ -8,7 +8,7 @@ import { PolicyConfigSchema, PolicyPack, PolicyResource, StackValidationPolicy }
 import { z } from "zod";
 import { DEFAULT_CONFIG, PackConfig, POLICIES, ResourceInput, runChecks } from "./checks";
 import { UNKNOWN_AT_PREVIEW } from "./model";
-import { installSecretTracking, secretKeysOf } from "./secrets";
+import { installSecretTracking, secretKeysOf, secretPathsOf } from "./secrets";
 
 installSecretTracking();
 
@@ -40,6 +40,8 @@ function toInput(r: PolicyResource): ResourceInput {
   const input: ResourceInput = { type: r.type, urn: r.urn, name: r.name, props: plain(r.props) };
   const secrets = secretKeysOf(r.props);
   if (secrets !== undefined) input.secretKeys = secrets;
+  const paths = secretPathsOf(r.props);
+  if (paths !== undefined) input.secretPaths = paths;
   return input;
 }
 

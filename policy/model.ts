@@ -22,11 +22,22 @@ export interface ResourceInput {
    * (then a check that needs secretness fails closed).
    */
   secretKeys?: ReadonlySet<string>;
+  /**
+   * Where nested secrets sit: JSON-encoded paths (policy/secrets.ts `secretPathsOfRaw`), e.g.
+   * `["files","/path","content"]`. `undefined`: the pack could not tell.
+   */
+  secretPaths?: ReadonlySet<string>;
+}
+
+/** True when the value at `path` is secret or lies inside a secret (`paths` as in `ResourceInput.secretPaths`). */
+export function isSecretAt(paths: ReadonlySet<string>, path: readonly (string | number)[]): boolean {
+  for (let n = 1; n <= path.length; n++) if (paths.has(JSON.stringify(path.slice(0, n)))) return true;
+  return false;
 }
 
 /** The kinds of resource the site's providers create (those the pack reads). */
-export type Kind = "QubesVm" | "QrexecPolicy" | "ManagedFile" | "RpcService" | "SshProxyConfig" | "AuthenticodeKey";
-const KINDS: readonly Kind[] = ["QubesVm", "QrexecPolicy", "ManagedFile", "RpcService", "SshProxyConfig", "AuthenticodeKey"];
+export type Kind = "QubesVm" | "QrexecPolicy" | "VmFiles" | "ManagedFile" | "RpcService" | "SshProxyConfig" | "AuthenticodeKey";
+const KINDS: readonly Kind[] = ["QubesVm", "QrexecPolicy", "VmFiles", "ManagedFile", "RpcService", "SshProxyConfig", "AuthenticodeKey"];
 
 /** Stands for a value the engine does not know yet (preview): `policy/index.ts` puts it in place of such a value. */
 export const UNKNOWN_AT_PREVIEW = "<unknown at preview>";
@@ -62,6 +73,12 @@ export const ManagedFileProps = z.looseObject({
   mode: z.union([z.string(), z.number()]).nullish(),
   owner: z.string().nullish(),
   kind: z.string().nullish(),
+});
+/** Every file and service the site places in one VM: files by path (a block: `path#blockId`), services by name. */
+export const VmFilesProps = z.looseObject({
+  vm: z.string(),
+  files: z.record(z.string(), z.looseObject({ content: z.string().nullish(), kind: z.string().nullish() })).nullish(),
+  services: z.record(z.string(), z.looseObject({})).nullish(),
 });
 export const RpcServiceProps = z.looseObject({
   vm: z.string(), service: z.string(), content: z.string().nullish(), mode: z.union([z.string(), z.number()]).nullish(),
@@ -155,6 +172,7 @@ export function kindOf(type: string, props: unknown): Kind | undefined {
   const has = (k: string) => Object.prototype.hasOwnProperty.call(props, k);
   if (has("klass") && has("tags")) return "QubesVm";
   if (has("rules")) return "QrexecPolicy";
+  if (has("vm") && has("files") && has("services")) return "VmFiles";
   if (has("hosts")) return "SshProxyConfig";
   if (has("vm") && has("name") && has("days")) return "AuthenticodeKey";
   const hasContent = has("content") || has("contentFile");
@@ -230,6 +248,16 @@ export function readSite(resources: readonly ResourceInput[]): Site {
         urn: r.urn, vm: p.data.vm, path: p.data.path, content: p.data.content ?? undefined,
         contentSecret: r.secretKeys === undefined ? undefined : r.secretKeys.has("content"),
       });
+    } else if (kind === "VmFiles") {
+      const p = VmFilesProps.safeParse(r.props);
+      if (!p.success) { bad(p.error); continue; }
+      for (const [key, f] of Object.entries(p.data.files ?? {})) {
+        files.push({
+          urn: r.urn, vm: p.data.vm, path: key.replace(/#.*$/, ""), content: f.content ?? undefined,
+          contentSecret: r.secretPaths === undefined ? undefined : isSecretAt(r.secretPaths, ["files", key, "content"]),
+        });
+      }
+      for (const service of Object.keys(p.data.services ?? {})) rpcServices.push({ urn: r.urn, vm: p.data.vm, service });
     } else if (kind === "RpcService") {
       const p = RpcServiceProps.safeParse(r.props);
       if (!p.success) { bad(p.error); continue; }

@@ -11,7 +11,7 @@
  *    `{"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", value}`;
  *  - the props a policy receives are `unknownCheckingProxy(result)`, whose
  *    `__getSpecialProxyTarget` key returns `result` itself.
- * We record the secret top-level keys of each result in a WeakMap and read them back through the
+ * We record the secret top-level keys (and the paths of nested secrets) of each result in a WeakMap and read them back through the
  * proxy. If any of this changes, `secretKeysOf` returns undefined and the checks fail closed.
  */
 import { specialSecretSig, specialSigKey } from "@pulumi/pulumi/runtime/rpc";
@@ -19,7 +19,7 @@ import { specialSecretSig, specialSigKey } from "@pulumi/pulumi/runtime/rpc";
 interface StructLike { toJavaScript(): unknown }
 type Deserialize = (struct: StructLike, proxySecrets: boolean) => unknown;
 
-const recorded = new WeakMap<object, Set<string>>();
+const recorded = new WeakMap<object, { keys: Set<string>; paths: Set<string> }>();
 let installed = false;
 
 const isSecret = (v: unknown): boolean =>
@@ -38,6 +38,21 @@ export function secretKeysOfRaw(raw: unknown): Set<string> {
   return out;
 }
 
+/**
+ * Where a raw property map holds secrets: each path (JSON-encoded array of keys and indexes) at
+ * which a secret value sits. A path inside a secret is not listed: the whole value is secret.
+ */
+export function secretPathsOfRaw(raw: unknown): Set<string> {
+  const out = new Set<string>();
+  const walk = (v: unknown, at: (string | number)[]): void => {
+    if (isSecret(v)) out.add(JSON.stringify(at));
+    else if (Array.isArray(v)) v.forEach((x, i) => walk(x, [...at, i]));
+    else if (typeof v === "object" && v !== null) for (const [k, x] of Object.entries(v)) walk(x, [...at, k]);
+  };
+  if (typeof raw === "object" && raw !== null) for (const [k, v] of Object.entries(raw)) walk(v, [k]);
+  return out;
+}
+
 /** Wrap @pulumi/policy's deserializer so that secret keys are remembered (idempotent). */
 export function installSecretTracking(): boolean {
   if (installed) return true;
@@ -48,7 +63,10 @@ export function installSecretTracking(): boolean {
     mod.deserializeProperties = function (struct: StructLike, proxySecrets: boolean): unknown {
       const result = original.call(this, struct, proxySecrets);
       try {
-        if (typeof result === "object" && result !== null) recorded.set(result, secretKeysOfRaw(struct.toJavaScript()));
+        if (typeof result === "object" && result !== null) {
+          const raw = struct.toJavaScript();
+          recorded.set(result, { keys: secretKeysOfRaw(raw), paths: secretPathsOfRaw(raw) });
+        }
       } catch {
         // Unknown shape: nothing recorded, the checks fail closed.
       }
@@ -61,10 +79,19 @@ export function installSecretTracking(): boolean {
   return installed;
 }
 
-/** The secret top-level keys of a policy's `props`, or undefined when the pack cannot tell. */
-export function secretKeysOf(props: unknown): Set<string> | undefined {
+function recordOf(props: unknown) {
   if (!installed || typeof props !== "object" || props === null) return undefined;
   const target = (props as Record<string, unknown>)["__getSpecialProxyTarget"];
   const key = typeof target === "object" && target !== null ? target : props;
   return recorded.get(key);
+}
+
+/** The secret top-level keys of a policy's `props`, or undefined when the pack cannot tell. */
+export function secretKeysOf(props: unknown): Set<string> | undefined {
+  return recordOf(props)?.keys;
+}
+
+/** The paths of the secrets in a policy's `props` (see `secretPathsOfRaw`), or undefined when the pack cannot tell. */
+export function secretPathsOf(props: unknown): Set<string> | undefined {
+  return recordOf(props)?.paths;
 }

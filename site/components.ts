@@ -25,16 +25,15 @@ import { builderDvmFiles } from "./builderDvm";
 import { BuilderCheckout } from "../providers/builderCheckout";
 import { AuthenticodeKey } from "../providers/authenticodeKey";
 import { LogsRepository } from "../providers/logsRepository";
-import { ManagedFile } from "../providers/managedFile";
 import { projectFile, ProjectFileRef } from "../providers/projectFile";
 import { QrexecPolicy } from "../providers/qrexecPolicy";
 import { QubesVm } from "../providers/qubesVm";
-import { RpcService } from "../providers/rpcService";
 import { SigningKey } from "../providers/signingKey";
 import { SshKey } from "../providers/sshKey";
 import { SshProxyConfig } from "../providers/sshProxyConfig";
 import { TemplateRequirement } from "../providers/templateRequirement";
 import { TransparencyLogKey } from "../providers/tlogKey";
+import { type FileEntryArgs, type ServiceEntryArgs, VmFiles } from "../providers/vmFiles";
 import {
   BUILDER_PATHS, checkBuilders, checkoutsOf, commandActions, renderBuilderConf, renderBuilderGithubConf, renderBuilderGithubYml,
   buildersListOf, renderBuilderYml, renderOpenqaConf, triggerEntryPoint,
@@ -160,8 +159,16 @@ type Holder = { vm: QubesVm } | { configKey: string };
 
 const tie = (h: Holder) => ("vm" in h ? { vmUuid: h.vm.uuid } : { configKeys: { vm: h.configKey } });
 
-/** Helpers bound to one VM, so that each component declares its files in a line each. */
+/**
+ * What a component places in one VM, declared a line each and created as one VmFiles resource
+ * (`done`): every file, link, block and service of the VM, with the union of their dependencies.
+ */
 class InVm {
+  private readonly files: Record<string, FileEntryArgs> = {};
+  private readonly services: Record<string, ServiceEntryArgs> = {};
+  private readonly after: pulumi.Resource[] = [];
+  private created?: VmFiles;
+
   constructor(
     private readonly parent: pulumi.Resource,
     readonly name: string,
@@ -171,35 +178,32 @@ class InVm {
     private readonly dependsOn: pulumi.Resource[] = [],
   ) {}
 
-  private opts(): pulumi.CustomResourceOptions {
-    return { parent: this.parent, dependsOn: "vm" in this.holder ? [this.holder.vm, ...this.dependsOn] : this.dependsOn };
+  private add(key: string, entry: FileEntryArgs, after: pulumi.Resource[]): void {
+    if (this.created) throw new Error(`${this.name}: ${key} declared after the VM's files were created`);
+    if (key in this.files) throw new Error(`${this.name}: ${key} declared twice`);
+    this.files[key] = entry;
+    this.after.push(...after);
   }
 
-  service(service: string, programName: string): RpcService {
-    return new RpcService(`${this.name}:${service}`, {
-      vm: this.name, ...tie(this.holder), service, ...program(this.servicesDir, programName), mode: 0o755,
-    }, this.opts());
+  service(service: string, programName: string): void {
+    if (service in this.services) throw new Error(`${this.name}: service ${service} declared twice`);
+    this.services[service] = { ...program(this.servicesDir, programName), mode: 0o755 };
   }
 
-  file(filePath: string, content: pulumi.Input<string> | ProjectFileRef, mode = 0o644, owner = "root", after: pulumi.Resource[] = []): ManagedFile {
+  /** A whole file; `after`: resources that must exist first (e.g. a checkout into its directory). */
+  file(filePath: string, content: pulumi.Input<string> | ProjectFileRef, mode = 0o644, owner = "root", after: pulumi.Resource[] = []): void {
     const text = typeof content === "object" && "contentFile" in content ? content : { content };
-    return new ManagedFile(`${this.name}:${filePath}`, {
-      vm: this.name, ...tie(this.holder), path: filePath, ...text, mode, owner, kind: "file",
-    }, { ...this.opts(), dependsOn: [...this.dependsOn, ...after] });
+    this.add(filePath, { ...text, mode, owner, kind: "file" }, after);
   }
 
-  /** A symbolic link at `linkPath` to `target`. */
-  symlink(linkPath: string, target: string, after: pulumi.Resource[] = []): ManagedFile {
-    return new ManagedFile(`${this.name}:${linkPath}`, {
-      vm: this.name, ...tie(this.holder), path: linkPath, content: target, mode: 0o777, owner: "root", kind: "symlink",
-    }, { ...this.opts(), dependsOn: [...this.dependsOn, ...after] });
+  /** A symbolic link at `linkPath` to `target` (links are made after the VM's files). */
+  symlink(linkPath: string, target: string, after: pulumi.Resource[] = []): void {
+    this.add(linkPath, { content: target, mode: 0o777, owner: "root", kind: "symlink" }, after);
   }
 
   /** A managed block of a file shared with others (e.g. /rw/config/rc.local). */
-  block(filePath: string, blockId: string, content: string, mode: number): ManagedFile {
-    return new ManagedFile(`${this.name}:${filePath}#${blockId}`, {
-      vm: this.name, ...tie(this.holder), path: filePath, content, mode, owner: "root", kind: "block", blockId,
-    }, this.opts());
+  block(filePath: string, blockId: string, content: string, mode: number, owner = "root", after: pulumi.Resource[] = []): void {
+    this.add(`${filePath}#${blockId}`, { content, mode, owner, kind: "block" }, after);
   }
 
   /**
@@ -208,8 +212,17 @@ class InVm {
    * fails the run here (naming the service and the field), not in the VM. The file holds the
    * value as given; the service applies its defaults.
    */
-  config<S extends z.ZodType>(name: string, schema: S, value: pulumi.Input<z.input<S>>): ManagedFile {
-    return this.file(serviceConfigPath(name), pulumi.output(value).apply((v) => json(checkedConfig(name, schema, v))));
+  config<S extends z.ZodType>(name: string, schema: S, value: pulumi.Input<z.input<S>>): void {
+    this.file(serviceConfigPath(name), pulumi.output(value).apply((v) => json(checkedConfig(name, schema, v))));
+  }
+
+  /** The VM's VmFiles (created on the first call; nothing may be declared after). */
+  done(): VmFiles {
+    this.created ??= new VmFiles(`${this.name}:files`, { vm: this.name, ...tie(this.holder), files: this.files, services: this.services }, {
+      parent: this.parent,
+      dependsOn: [...new Set(["vm" in this.holder ? [this.holder.vm] : [], this.dependsOn, this.after].flat())],
+    });
+    return this.created;
   }
 }
 
@@ -308,10 +321,11 @@ export class BuildEnvironment extends pulumi.ComponentResource {
     keys.service("qubes.Gpg", "gpg-gate");
     keys.config("gpg-gate", GpgGateConfig, this.signingKey.fingerprint.apply((fpr) => ({ clients: [b], keys: [fpr], defaultKey: fpr, entryWaitSeconds: cfg.signingWaitSeconds })));
 
+    let win: InVm | undefined;
     if (e.windows) {
       // win-keys-ENV: WinSign for existing keys only, each signature logged first (like qubes.Gpg).
       const wk = winKeysVm(env);
-      const win = new InVm(this, wk, servicesDir, { vm: this.winKeysVm! });
+      win = new InVm(this, wk, servicesDir, { vm: this.winKeysVm! });
       new AuthenticodeKey(`${wk}:authenticode-key`, { vm: wk, vmUuid: this.winKeysVm!.uuid, name: cfg.windowsKeyName },
         { parent: this, dependsOn: [this.winKeysVm!], protect: cfg.protectKeys });
       win.file(PATHS.tlog, args.tlogProgram, 0o755);
@@ -367,11 +381,10 @@ export class BuildEnvironment extends pulumi.ComponentResource {
       build.file(`${BUILDER_PATHS.notifyState}/README`, readme, 0o644, "user");
     }
     // Housekeeping timers (user units; systemd reads them at the VM's next start).
-    const units = new Map<string, ManagedFile>();
+    // Links are made after the files: ~/.config/systemd/user is then the user's, not made by root for the link.
     for (const t of timerFiles(cfg, e)) {
-      // The link after its unit: ~/.config/systemd/user is then the user's, not made by root for the link.
-      if (t.kind === "symlink") build.symlink(t.path, t.target, [units.get(t.target)!]);
-      else units.set(t.path, build.file(t.path, t.content, 0o644, "user"));
+      if (t.kind === "symlink") build.symlink(t.path, t.target);
+      else build.file(t.path, t.content, 0o644, "user");
     }
     if (cfg.timers.builderCleanup.enabled) {
       build.file(CLEANUP_PROGRAM, program(servicesDir, "builder-cleanup"), 0o755);
@@ -401,6 +414,9 @@ export class BuildEnvironment extends pulumi.ComponentResource {
         hosts: Object.entries(cfg.uploadHosts).map(([host, h]) => ({ host, user: h.user, hostKeys: h.hostKeys })),
       }, { parent: this, dependsOn: [this.buildVm] });
     }
+    keys.done();
+    win?.done();
+    build.done();
     this.registerOutputs({});
   }
 }
@@ -476,6 +492,7 @@ export class Site extends pulumi.ComponentResource {
       for (const f of dvmPieces.files) dvm.file(f.path, f.content, f.mode);
       for (const l of dvmPieces.links) dvm.symlink(l.path, l.target, [checkout]);
       dvm.block("/rw/config/rc.local", "builder-mount", dvmPieces.boot, 0o755);
+      dvm.done();
     }
 
     // One logs VM per distinct `logs` value, each with its keys (git commits; transparency log),
@@ -501,15 +518,8 @@ export class Site extends pulumi.ComponentResource {
         generation: cfg.sshKeys.deployKeyGeneration,
       }, { parent: this, dependsOn: [vm], protect: cfg.protectKeys });
       this.deployKeys[v.name] = deploy.publicKey;
-      new ManagedFile(`${v.name}:/home/user/.ssh/known_hosts#github`, {
-        vm: v.name, vmUuid: vm.uuid, path: "/home/user/.ssh/known_hosts", kind: "block", blockId: "github", mode: 0o644, owner: "user",
-        content: cfg.github.hostKeys.map((k) => `github.com ${k.type} ${k.key}\n`).join(""),
-      }, { parent: this, dependsOn: [vm, deploy] });
-      const tool = inVm.file(PATHS.tlog, tlogProgram, 0o755);
-      const tlogKey = new TransparencyLogKey(`${v.name}:tlog-key`, {
-        vm: v.name, vmUuid: vm.uuid, origin: tlogOrigin(cfg, v.name), program: PATHS.tlog, privateKey: PATHS.tlogKey,
-      }, { parent: this, dependsOn: [vm, tool], protect: cfg.protectKeys });
-      this.logVerifiers[v.name] = tlogKey.verifier;
+      inVm.block("/home/user/.ssh/known_hosts", "github", cfg.github.hostKeys.map((k) => `github.com ${k.type} ${k.key}\n`).join(""), 0o644, "user", [deploy]);
+      inVm.file(PATHS.tlog, tlogProgram, 0o755);
       const served = Object.fromEntries(Object.entries(cfg.envs).filter(([, e]) => e.logs === v.name).map(([env, e]) => [buildVm(env), {
         env, keysVm: keysVm(env), ...(e.windows ? { winKeysVm: winKeysVm(env) } : {}),
       }]));
@@ -520,6 +530,11 @@ export class Site extends pulumi.ComponentResource {
         authorName: cfg.logs.botName, authorEmail: cfg.logs.botEmail, buildVms: served,
         tlog: { program: PATHS.tlog, privateKey: PATHS.tlogKey, repoSubdir: `tlog/${v.name}` },
       })));
+      // The transparency log's key is made by qbi-tlog, once the VM's files (the tool) are there.
+      const tlogKey = new TransparencyLogKey(`${v.name}:tlog-key`, {
+        vm: v.name, vmUuid: vm.uuid, origin: tlogOrigin(cfg, v.name), program: PATHS.tlog, privateKey: PATHS.tlogKey,
+      }, { parent: this, dependsOn: [vm, inVm.done()], protect: cfg.protectKeys });
+      this.logVerifiers[v.name] = tlogKey.verifier;
     }
 
     for (const env of Object.keys(cfg.envs)) {
@@ -568,6 +583,7 @@ export class Site extends pulumi.ComponentResource {
       ...(cfg.webhooks.allowCidrs.length ? { allowCidrs: cfg.webhooks.allowCidrs } : {}),
       ...(cert ? { tls: WEBHOOKS_TLS, ...(cfg.webhooks.httpPort !== null ? { httpRedirectPort: cfg.webhooks.httpPort } : {}) } : {}),
     }));
+    net.done();
 
     // The policy files (one, unless the site outgrows one Admin API request), written after every
     // VM they name exists and removed before them.

@@ -6,6 +6,7 @@ import { DiffResult, hasUnknown, holdsConnection, legacyAdmin, parseProps, Provi
 import { dropBlock, readBlock, readBytes, removeWhole, writeBlock, writeWhole } from "./files";
 import { checkPlaced, externalVms, GONE, inVm, vmIdentity, vmReplaced } from "./inVm";
 import type { QubesAdmin } from "../../admin/api";
+import { claimedByVmFiles } from "./manifest";
 import { contentFields, loadContent, oneContent, wantedSha256 } from "./source";
 
 const KIND = "ManagedFile";
@@ -139,6 +140,8 @@ async function delete_(_id: string, raw: unknown): Promise<void> {
   const o = parseProps(fileOutputs, raw, KIND);
   const admin = runAdmin(o.admin);
   await inVm(admin, o, async () => {
+    // Taken over by the VM's VmFiles (the move from one resource per file): it stays.
+    if (await claimedByVmFiles(admin, who(o), o.vm, o.kind === "block" ? `${o.path}#${o.blockId}` : o.path)) return;
     if (o.kind === "block") await dropBlock(admin, who(o), o, o.blockId);
     else if (o.kind === "symlink") {
       await step(`${who(o)} ${o.vm}:${o.path}`, "removing", () => admin.run(o.vm, `[ ! -L ${shq(o.path)} ] || rm -f -- ${shq(o.path)}`, { user: "root" }));

@@ -3,6 +3,7 @@ import { z } from "zod";
 import { runAdmin } from "./admin";
 import { DiffResult, hasUnknown, holdsConnection, legacyAdmin, parseProps, sha256, withoutAdmin } from "./common";
 import { readText, removeWhole, writeWhole } from "./files";
+import { claimedByVmFiles } from "./manifest";
 import { checkPlaced, externalVms, GONE, inVm, vmIdentity, vmReplaced } from "./inVm";
 import { contentFields, loadContent, oneContent, wantedSha256 } from "./source";
 
@@ -86,6 +87,10 @@ export async function read(id: string, raw: unknown) {
 async function delete_(_id: string, raw: unknown): Promise<void> {
   const o = parseProps(rpcOutputs, raw, KIND);
   const admin = runAdmin(o.admin);
-  await inVm(admin, o, () => removeWhole(admin, KIND, { vm: o.vm, path: pathOf(o.service) }));
+  await inVm(admin, o, async () => {
+    // Taken over by the VM's VmFiles (the move from one resource per file): it stays.
+    if (await claimedByVmFiles(admin, KIND, o.vm, pathOf(o.service))) return;
+    await removeWhole(admin, KIND, { vm: o.vm, path: pathOf(o.service) });
+  });
 }
 export { delete_ as delete };

@@ -22,16 +22,21 @@ export const contentFields = contentInputs.shape;
 
 type ContentInputs = z.infer<typeof contentInputs>;
 
-/** zod refinement: `content`, or both `contentFile` and `contentSha256`, never both ways. */
-export function oneContent(p: ContentInputs, ctx: z.RefinementCtx): void {
+/** What is wrong with the way content is given (`content`, or both `contentFile` and `contentSha256`, never both ways): field and message. */
+export function contentProblem(p: ContentInputs): { field: keyof ContentInputs; message: string } | undefined {
   const byFile = p.contentFile !== undefined || p.contentSha256 !== undefined;
-  if (p.content !== undefined && byFile) {
-    ctx.addIssue({ code: "custom", path: ["contentFile"], message: "give either content or contentFile, not both" });
-  } else if (byFile && (p.contentFile === undefined || p.contentSha256 === undefined)) {
-    ctx.addIssue({ code: "custom", path: [p.contentFile === undefined ? "contentFile" : "contentSha256"], message: "contentFile and contentSha256 go together" });
-  } else if (!byFile && p.content === undefined) {
-    ctx.addIssue({ code: "custom", path: ["content"], message: "content (or contentFile with contentSha256) is required" });
+  if (p.content !== undefined && byFile) return { field: "contentFile", message: "give either content or contentFile, not both" };
+  if (byFile && (p.contentFile === undefined || p.contentSha256 === undefined)) {
+    return { field: p.contentFile === undefined ? "contentFile" : "contentSha256", message: "contentFile and contentSha256 go together" };
   }
+  if (!byFile && p.content === undefined) return { field: "content", message: "content (or contentFile with contentSha256) is required" };
+  return undefined;
+}
+
+/** zod refinement: `contentProblem` as an issue. */
+export function oneContent(p: ContentInputs, ctx: z.RefinementCtx): void {
+  const bad = contentProblem(p);
+  if (bad) ctx.addIssue({ code: "custom", path: [bad.field], message: bad.message });
 }
 
 /** The sha256 the content should have, without reading anything. */
