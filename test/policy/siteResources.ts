@@ -27,6 +27,41 @@ export interface Options {
   genericType?: boolean;
   /** The WinSign config's content as the pack would see it (default: the JSON the site writes). */
   winSignContent?: (wk: string, json: string) => string | undefined;
+  /** Files and services as stacks written before VmFiles hold them: a ManagedFile or RpcService each (default false). */
+  legacyFiles?: boolean;
+  /** More files in the net VM, in plain text (path → content). */
+  netPlainFiles?: Record<string, string>;
+  /** Leave the webhook secret out. */
+  noWebhookSecret?: boolean;
+}
+
+/** A VM's files and services as the site declares them: one VmFiles, or (legacyFiles) a resource each. */
+function filesOf(vm: string, files: Record<string, { content?: string; mode: number; owner: string; secret?: boolean }>, services: string[], o: Options): ResourceInput[] {
+  const type = (k: string) => (o.genericType ? "pulumi-nodejs:dynamic:Resource" : t(k));
+  if (!o.legacyFiles) {
+    const secretPaths = new Set(Object.entries(files).filter(([, f]) => f.secret).map(([p]) => JSON.stringify(["files", p, "content"])));
+    return [{
+      type: type("VmFiles"), urn: urn("VmFiles", `${vm}:files`), name: `${vm}:files`,
+      props: {
+        vm,
+        files: Object.fromEntries(Object.entries(files).map(([p, f]) => [p, { ...(f.content !== undefined ? { content: f.content } : {}), mode: f.mode, owner: f.owner, kind: "file" }])),
+        services: Object.fromEntries(services.map((sv) => [sv, { contentFile: "dist/services/x.js", contentSha256: "0".repeat(64), mode: 0o755 }])),
+      },
+      secretKeys: new Set(secretPaths.size > 0 ? ["files"] : []),
+      secretPaths,
+    }];
+  }
+  return [
+    ...Object.entries(files).map(([p, f]) => ({
+      type: type("ManagedFile"), urn: urn("ManagedFile", `${vm}:${p}`), name: `${vm}:${p}`,
+      props: { admin: ADMIN, vm, path: p, ...(f.content !== undefined ? { content: f.content } : {}), mode: f.mode, owner: f.owner, kind: "file" },
+      secretKeys: new Set(f.secret ? ["content"] : []),
+    })),
+    ...services.map((sv) => ({
+      type: type("RpcService"), urn: urn("RpcService", `${vm}:${sv}`), name: `${vm}:${sv}`,
+      props: { admin: ADMIN, vm, service: sv, content: "#!/usr/bin/env node\n", mode: "0755" }, secretKeys: new Set<string>(),
+    })),
+  ];
 }
 
 /** A note verifier key of the shape the logs VM's transparency log has. */
@@ -69,10 +104,7 @@ export function resourcesOf(plan: SitePlan, cfg = parseSiteConfig(baseConfig), o
       type: type("SshProxyConfig"), urn: urn("SshProxyConfig", `${b}-ssh`), name: `${b}-ssh`,
       props: { admin: ADMIN, vm: b, netvm: cfg.netvm, hosts }, secretKeys: new Set(),
     });
-    out.push({
-      type: type("RpcService"), urn: urn("RpcService", `${b}-TriggerBuild`), name: `${b}-TriggerBuild`,
-      props: { admin: ADMIN, vm: b, service: "qubesbuilder.TriggerBuild", content: "#!/usr/bin/env node\n", mode: "0755" }, secretKeys: new Set(),
-    });
+    out.push(...filesOf(b, {}, ["qubesbuilder.TriggerBuild"], o));
     // win-keys-ENV of a Windows env: the key the site makes, and WinSign's config naming it (as site/components.ts does).
     const wk = winKeysVm(env);
     if (!plan.vms.some((v) => v.name === wk)) continue;
@@ -83,17 +115,12 @@ export function resourcesOf(plan: SitePlan, cfg = parseSiteConfig(baseConfig), o
     const winSign = { clients: [b], keys: [cfg.windowsKeyName], self: wk, verifier: VERIFIER, entryTtlSeconds: cfg.signingWindowSeconds };
     const json = `${JSON.stringify(winSign, null, 2)}\n`;
     const content = o.winSignContent ? o.winSignContent(wk, json) : json;
-    out.push({
-      type: type("ManagedFile"), urn: urn("ManagedFile", `${wk}:${WIN_SIGN_CONFIG_PATH}`), name: `${wk}:${WIN_SIGN_CONFIG_PATH}`,
-      props: { admin: ADMIN, vm: wk, path: WIN_SIGN_CONFIG_PATH, ...(content !== undefined ? { content } : {}), mode: 420, owner: "root", kind: "file" },
-      secretKeys: new Set(),
-    });
+    out.push(...filesOf(wk, { [WIN_SIGN_CONFIG_PATH]: { ...(content !== undefined ? { content } : {}), mode: 0o644, owner: "root" } }, [], o));
   }
-  out.push({
-    type: type("ManagedFile"), urn: urn("ManagedFile", "webhook-secret"), name: "webhook-secret",
-    props: { admin: ADMIN, vm: cfg.netvm, path: WEBHOOK_SECRET_PATH, content: "s3cr3t-hmac-key", mode: "0600", owner: "user", kind: "secret" },
-    secretKeys: new Set(o.secretWebhook === false ? [] : ["content"]),
-  });
+  const net: Parameters<typeof filesOf>[1] = {};
+  if (!o.noWebhookSecret) net[WEBHOOK_SECRET_PATH] = { content: "s3cr3t-hmac-key", mode: 0o600, owner: "user", secret: o.secretWebhook !== false };
+  for (const [p, content] of Object.entries(o.netPlainFiles ?? {})) net[p] = { content, mode: 0o600, owner: "root" };
+  out.push(...filesOf(cfg.netvm, net, [], o));
   return out;
 }
 

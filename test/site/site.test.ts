@@ -17,15 +17,25 @@ jest.setTimeout(900_000);
 const MUTATING = /\.(Set|Reset|Remove|Resize|Replace|Start|Shutdown|Kill)$|\.Create\./;
 const POLICY_PACK = path.join(projectRoot, "policy");
 
-/** The resources a preview would create, update, replace or delete, by operation. */
-async function planned(stack: Stack, opts: { policyPacks?: string[] } = {}): Promise<Record<string, string[]>> {
+/**
+ * The resources a preview would create, update, replace or delete, by operation. `entries`, when
+ * given, gets the entries each updated VmFiles would change (keys whose inputs differ).
+ */
+async function planned(stack: Stack, opts: { policyPacks?: string[] } = {}, entries?: Record<string, string[]>): Promise<Record<string, string[]>> {
   const ops: Record<string, string[]> = {};
   await stack.preview({
     ...opts,
     onEvent: (e: EngineEvent) => {
       const m = e.resourcePreEvent?.metadata;
       if (!m || ["same", "create-replacement", "delete-replaced"].includes(m.op) || m.type === "pulumi:pulumi:Stack" || m.type.startsWith("pulumi:providers:")) return;
-      (ops[m.op] ??= []).push(m.urn.split("::").pop() ?? m.urn);
+      const name = m.urn.split("::").pop() ?? m.urn;
+      (ops[m.op] ??= []).push(name);
+      if (entries && m.op === "update" && m.type.endsWith(":VmFiles")) {
+        const before = (m.old?.inputs?.files ?? {}) as Record<string, unknown>;
+        const after = (m.new?.inputs?.files ?? {}) as Record<string, unknown>;
+        entries[name] = [...new Set([...Object.keys(before), ...Object.keys(after)])]
+          .filter((k) => JSON.stringify(before[k]) !== JSON.stringify(after[k])).sort();
+      }
     },
   });
   for (const v of Object.values(ops)) v.sort();
@@ -69,7 +79,7 @@ describe("the site through the Pulumi engine against qubes-sim", () => {
 
   it("creates the whole site, gated by the policy pack, and converges", async () => {
     const first = await planned(stack, { policyPacks: [POLICY_PACK] });
-    expect(first.create.length).toBeGreaterThan(40);
+    expect(first.create.length).toBeGreaterThan(30);
     const up = await stack.up();
     expect(up.summary.result).toBe("succeeded");
 
@@ -97,13 +107,18 @@ describe("the site through the Pulumi engine against qubes-sim", () => {
 
     await setSite({ [`${NS}:envs`]: { ...SITE_ENVS, fedora: { ...SITE_ENVS.fedora, volumeSize: "30GiB" }, arch: { logs: "logs", builders: [{ dir: "/home/user/builder-arch", release: "4.3" }] } } });
     try {
-      const ops = await planned(stack);
-      expect(ops.create.length).toBeGreaterThan(10);
+      const entries: Record<string, string[]> = {};
+      const ops = await planned(stack, {}, entries);
+      expect(ops.create.length).toBeGreaterThan(5);
       for (const name of ops.create) expect(name).toMatch(/-arch(:|$)|^arch$/);
       // Besides its own resources: its policy lines, the net VM's list of build VMs, and the
       // shared logs VM, which now also serves arch (its qbi-env-arch tag, its BuildLog's build VMs).
-      expect((ops.update ?? []).sort()).toEqual(["logs", "logs:/usr/local/etc/qubes-build-infra/build-log.json", "policy",
-        "sys-net:/home/user/.config/qubes-builder-github/build-vms.list"]);
+      expect((ops.update ?? []).sort()).toEqual(["logs", "logs:files", "policy", "sys-net:files"]);
+      // In the VMs' files, exactly those two entries.
+      expect(entries).toEqual({
+        "logs:files": ["/usr/local/etc/qubes-build-infra/build-log.json"],
+        "sys-net:files": ["/home/user/.config/qubes-builder-github/build-vms.list"],
+      });
       expect(ops.delete).toBeUndefined();
     } finally {
       kept = { [`${NS}:envs`]: { ...SITE_ENVS, fedora: { ...SITE_ENVS.fedora, volumeSize: "30GiB" } } };
@@ -136,7 +151,7 @@ describe("the site through the Pulumi engine against qubes-sim", () => {
     const refresh = await stack.refresh();
     expect(refresh.summary.result).toBe("succeeded");
     const ops = await planned(stack);
-    expect(ops.create).toEqual(expect.arrayContaining(["build-debian", "build-debian:qubesbuilder.TriggerBuild", "build-debian:ssh"]));
+    expect(ops.create).toEqual(expect.arrayContaining(["build-debian", "build-debian:files", "build-debian:ssh"]));
     const up = await stack.up();
     expect(up.summary.result).toBe("succeeded");
     expect(await inVm("build-debian", "ls /usr/local/etc/qubes-rpc")).toContain("qubesbuilder.TriggerBuild");
