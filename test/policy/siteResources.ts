@@ -36,7 +36,8 @@ export interface Options {
 }
 
 /** A VM's files and services as the site declares them: one VmFiles, or (legacyFiles) a resource each. */
-function filesOf(vm: string, files: Record<string, { content?: string; mode: number; owner: string; secret?: boolean }>, services: string[], o: Options): ResourceInput[] {
+type FileSpec = { content?: string; mode: number; owner: string; secret?: boolean };
+function filesOf(vm: string, files: Record<string, FileSpec>, services: string[], o: Options): ResourceInput[] {
   const type = (k: string) => (o.genericType ? "pulumi-nodejs:dynamic:Resource" : t(k));
   if (!o.legacyFiles) {
     const secretPaths = new Set(Object.entries(files).filter(([, f]) => f.secret).map(([p]) => JSON.stringify(["files", p, "content"])));
