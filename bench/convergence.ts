@@ -352,7 +352,10 @@ async function measureSize(
     await setSiteConfig(stack, cfg);
 
     const first = await runOp(stack, "up", sim.socket);
-    log(`  ${n} envs: first up ${sig(first.seconds)} s, ${total(first.calls)} Admin API calls`);
+    const resources = first.changes.create ?? 0;
+    log(`  ${n} envs: first up ${sig(first.seconds)} s, ${resources} resources, ${total(first.calls)} Admin API calls`);
+    // The engine's own cost for as many resources: a program of that many do-nothing dynamic resources.
+    const trivial = await trivialNoop(resources, dir, reps, stackFiles);
     const runs: Record<string, OpResult[]> = { "no-op up": [], "no-op preview": [], refresh: [], "one-env change": [] };
     const changed = envName(Math.min(n, 2));
     for (let r = 0; r < reps; r++) {
@@ -364,7 +367,8 @@ async function measureSize(
       runs["one-env change"].push(await runOp(stack, "up", sim.socket));
     }
     const res: Record<string, unknown> = {
-      repetitions: reps, vms: vmCount, policy_files: policyFiles, first_up: { ...figures([first]), seconds: sig(first.seconds) },
+      repetitions: reps, vms: vmCount, policy_files: policyFiles, resources, first_up: { ...figures([first]), seconds: sig(first.seconds) },
+      trivial_resources_noop_up_s: roundSummary(trivial),
     };
     const addRow = (name: string, rs: OpResult[]) => {
       const f = figures(rs);
@@ -379,6 +383,7 @@ async function measureSize(
       rows.push(["first up, state written once", n, sig(once), sig(once), sig(once), "s", sig(once / floorOf["first up"].median), "", ""]);
       log(`  ${n} envs: first up ${sig(first.seconds)} s with a checkpoint after every step, ${sig(once)} s with the state written once`);
     }
+    rows.push([`engine only: ${resources} do-nothing resources, no-op up`, n, sig(trivial.min), sig(trivial.median), sig(trivial.max), "s", sig(ratio(trivial, floorOf["no-op up"])), "", ""]);
     for (const [name, rs] of Object.entries(runs)) {
       addRow(name, rs);
       res[name.replace(/[^a-z]+/g, "_")] = { ...figures(rs), ratio_to_floor: sig(ratio(summary(rs.map((r) => r.seconds)), floorOf[name])) };
@@ -400,12 +405,26 @@ async function measureSize(
         ok: outside.size === 0 && touchedCount > 0, env: changed, touched: touchedCount, outside: [...outside].slice(0, 20),
       },
     };
+    (res.targets as Record<string, unknown>).noop_up_vs_engine_only_same_resources = sig(ratio(summary(noop.map((r) => r.seconds)), trivial));
     const vsRef = floorOf["reference no-op up"] ? `, ${sig(ratio(summary(noop.map((r) => r.seconds)), floorOf["reference no-op up"]))}x the ts-node reference` : "";
     log(`  ${n} envs: no-op up ${sig(noopRatio)}x floor${vsRef}, ${maxReads} reads for ${vmCount} VMs + ${policyFiles} policy file, change of ${changed} touched ${touchedCount} (${outside.size} outside)`);
     return res;
   } finally {
     await sim.stop();
   }
+}
+
+/** No-op `up` seconds of bench/trivial with `count` resources (its own backend), `reps` times after its first up. */
+async function trivialNoop(count: number, root: string, reps: number, stackFiles: string[]): Promise<Summary> {
+  const dir = path.join(__dirname, "trivial");
+  const stackName = `bench-trivial-${process.pid}-${count}`;
+  stackFiles.push(path.join(dir, `Pulumi.${stackName}.yaml`));
+  const stack = await openStack(dir, stackName, path.join(root, "backend-trivial"));
+  await stack.setConfig("qbi-bench-trivial:count", { value: String(count) });
+  await runOp(stack, "up", null);
+  const runs: number[] = [];
+  for (let r = 0; r < Math.max(reps, 2); r++) runs.push((await runOp(stack, "up", null)).seconds);
+  return summary(runs);
 }
 
 /** Seconds of a first up of the N-env site, fresh sim and backend, with PULUMI_SKIP_CHECKPOINTS. */

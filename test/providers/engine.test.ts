@@ -268,4 +268,34 @@ describe("the providers through the Pulumi engine against qubes-sim", () => {
     expect((await sim.client.vmList()).filter((v) => v.name === VM)).toHaveLength(1);
     await stack.destroy();
   });
+
+  it("moves a file, a block and a service from a resource each into one VmFiles in one up, losing nothing, the secret still encrypted", async () => {
+    expect((await stack.up()).summary.resourceChanges).toEqual({ create: 8 });
+    await stack.setConfig("vmFiles", { value: "true" });
+    expect(await planned()).toEqual({ create: ["files"], delete: ["rc-local", "secret", "service"] });
+    const writes = /\.(Set|Remove|Replace|Create\.)|^sim\.vm\.Run$/;
+    const moved = await stack.up();
+    expect(moved.summary.resourceChanges).toEqual({ create: 1, delete: 3, same: 5 });
+    expect((await sim.client.readFile(VM, "/usr/local/etc/qubes-rpc/qbi.Test"))?.toString()).toBe(SERVICE);
+    expect((await sim.client.readFile(VM, "/home/user/qbi-secret"))?.toString()).toBe("s3cret-webhook-key");
+    const rc = (await sim.client.readFile(VM, "/rw/config/rc.local"))?.toString() ?? "";
+    expect(rc.split("# BEGIN qubes-build-infra ptest").length).toBe(2);
+    type Exported = { resources: { urn: string; outputs?: { files?: Record<string, { content?: unknown }> } }[] };
+    const files = ((await stack.exportStack()).deployment as Exported).resources.find((r) => r.urn.endsWith("VmFiles::files"));
+    expect(files?.outputs?.files?.["/home/user/qbi-secret"]?.content).toEqual(expect.objectContaining({ "4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270" }));
+    for (const f of (fs.readdirSync(backend, { recursive: true }) as string[]).filter((x) => x.endsWith(".json"))) {
+      expect(fs.readFileSync(path.join(backend, f), "utf8")).not.toContain("s3cret-webhook-key");
+    }
+    // Converged: nothing to change, no write.
+    const before = await stats();
+    expect((await stack.up()).summary.resourceChanges).toEqual({ same: 6 });
+    expect(delta(before, await stats(), writes)).toEqual({});
+    // Drift in the VM is found by one refresh and repaired by the next up.
+    await sim.client.writeFile(VM, "/usr/local/etc/qubes-rpc/qbi.Test", "#!/bin/sh\necho evil\n", { mode: 0o755 });
+    expect((await stack.refresh()).summary.resourceChanges).toEqual({ update: 1, same: 5 });
+    await stack.up();
+    expect((await sim.client.readFile(VM, "/usr/local/etc/qubes-rpc/qbi.Test"))?.toString()).toBe(SERVICE);
+    await stack.destroy();
+    await stack.setConfig("vmFiles", { value: "false" });
+  });
 });
