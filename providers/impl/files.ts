@@ -1,7 +1,7 @@
 // File operations inside a VM shared by RpcService, ManagedFile and SshProxyConfig.
 import type { QubesAdmin } from "../../admin/api";
 import { findBlock, normalizeInner, removeBlock, upsertBlock } from "./blocks";
-import { ProviderError, step } from "./common";
+import { ProviderError, shq, step } from "./common";
 
 export interface FileSpec {
   vm: string;
@@ -63,6 +63,18 @@ export async function dropBlock(admin: QubesAdmin, who: string, f: FileSpec, id:
   blockIn(who, f, text, id);
   const after = removeBlock(text, id, `${f.vm}:${f.path}`);
   if (after !== text) await writeWhole(admin, who, f, after);
+}
+
+/** Makes `f.path` a symbolic link to `target`, replacing a file or link of that name (a directory there is refused: ln -T). */
+export async function writeSymlink(admin: QubesAdmin, who: string, f: { vm: string; path: string }, target: string): Promise<void> {
+  const r = await step(where(who, f), "linking", () => admin.run(f.vm,
+    `set -e; mkdir -p -- "$(dirname -- ${shq(f.path)})"; ln -sfnT -- ${shq(target)} ${shq(f.path)}`, { user: "root" }));
+  if (r.exitCode !== 0) throw new ProviderError(where(who, f), "linking", new Error(r.stderr.toString().trim() || `exit ${r.exitCode}`));
+}
+
+/** Removes `f.path` if it is a symbolic link (anything else of that name is left alone). */
+export async function removeSymlink(admin: QubesAdmin, who: string, f: { vm: string; path: string }): Promise<void> {
+  await step(where(who, f), "removing", () => admin.run(f.vm, `[ ! -L ${shq(f.path)} ] || rm -f -- ${shq(f.path)}`, { user: "root" }));
 }
 
 export { normalizeInner };

@@ -3,7 +3,7 @@ import { z } from "zod";
 import { runAdmin } from "./admin";
 import { blockMarkers, normalizeInner } from "./blocks";
 import { DiffResult, hasUnknown, holdsConnection, legacyAdmin, parseProps, ProviderError, sha256, shq, step, withoutAdmin } from "./common";
-import { dropBlock, readBlock, readBytes, removeWhole, writeBlock, writeWhole } from "./files";
+import { dropBlock, readBlock, readBytes, removeSymlink, removeWhole, writeBlock, writeSymlink, writeWhole } from "./files";
 import { checkPlaced, externalVms, GONE, inVm, vmIdentity, vmReplaced } from "./inVm";
 import type { QubesAdmin } from "../../admin/api";
 import { claimedByVmFiles } from "./manifest";
@@ -92,10 +92,7 @@ async function apply(p: FileInputs): Promise<FileOutputs> {
   const admin = runAdmin(p.admin);
   const q = withoutAdmin(p);
   if (p.kind === "symlink") {
-    // Replaces a file or link of that name; a directory there is refused (ln -T).
-    const r = await step(`${who(p)} ${p.vm}:${p.path}`, "linking", () => admin.run(p.vm,
-      `set -e; mkdir -p -- "$(dirname -- ${shq(p.path)})"; ln -sfnT -- ${shq(p.content ?? "")} ${shq(p.path)}`, { user: "root" }));
-    if (r.exitCode !== 0) throw new ProviderError(`${who(p)} ${p.vm}:${p.path}`, "linking", new Error(r.stderr.toString().trim() || `exit ${r.exitCode}`));
+    await writeSymlink(admin, who(p), p, p.content ?? "");
     return { ...q, sha256: digest(p) };
   }
   if (p.kind === "block") {
@@ -144,7 +141,7 @@ async function delete_(_id: string, raw: unknown): Promise<void> {
     if (await claimedByVmFiles(admin, who(o), o.vm, o.kind === "block" ? `${o.path}#${o.blockId}` : o.path)) return;
     if (o.kind === "block") await dropBlock(admin, who(o), o, o.blockId);
     else if (o.kind === "symlink") {
-      await step(`${who(o)} ${o.vm}:${o.path}`, "removing", () => admin.run(o.vm, `[ ! -L ${shq(o.path)} ] || rm -f -- ${shq(o.path)}`, { user: "root" }));
+      await removeSymlink(admin, who(o), o);
     } else await removeWhole(admin, who(o), o);
   });
 }

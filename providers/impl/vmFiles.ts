@@ -4,7 +4,7 @@ import type { QubesAdmin } from "../../admin/api";
 import { runAdmin } from "./admin";
 import { blockMarkers, findBlock, normalizeInner } from "./blocks";
 import { DiffResult, hasUnknown, parseProps, ProviderError, sha256, shq, step } from "./common";
-import { dropBlock, removeWhole, writeBlock, writeWhole } from "./files";
+import { dropBlock, removeSymlink, removeWhole, writeBlock, writeSymlink, writeWhole } from "./files";
 import { MANIFEST } from "./manifest";
 import { checkPlaced, externalVms, GONE, inVm, vmIdentity, vmReplaced } from "./inVm";
 import { RPC_DIR } from "./rpcService";
@@ -159,10 +159,7 @@ async function writeFileEntry(admin: QubesAdmin, vm: string, key: string, f: Fil
   const path = pathOf(key);
   const spec = { vm, path, mode: f.mode, owner: f.owner };
   if (f.kind === "symlink") {
-    // Replaces a file or link of that name; a directory there is refused (ln -T).
-    const r = await step(where(vm, key), "linking", () => admin.run(vm,
-      `set -e; mkdir -p -- "$(dirname -- ${shq(path)})"; ln -sfnT -- ${shq(f.content ?? "")} ${shq(path)}`, { user: "root" }));
-    if (r.exitCode !== 0) throw new ProviderError(where(vm, key), "linking", new Error(r.stderr.toString().trim() || `exit ${r.exitCode}`));
+    await writeSymlink(admin, KIND, spec, f.content ?? "");
     return { ...f, sha256: fileDigest(f) };
   }
   if (f.kind === "block") {
@@ -184,7 +181,7 @@ async function writeServiceEntry(admin: QubesAdmin, vm: string, name: string, s:
 async function removeFileEntry(admin: QubesAdmin, vm: string, key: string, f: FileOut): Promise<void> {
   const path = pathOf(key);
   if (f.kind === "block") await dropBlock(admin, KIND, { vm, path, mode: f.mode, owner: f.owner }, blockOf(key));
-  else if (f.kind === "symlink") await step(where(vm, key), "removing", () => admin.run(vm, `[ ! -L ${shq(path)} ] || rm -f -- ${shq(path)}`, { user: "root" }));
+  else if (f.kind === "symlink") await removeSymlink(admin, KIND, { vm, path });
   else await removeWhole(admin, KIND, { vm, path });
 }
 
