@@ -411,7 +411,9 @@ export async function read(id: string, raw: unknown) {
   };
   // No `undefined` may reach the engine: protobuf's Struct cannot carry it (refresh would fail).
   const out = { ...real, ...(o.privateVolumeBytes !== undefined ? { privateVolumeBytes: o.privateVolumeBytes } : {}), uuid: now.live!.uuid, ...keptAdmin(o) };
-  return { id, props: out, inputs: real };
+  // The inputs as `check` records them for an existing VM (its uuid included): the next run's
+  // inputs then equal these, and the engine need not rewrite the state for every VM after a refresh.
+  return { id, props: out, inputs: { ...real, uuid: now.live!.uuid } };
 }
 
 /** Halts the VM (shutdown, then kill after 60 s) when it runs: Qubes removes only halted VMs. */

@@ -83,6 +83,15 @@ describe("QubesVm", () => {
     expect(res.outs).toMatchObject({ privateVolumeBytes: 20 * 1024 ** 3, uuid: fake.vms.get("build-a")?.uuid, drift: "" });
   });
 
+  it("refresh reports the inputs the next check records for a converged VM (so the engine need not rewrite the state for it)", async () => {
+    const { res } = await created();
+    newProcess();
+    const refreshed = await vm.read(res.id, res.outs);
+    newProcess();
+    const next = await vm.check(refreshed.props, vmArgs);
+    expect(refreshed.inputs).toEqual(next.inputs);
+  });
+
   it("adopts the VM an interrupted run created (owner tag), changing only what differs", async () => {
     const left = fake.addVm("build-a", "AppVM", "fedora-43-xfce");
     left.tags.add(OWNER);
