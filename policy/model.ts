@@ -8,6 +8,7 @@
 import { z } from "zod";
 import { isVmName } from "../contracts/names";
 import { roleOfTag, type Role } from "../contracts/vm";
+import { parseVmFileKey } from "../contracts/vmFileKey";
 import { DOM0_UUID, DomainInfo, PolicySet, Rule, SystemInfo, loadPolicySet, policyRule, renderPolicy } from "../qrexec";
 
 /** One resource of the stack, as the pack reads it (plain JSON props). */
@@ -253,7 +254,7 @@ export function readSite(resources: readonly ResourceInput[]): Site {
       if (!p.success) { bad(p.error); continue; }
       for (const [key, f] of Object.entries(p.data.files ?? {})) {
         files.push({
-          urn: r.urn, vm: p.data.vm, path: key.replace(/#.*$/, ""), content: f.content ?? undefined,
+          urn: r.urn, vm: p.data.vm, path: parseVmFileKey(key)?.path ?? key, content: f.content ?? undefined,
           contentSecret: r.secretPaths === undefined ? undefined : isSecretAt(r.secretPaths, ["files", key, "content"]),
         });
       }

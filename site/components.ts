@@ -19,6 +19,7 @@ import { ProcessCommandConfig } from "../contracts/serviceConfig/processGithubCo
 import { TriggerBuildConfig } from "../contracts/serviceConfig/triggerBuild";
 import { WebhooksConfig } from "../contracts/serviceConfig/webhooks";
 import { WinSignConfig } from "../contracts/serviceConfig/winSign";
+import { vmFileKey } from "../contracts/vmFileKey";
 import { serviceConfigPath, serviceSecretPath, VM_CONFIG_DIR, VM_SECRETS_DIR } from "../contracts/vmPaths";
 import { CLEANUP_PROGRAM, cleanupConfig, timerFiles } from "./timers";
 import { builderDvmFiles } from "./builderDvm";
@@ -203,7 +204,7 @@ class InVm {
 
   /** A managed block of a file shared with others (e.g. /rw/config/rc.local). */
   block(filePath: string, blockId: string, content: string, mode: number, owner = "root", after: pulumi.Resource[] = []): void {
-    this.add(`${filePath}#${blockId}`, { content, mode, owner, kind: "block" }, after);
+    this.add(vmFileKey(filePath, blockId), { content, mode, owner, kind: "block" }, after);
   }
 
   /**

@@ -6,6 +6,7 @@ import { DiffResult, hasUnknown, holdsConnection, legacyAdmin, parseProps, Provi
 import { dropBlock, readBlock, readBytes, removeSymlink, removeWhole, writeBlock, writeSymlink, writeWhole } from "./files";
 import { checkPlaced, externalVms, GONE, inVm, vmIdentity, vmReplaced } from "./inVm";
 import type { QubesAdmin } from "../../admin/api";
+import { vmFileKey } from "../../contracts/vmFileKey";
 import { claimedByVmFiles } from "./manifest";
 import { contentFields, loadContent, oneContent, wantedSha256 } from "./source";
 
@@ -138,7 +139,7 @@ async function delete_(_id: string, raw: unknown): Promise<void> {
   const admin = runAdmin(o.admin);
   await inVm(admin, o, async () => {
     // Taken over by the VM's VmFiles (the move from one resource per file): it stays.
-    if (await claimedByVmFiles(admin, who(o), o.vm, o.kind === "block" ? `${o.path}#${o.blockId}` : o.path)) return;
+    if (await claimedByVmFiles(admin, who(o), o.vm, vmFileKey(o.path, o.kind === "block" ? o.blockId : undefined))) return;
     if (o.kind === "block") await dropBlock(admin, who(o), o, o.blockId);
     else if (o.kind === "symlink") {
       await removeSymlink(admin, who(o), o);

@@ -1,5 +1,6 @@
 // Implementation of VmFiles (see providers/vmFiles.ts).
 import { z } from "zod";
+import { parseVmFileKey } from "../../contracts/vmFileKey";
 import type { QubesAdmin } from "../../admin/api";
 import { runAdmin } from "./admin";
 import { blockMarkers, findBlock, normalizeInner } from "./blocks";
@@ -13,8 +14,6 @@ import { contentFields, contentProblem, loadContent, wantedSha256 } from "./sour
 const KIND = "VmFiles";
 
 
-/** A file's key: its absolute path; a block's: `path#blockId`. */
-const FILE_KEY = /^(\/[^\0#]*[^/#])(?:#([^\0]+))?$/;
 
 const owner = z.string().regex(/^[a-z_][a-z0-9_-]*$/, "a user name");
 const mode = (dflt: number) => z.number().int().min(0).max(0o7777).default(dflt);
@@ -57,17 +56,17 @@ const SERVICE_NAME = /^[A-Za-z0-9._-]+(\+[A-Za-z0-9._-]*)?$/;
 export const vmFilesInputs = base.superRefine((p, ctx) => {
   for (const [key, f] of Object.entries(p.files)) {
     const at = (field: string) => ["files", key, field];
-    const m = FILE_KEY.exec(key);
-    if (!m) {
+    const k = parseVmFileKey(key);
+    if (!k) {
       ctx.addIssue({ code: "custom", path: ["files", key], message: "a key is an absolute file path, or path#blockId for a block" });
       continue;
     }
-    if ((m[2] !== undefined) !== (f.kind === "block")) {
+    if ((k.blockId !== undefined) !== (f.kind === "block")) {
       ctx.addIssue({ code: "custom", path: at("kind"), message: f.kind === "block" ? "a block's key is path#blockId" : `a ${f.kind}'s key is its path, without #` });
     }
-    if (m[2] !== undefined) {
+    if (k.blockId !== undefined) {
       try {
-        blockMarkers(m[2]);
+        blockMarkers(k.blockId);
       } catch {
         ctx.addIssue({ code: "custom", path: ["files", key], message: "a block id: letters, digits and ._:@/- only" });
       }
@@ -102,8 +101,8 @@ type Outputs = z.infer<typeof outputs>;
 type FileOut = z.infer<typeof fileOut>;
 type ServiceOut = z.infer<typeof serviceOut>;
 
-const pathOf = (key: string) => FILE_KEY.exec(key)?.[1] ?? key;
-const blockOf = (key: string) => FILE_KEY.exec(key)?.[2] ?? "main";
+const pathOf = (key: string) => parseVmFileKey(key)?.path ?? key;
+const blockOf = (key: string) => parseVmFileKey(key)?.blockId ?? "main";
 const servicePath = (name: string) => `${RPC_DIR}/${name}`;
 const where = (vm: string, key: string) => `${KIND} ${vm}:${key}`;
 
@@ -114,7 +113,7 @@ const fileDigest = (f: FileEntry) => (f.kind === "block" ? sha256(normalizeInner
 const manifestOf = (p: { files: Record<string, unknown>; services: Record<string, unknown> }) =>
   [...Object.keys(p.files), ...Object.keys(p.services).map(servicePath)].sort();
 
-/** Regular files and blocks first, shallow paths before deep ones, links last (a link's target may be one of the files). */
+/** Regular files and blocks first, by key, then links (a link's target may be one of the files). */
 function writeOrder(files: Record<string, FileEntry>): string[] {
   return Object.keys(files).sort((a, b) => {
     const la = files[a].kind === "symlink" ? 1 : 0;
